@@ -1,0 +1,59 @@
+// The release binary: `bun compile/build.ts` produces one file that runs without the source tree,
+// carries its version and commit, and acts as `mooncake_http_metadata_server` under that name.
+
+import { afterAll, beforeAll, describe, expect, test } from "bun:test";
+import { existsSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import pkg from "../../package.json" with { type: "json" };
+import { ROOT, run, start } from "../helpers/process.ts";
+
+const dir = mkdtempSync(join(tmpdir(), "mooncake-bin-"));
+const binary = join(dir, "mooncake");
+
+beforeAll(async () => {
+  const r = await run([process.execPath, join(ROOT, "compile/build.ts"), "--outfile", binary], { timeoutMs: 120_000 });
+  if (r.exitCode !== 0) throw new Error(`build failed:\n${r.stdout}\n${r.stderr}`);
+}, 120_000);
+afterAll(() => rmSync(dir, { recursive: true, force: true }));
+
+describe("dist/mooncake", () => {
+  test("--version prints version and commit", async () => {
+    const r = await run([binary, "--version"], { cwd: dir });
+    expect(r.exitCode).toBe(0);
+    expect(r.stdout).toMatch(new RegExp(`^mooncake ${pkg.version.replaceAll(".", "\\.")} \\(commit ([0-9a-f]{7,}(-dirty)?|unknown)\\)\n$`));
+  });
+
+  test("--help lists the commands, run from another directory", async () => {
+    const r = await run([binary, "--help"], { cwd: dir });
+    expect(r.exitCode).toBe(0);
+    expect(r.stdout).toContain("inspect");
+    expect(r.stdout).toContain("metadata");
+  });
+
+  test("inspect config of the README example", async () => {
+    const r = await run([binary, "inspect", "config", "--config", join(ROOT, "examples/mooncake-config.yaml"), "--json"]);
+    expect(r.exitCode).toBe(0);
+    const out = JSON.parse(r.stdout);
+    expect(out.global_segment_size.value).toBe(3355443200);
+    expect(out.global_segment_size.source).toEndWith("examples/mooncake-config.yaml:15");
+  });
+
+  test("a checksum file is written beside it", () => {
+    expect(readFileSync(`${binary}.sha256`, "utf8")).toMatch(/^[0-9a-f]{64} {2}mooncake\n$/);
+  });
+
+  test("invoked as mooncake_http_metadata_server it is the metadata server", async () => {
+    const link = join(dir, "mooncake_http_metadata_server");
+    expect(existsSync(link)).toBe(true);
+    const server = start([link, "--port", "0", "--host", "127.0.0.1"]);
+    try {
+      const [, url] = await server.waitFor(/url=(http:\/\/127\.0\.0\.1:\d+\/metadata)/);
+      expect((await fetch(`${url}?key=missing`)).status).toBe(404);
+      server.proc.kill("SIGINT");
+      expect(await server.proc.exited).toBe(0);
+    } finally {
+      server.kill();
+    }
+  });
+});
