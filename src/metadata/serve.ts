@@ -2,6 +2,7 @@
 // `mooncake metadata` / `mooncake_http_metadata_server` and the master's embedded metadata port.
 
 import { MetadataStore } from "../core/metadata-store.ts";
+import { serveHttp } from "../runtime/http.ts";
 import { createMetadataApp } from "./http-server.ts";
 
 export interface MetadataServerOptions {
@@ -49,25 +50,18 @@ export async function startMetadataServer(opts: MetadataServerOptions = {}): Pro
   const store = opts.store ?? new MetadataStore(opts.maxBodyBytes === undefined ? {} : { maxValueBytes: opts.maxBodyBytes });
   const maxBody = opts.maxBodyBytes ?? store.limits.maxValueBytes;
   const app = createMetadataApp(store, { maxBodyBytes: maxBody, health: opts.health ?? true });
-  let server: ReturnType<typeof Bun.serve>;
-  try {
-    server = Bun.serve({
-      hostname: host,
-      port,
-      fetch: app.fetch,
-      maxRequestBodySize: maxBody + BUN_BODY_SLACK,
-    });
-  } catch (e) {
-    const why = e instanceof Error ? e.message : String(e);
-    throw new Error(`metadata server: cannot listen on ${host}:${port}: ${why}`, { cause: e });
-  }
-  const bound = server.port ?? port;
+  const server = serveHttp({
+    host,
+    port,
+    fetch: app.fetch,
+    maxRequestBodySize: maxBody + BUN_BODY_SLACK,
+    what: "metadata server",
+  });
+  const bound = server.port;
   return {
     port: bound,
     url: `http://${urlHost(host)}:${bound}/metadata`,
     store,
-    stop: async () => {
-      await server.stop(true);
-    },
+    stop: () => server.stop(),
   };
 }

@@ -1,0 +1,193 @@
+// `mooncake bench master`: drives a running master's RPCs the way Mooncake's master_bench does,
+// with fake segments (metadata only: no store node, no bytes move). Reports requests/s, keys/s and
+// latency percentiles. Everything it creates lives under a per-run key prefix and a fake node that
+// it unmounts at the end, so it can run against a shared master.
+
+import { MasterClient } from "../client/master-client.ts";
+import { ErrorCode, errorName } from "../core/errors.ts";
+import { randomUuid } from "../core/rpc/methods.ts";
+import { LatencyRecorder, type Percentiles } from "./stats.ts";
+
+export const MASTER_BENCH_OPERATIONS = ["put", "get", "exist", "batch-put", "batch-get", "batch-exist"] as const;
+export type MasterBenchOperation = (typeof MASTER_BENCH_OPERATIONS)[number];
+
+export interface MasterBenchOptions {
+  master: string;
+  operation: MasterBenchOperation;
+  /** Objects written before a get/exist run (and the key space it reads). */
+  keys: number;
+  batchSize: number;
+  connections: number;
+  /** Requests in flight per connection. */
+  inFlight: number;
+  durationMs: number;
+  /** Stop after this many operations (keys for batch operations) even if time is left; 0 = no cap. */
+  maxOps: number;
+  valueSizeBytes: number;
+  /** Leave the objects and the fake segment in place (to measure the master's memory afterwards). */
+  keep: boolean;
+  rpcTimeoutMs: number;
+  onProgress?: (done: number, elapsedMs: number) => void;
+}
+
+export interface MasterBenchResult {
+  operation: MasterBenchOperation;
+  connections: number;
+  inFlight: number;
+  batchSize: number;
+  elapsedS: number;
+  requests: number;
+  keys: number;
+  requestsPerS: number;
+  keysPerS: number;
+  latency: Percentiles;
+  /** Failed calls by Mooncake error name. */
+  errors: Record<string, number>;
+}
+
+const FAKE_SEGMENT_BYTES = 2 ** 50; // 1 PiB of pretend memory: only the master's bookkeeping is exercised
+const FAKE_SEGMENT_BASE = 2 ** 40;
+const PREFILL_BATCH = 1000;
+
+export async function runMasterBench(o: MasterBenchOptions): Promise<MasterBenchResult> {
+  const clients = await Promise.all(
+    Array.from({ length: o.connections }, () => MasterClient.connect(o.master, { timeoutMs: o.rpcTimeoutMs })),
+  );
+  const control = clients[0]!;
+  const nodeId = randomUuid();
+  const segmentId = randomUuid();
+  const run = `${Date.now().toString(36)}${Math.floor(Math.random() * 1e6).toString(36)}`;
+  const prefix = `__bench__/${run}/`;
+  const name = `bench-${run}:1`;
+  const segment = { id: segmentId, name, base: FAKE_SEGMENT_BASE, size: FAKE_SEGMENT_BYTES, teEndpoint: name, protocol: "tcp" };
+  const check = (what: string, code: number | null | undefined) => {
+    if (code) throw new Error(`${what} failed: ${errorName(code)} (${code})`);
+  };
+  check("MountSegment", (await control.call("mountSegment", { segment, clientId: nodeId })).errorCode);
+  check("ReMountSegment", (await control.call("reMountSegment", { segments: [segment], clientId: nodeId })).errorCode);
+  // The fake node must look alive for the whole run, or the master unmounts it after client_ttl.
+  const heartbeat = setInterval(() => control.call("ping", { clientId: nodeId }).catch(() => {}), 1000);
+  let written = 0; // keys [0, written) exist under the prefix
+
+  try {
+    const putBatch = async (client: MasterClient, first: number, count: number) => {
+      const keys = Array.from({ length: count }, (_, i) => `${prefix}${first + i}`);
+      const lens = keys.map(() => o.valueSizeBytes);
+      const started = await client.call("batchPutStart", { clientId: nodeId, keys, lens });
+      const ok = keys.filter((_, i) => started.results[i]?.errorCode === 0);
+      const ended = await client.call("batchPutEnd", { clientId: nodeId, metas: ok.map((key) => ({ key })) });
+      return [...started.results.filter((r) => r.errorCode !== 0), ...ended.results.filter((r) => r.errorCode !== 0)];
+    };
+
+    const reads = o.operation === "get" || o.operation === "exist" || o.operation.startsWith("batch-") && o.operation !== "batch-put";
+    if (reads) {
+      for (let first = 0; first < o.keys; first += PREFILL_BATCH) {
+        const failed = await putBatch(control, first, Math.min(PREFILL_BATCH, o.keys - first));
+        if (failed.length > 0) throw new Error(`prefill failed: ${errorName(failed[0]!.errorCode ?? -1)}`);
+        written = first + Math.min(PREFILL_BATCH, o.keys - first);
+      }
+    }
+
+    const latency = new LatencyRecorder();
+    const errors: Record<string, number> = {};
+    const countError = (code: number) => {
+      const n = errorName(code);
+      errors[n] = (errors[n] ?? 0) + 1;
+    };
+    let requests = 0;
+    let keysDone = 0;
+    let nextKey = written;
+    const randomKey = () => `${prefix}${Math.floor(Math.random() * written)}`;
+    const batchKeys = () => Array.from({ length: o.batchSize }, randomKey);
+    const started = performance.now();
+    const deadline = started + o.durationMs;
+    const keysPerOp = o.operation.startsWith("batch-") ? o.batchSize : 1;
+    const capReached = () => o.maxOps > 0 && keysDone + keysPerOp > o.maxOps;
+
+    const one = async (client: MasterClient): Promise<void> => {
+      switch (o.operation) {
+        case "put": {
+          const key = `${prefix}${nextKey++}`;
+          const s = await client.call("putStart", { clientId: nodeId, key, totalLen: o.valueSizeBytes });
+          if (s.errorCode !== 0) return countError(s.errorCode);
+          const e = await client.call("putEnd", { clientId: nodeId, meta: { key } });
+          if (e.errorCode !== 0) countError(e.errorCode);
+          return;
+        }
+        case "get": {
+          const r = await client.call("getReplicaList", { key: randomKey() });
+          if (r.errorCode !== 0) countError(r.errorCode);
+          return;
+        }
+        case "exist": {
+          const r = await client.call("existKey", { key: randomKey() });
+          if (r.errorCode !== 0) countError(r.errorCode);
+          return;
+        }
+        case "batch-put": {
+          const first = nextKey;
+          nextKey += o.batchSize;
+          for (const f of await putBatch(client, first, o.batchSize)) countError(f.errorCode ?? ErrorCode.INTERNAL_ERROR);
+          return;
+        }
+        case "batch-get": {
+          const r = await client.call("batchGetReplicaList", { keys: batchKeys() });
+          for (const x of r.results) if (x.errorCode) countError(x.errorCode);
+          return;
+        }
+        case "batch-exist": {
+          const r = await client.call("batchExistKey", { keys: batchKeys() });
+          for (const x of r.results) if (x.errorCode) countError(x.errorCode);
+          return;
+        }
+      }
+    };
+
+    let lastProgress = started;
+    const worker = async (client: MasterClient) => {
+      while (performance.now() < deadline && !capReached()) {
+        keysDone += keysPerOp;
+        const t0 = performance.now();
+        try {
+          await one(client);
+        } catch (e) {
+          countError((e as { code?: number }).code ?? ErrorCode.RPC_FAIL);
+        }
+        const t1 = performance.now();
+        latency.record(t1 - t0);
+        requests++;
+        if (o.onProgress && t1 - lastProgress > 250) {
+          lastProgress = t1;
+          o.onProgress(keysDone, t1 - started);
+        }
+      }
+    };
+    await Promise.all(clients.flatMap((c) => Array.from({ length: o.inFlight }, () => worker(c))));
+    const elapsedS = (performance.now() - started) / 1000;
+    written = Math.max(written, nextKey);
+    const rpcPerOp = o.operation === "put" || o.operation === "batch-put" ? 2 : 1;
+    return {
+      operation: o.operation,
+      connections: o.connections,
+      inFlight: o.inFlight,
+      batchSize: keysPerOp,
+      elapsedS: Math.round(elapsedS * 1000) / 1000,
+      requests: requests * rpcPerOp,
+      keys: keysDone,
+      requestsPerS: Math.round((requests * rpcPerOp) / elapsedS),
+      keysPerS: Math.round(keysDone / elapsedS),
+      latency: latency.percentiles(),
+      errors,
+    };
+  } finally {
+    clearInterval(heartbeat);
+    if (!o.keep) {
+      for (let first = 0; first < written; first += PREFILL_BATCH) {
+        const keys = Array.from({ length: Math.min(PREFILL_BATCH, written - first) }, (_, i) => `${prefix}${first + i}`);
+        await control.call("batchRemove", { keys, force: true }).catch(() => {});
+      }
+      await control.call("unmountSegment", { segmentId, clientId: nodeId }).catch(() => {});
+    }
+    for (const c of clients) c.close();
+  }
+}

@@ -1,0 +1,223 @@
+// The typed master RPC client used by everything that talks to the master (store nodes, the
+// TypeScript client, bench, inspect). Pipelined: many calls share one connection, each with its own
+// request id and deadline; calls made in the same tick go out in one write. A lost connection fails
+// the calls in flight with RPC_FAIL and is re-established by the next call.
+
+import { ErrorCode, MooncakeError } from "../core/errors.ts";
+import {
+  decodeErrorBody,
+  encodeFrames,
+  ERROR_METHOD,
+  type Frame,
+  FrameError,
+  FrameReader,
+  RESPONSE_BIT,
+} from "../core/rpc/frame.ts";
+import { METHODS, type MethodName, type RequestProps, type ResponseOf } from "../core/rpc/methods.ts";
+import { type Connection, connectTcp } from "../runtime/tcp.ts";
+import { STORE_PROTOCOL_VERSION } from "../version.ts";
+
+export interface MasterClientOptions {
+  /** Deadline of one call (MC_RPC_TIMEOUT_MS). */
+  timeoutMs?: number;
+  /** Deadline for connecting (MC_RPC_CONNECT_TIMEOUT_MS). */
+  connectTimeoutMs?: number;
+  /** Calls waiting for a reply at most; more fail at once with RPC_FAIL. */
+  maxInFlight?: number;
+}
+
+interface Pending {
+  method: MethodName;
+  deadlineMs: number;
+  resolve(value: unknown): void;
+  reject(error: Error): void;
+}
+
+/** Splits "host:port" or "[v6]:port"; throws a clear error for anything else (HA URLs included). */
+export function parseHostPort(address: string): { host: string; port: number } {
+  if (/^[a-z]+:\/\//.test(address)) {
+    throw new MooncakeError(ErrorCode.INVALID_PARAMS, `master address ${address}: HA masters (etcd://…) are not supported yet; give host:port`);
+  }
+  const m = /^\[([^\]]+)\]:(\d+)$/.exec(address) ?? /^([^:]+):(\d+)$/.exec(address);
+  const port = m ? Number(m[2]) : Number.NaN;
+  if (!m || !(port > 0 && port < 65536)) {
+    throw new MooncakeError(ErrorCode.INVALID_PARAMS, `master address "${address}" is not host:port`);
+  }
+  return { host: m[1]!, port };
+}
+
+export class MasterClient {
+  readonly address: string;
+  private readonly host: string;
+  private readonly port: number;
+  private readonly timeoutMs: number;
+  private readonly connectTimeoutMs: number;
+  private readonly maxInFlight: number;
+  private connection: Connection | null = null;
+  private connecting: Promise<Connection> | null = null;
+  private reader = new FrameReader();
+  private readonly pending = new Map<number, Pending>();
+  private outgoing: Frame[] = [];
+  private nextId = 1;
+  private closed = false;
+  private readonly sweeper: ReturnType<typeof setInterval>;
+
+  private constructor(address: string, options: MasterClientOptions) {
+    this.address = address;
+    ({ host: this.host, port: this.port } = parseHostPort(address));
+    this.timeoutMs = options.timeoutMs ?? 30_000;
+    this.connectTimeoutMs = options.connectTimeoutMs ?? 30_000;
+    this.maxInFlight = options.maxInFlight ?? 65_536;
+    // One timer for every deadline: cheaper than a timer per call at tens of thousands of calls/s.
+    this.sweeper = setInterval(() => this.expire(), Math.min(100, Math.max(10, this.timeoutMs / 4)));
+    (this.sweeper as { unref?: () => void }).unref?.();
+  }
+
+  /** Connects and checks the master's version (ServiceReady); throws MooncakeError on failure. */
+  static async connect(address: string, options: MasterClientOptions = {}): Promise<MasterClient> {
+    const client = new MasterClient(address, options);
+    try {
+      const ready = await client.call("serviceReady", { clientVersion: STORE_PROTOCOL_VERSION });
+      if (ready.errorCode !== ErrorCode.OK) {
+        throw new MooncakeError(
+          ErrorCode.INVALID_VERSION,
+          `master ${address} speaks store version ${ready.version}, this client ${STORE_PROTOCOL_VERSION}`,
+        );
+      }
+      return client;
+    } catch (e) {
+      client.close();
+      throw e;
+    }
+  }
+
+  /** Calls `method`; resolves with the decoded response (check its errorCode), rejects on transport errors. */
+  async call<M extends MethodName>(method: M, request: RequestProps<M>): Promise<ResponseOf<M>> {
+    if (this.closed) throw new MooncakeError(ErrorCode.RPC_FAIL, `client for ${this.address} is closed`);
+    if (this.pending.size >= this.maxInFlight) {
+      throw new MooncakeError(ErrorCode.RPC_FAIL, `${this.pending.size} calls already in flight to ${this.address}`);
+    }
+    const connection = this.connection ?? (await this.connect());
+    const def = METHODS[method];
+    const requestId = this.nextId;
+    this.nextId = this.nextId === 0xffffffff ? 1 : this.nextId + 1;
+    const body = def.request.encode(request).finish();
+    return new Promise<ResponseOf<M>>((resolve, reject) => {
+      this.pending.set(requestId, {
+        method,
+        deadlineMs: Date.now() + this.timeoutMs,
+        resolve: resolve as (v: unknown) => void,
+        reject,
+      });
+      this.outgoing.push({ method: def.id, requestId, body });
+      if (this.outgoing.length === 1) queueMicrotask(() => this.flush(connection));
+    });
+  }
+
+  /** Calls in flight. */
+  get inFlight(): number {
+    return this.pending.size;
+  }
+
+  close() {
+    if (this.closed) return;
+    this.closed = true;
+    clearInterval(this.sweeper);
+    this.connection?.close();
+    this.failAll(new MooncakeError(ErrorCode.RPC_FAIL, `client for ${this.address} closed`));
+  }
+
+  private flush(connection: Connection) {
+    const frames = this.outgoing;
+    this.outgoing = [];
+    if (frames.length > 0 && !connection.send(encodeFrames(frames))) {
+      for (const f of frames) this.settleError(f.requestId, new MooncakeError(ErrorCode.RPC_FAIL, "connection closed"));
+    }
+  }
+
+  private connect(): Promise<Connection> {
+    this.connecting ??= connectTcp(
+      this.host,
+      this.port,
+      {
+        onData: (_c, chunk) => this.onData(chunk),
+        onClose: (c) => this.onClose(c),
+      },
+      { timeoutMs: this.connectTimeoutMs },
+    ).then(
+      (connection) => {
+        this.connecting = null;
+        this.reader = new FrameReader();
+        if (this.closed) connection.close();
+        else this.connection = connection;
+        return connection;
+      },
+      (error: Error) => {
+        this.connecting = null;
+        throw new MooncakeError(ErrorCode.RPC_FAIL, `master ${this.address} unreachable: ${error.message}`);
+      },
+    );
+    return this.connecting;
+  }
+
+  private onData(chunk: Uint8Array) {
+    let frames: Frame[];
+    try {
+      frames = this.reader.push(chunk);
+    } catch (e) {
+      if (!(e instanceof FrameError)) throw e;
+      this.connection?.close();
+      this.failAll(new MooncakeError(ErrorCode.RPC_FAIL, `bad reply from ${this.address}: ${e.message}`));
+      return;
+    }
+    for (const frame of frames) {
+      const pending = this.pending.get(frame.requestId);
+      if (!pending) continue; // timed out already
+      this.pending.delete(frame.requestId);
+      if (frame.method === ERROR_METHOD) {
+        const code = decodeErrorBody(frame.body);
+        pending.reject(new MooncakeError(code as never, `master rejected ${pending.method}`));
+        continue;
+      }
+      const def = METHODS[pending.method];
+      if (frame.method !== (def.id | RESPONSE_BIT)) {
+        pending.reject(new MooncakeError(ErrorCode.RPC_FAIL, `reply to ${pending.method} has method ${frame.method}`));
+        continue;
+      }
+      try {
+        pending.resolve(def.response.decode(frame.body));
+      } catch (e) {
+        pending.reject(new MooncakeError(ErrorCode.RPC_FAIL, `undecodable reply to ${pending.method}: ${(e as Error).message}`));
+      }
+    }
+  }
+
+  private onClose(connection: Connection) {
+    if (this.connection === connection) this.connection = null;
+    this.failAll(new MooncakeError(ErrorCode.RPC_FAIL, `connection to master ${this.address} lost`));
+  }
+
+  private expire() {
+    if (this.pending.size === 0) return;
+    const now = Date.now();
+    for (const [id, p] of this.pending) {
+      if (p.deadlineMs <= now) {
+        this.pending.delete(id);
+        p.reject(new MooncakeError(ErrorCode.RPC_TIMEOUT, `${p.method} to ${this.address} took over ${this.timeoutMs} ms`));
+      }
+    }
+  }
+
+  private settleError(requestId: number, error: Error) {
+    const p = this.pending.get(requestId);
+    if (!p) return;
+    this.pending.delete(requestId);
+    p.reject(error);
+  }
+
+  private failAll(error: Error) {
+    const all = [...this.pending.values()];
+    this.pending.clear();
+    for (const p of all) p.reject(error);
+  }
+}

@@ -1,0 +1,301 @@
+// Offset allocator for one memory segment: hands out byte ranges inside [0, capacity) — offsets are
+// relative to the segment's base address — and takes them back. The master never touches the
+// bytes; it only needs to know which ranges are in use (mooncake-store-spec.md §3.8).
+//
+// Design (a TLSF-style "good fit" allocator):
+// - Every size and offset is a multiple of ALLOC_ALIGNMENT (64 bytes, one cache line; RDMA and
+//   memcpy both like it). A request is rounded up; the tail of a segment that is not a multiple of
+//   64 is never handed out.
+// - Only FREE ranges are tracked. Allocated ranges carry no state at all here: the caller (the
+//   replica) already knows its offset and size and passes both to free(). That keeps the master at
+//   a few bytes per stored object (1M objects must fit in ≤300 B each) instead of one Map entry
+//   per allocation.
+// - Free blocks sit in size-class bins (8 linear sub-bins per power of two) with a bitmap of the
+//   non-empty bins, so allocate() is O(1) in the common case: it takes the first block of the first
+//   non-empty bin whose every block is big enough. Only when no such bin exists does it fall back
+//   to a first-fit scan of the request's own bin.
+// - Two maps, by start and by end offset, find a freed range's neighbours in O(1), so adjacent
+//   free blocks are always coalesced: the free list never holds two touching blocks.
+
+/** Every allocation's offset and size is a multiple of this many bytes. */
+export const ALLOC_ALIGNMENT = 64;
+
+/** `sizeBytes` rounded up to ALLOC_ALIGNMENT: what an allocation of that size really occupies. */
+export function alignedSize(sizeBytes: number): number {
+  return Math.ceil(sizeBytes / ALLOC_ALIGNMENT) * ALLOC_ALIGNMENT;
+}
+
+// Bins are indexed by the block size in alignment units (u ≥ 1): u < 8 gets bin u, otherwise
+// bin = 8·floor(log2 u) + the next 3 bits of u. Units stay below 2^53/64 < 2^47, so 8·47 + 8 bins.
+const NUM_BINS = 8 * 48;
+const BITMAP_WORDS = NUM_BINS / 32;
+
+function log2Floor(u: number): number {
+  if (u < 0x1_0000_0000) return 31 - Math.clz32(u);
+  return 63 - Math.clz32(Math.floor(u / 0x1_0000_0000));
+}
+
+function binOf(units: number): number {
+  if (units < 8) return units;
+  const fl = log2Floor(units);
+  // 2^(fl-3) is exact in a double, so this division and floor are exact too.
+  return fl * 8 + (Math.floor(units / 2 ** (fl - 3)) - 8);
+}
+
+/** The smallest unit count that lands in `bin`. */
+function binFloor(bin: number): number {
+  if (bin < 8) return bin;
+  const fl = bin >>> 3;
+  return (8 + (bin & 7)) * 2 ** (fl - 3);
+}
+
+/** A free range. Plain class with fixed fields so the engine keeps it compact. */
+class FreeBlock {
+  start: number;
+  size: number;
+  bin = -1;
+  prev: FreeBlock | null = null;
+  next: FreeBlock | null = null;
+  constructor(start: number, size: number) {
+    this.start = start;
+    this.size = size;
+  }
+}
+
+export class OffsetAllocator {
+  /** Bytes this allocator manages (the segment size, including an unusable unaligned tail). */
+  readonly capacityBytes: number;
+  /** Bytes that can actually be handed out: capacity rounded down to the alignment. */
+  readonly usableBytes: number;
+  #usedBytes = 0;
+  #freeBlocks = 0;
+  readonly #heads: (FreeBlock | null)[] = new Array<FreeBlock | null>(NUM_BINS).fill(null);
+  readonly #bitmap = new Uint32Array(BITMAP_WORDS);
+  readonly #byStart = new Map<number, FreeBlock>();
+  readonly #byEnd = new Map<number, FreeBlock>();
+
+  constructor(capacityBytes: number) {
+    if (!Number.isSafeInteger(capacityBytes) || capacityBytes < 0) {
+      throw new RangeError(`allocator capacity must be a safe integer >= 0, got ${capacityBytes}`);
+    }
+    this.capacityBytes = capacityBytes;
+    this.usableBytes = Math.floor(capacityBytes / ALLOC_ALIGNMENT) * ALLOC_ALIGNMENT;
+    if (this.usableBytes > 0) this.#insertFree(new FreeBlock(0, this.usableBytes));
+  }
+
+  /** Bytes handed out and not yet freed (aligned sizes). */
+  get usedBytes(): number {
+    return this.#usedBytes;
+  }
+
+  /** Bytes not handed out (excludes the unaligned tail). */
+  get freeBytes(): number {
+    return this.usableBytes - this.#usedBytes;
+  }
+
+  /** Number of disjoint free ranges: 1 for an empty allocator, grows with fragmentation. */
+  get freeBlockCount(): number {
+    return this.#freeBlocks;
+  }
+
+  /** The biggest single allocation that would succeed now. */
+  get largestFreeBytes(): number {
+    for (let w = BITMAP_WORDS - 1; w >= 0; w--) {
+      const bits = this.#bitmap[w]!;
+      if (bits === 0) continue;
+      const bin = w * 32 + 31 - Math.clz32(bits);
+      let best = 0;
+      for (let b: FreeBlock | null = this.#heads[bin] ?? null; b !== null; b = b.next) if (b.size > best) best = b.size;
+      return best;
+    }
+    return 0;
+  }
+
+  /**
+   * Reserves `sizeBytes` (rounded up to the alignment) and returns its offset from the segment
+   * base, or null when no single free range is large enough.
+   */
+  allocate(sizeBytes: number): number | null {
+    if (!Number.isSafeInteger(sizeBytes) || sizeBytes <= 0) {
+      throw new RangeError(`allocation size must be a positive safe integer, got ${sizeBytes}`);
+    }
+    const need = alignedSize(sizeBytes);
+    if (need > this.usableBytes - this.#usedBytes) return null;
+    const units = need / ALLOC_ALIGNMENT;
+    const ownBin = binOf(units);
+    // If `need` is the smallest size of its bin, every block there fits; else start one bin up.
+    const firstSafeBin = binFloor(ownBin) === units ? ownBin : ownBin + 1;
+    let block: FreeBlock | null = null;
+    const bin = this.#firstNonEmptyBin(firstSafeBin);
+    if (bin >= 0) {
+      block = this.#heads[bin]!;
+    } else if (firstSafeBin !== ownBin) {
+      for (let b: FreeBlock | null = this.#heads[ownBin] ?? null; b !== null; b = b.next) {
+        if (b.size >= need) {
+          block = b;
+          break;
+        }
+      }
+    }
+    if (block === null) return null;
+
+    const offset = block.start;
+    this.#unlinkFromBin(block);
+    if (block.size === need) {
+      this.#byStart.delete(block.start);
+      this.#byEnd.delete(block.start + block.size);
+      this.#freeBlocks--;
+    } else {
+      // Keep the tail as the same block object: its end (and byEnd entry) does not change.
+      this.#byStart.delete(block.start);
+      block.start += need;
+      block.size -= need;
+      this.#byStart.set(block.start, block);
+      this.#linkIntoBin(block);
+    }
+    this.#usedBytes += need;
+    return offset;
+  }
+
+  /**
+   * Returns the range [offset, offset + alignedSize(sizeBytes)) to the free list, merging it with
+   * free neighbours. `sizeBytes` must be the size passed to the allocate() that returned `offset`.
+   * Freeing a range that is (partly) free already is a caller bug and throws where it is cheap to
+   * detect (same start, or overlapping a neighbour).
+   */
+  free(offset: number, sizeBytes: number): void {
+    const need = alignedSize(sizeBytes);
+    const end = offset + need;
+    if (!Number.isSafeInteger(offset) || offset < 0 || offset % ALLOC_ALIGNMENT !== 0 || need <= 0) {
+      throw new RangeError(`bad free(${offset}, ${sizeBytes})`);
+    }
+    if (end > this.usableBytes || need > this.#usedBytes) {
+      throw new RangeError(`free(${offset}, ${sizeBytes}) outside the allocated space`);
+    }
+    if (this.#byStart.has(offset)) throw new Error(`double free at offset ${offset}`);
+    const left = this.#byEnd.get(offset) ?? null;
+    const right = this.#byStart.get(end) ?? null;
+    this.#usedBytes -= need;
+    if (left !== null && right !== null) {
+      this.#unlinkFromBin(left);
+      this.#removeFree(right);
+      this.#byEnd.delete(offset);
+      left.size += need + right.size;
+      this.#byEnd.set(left.start + left.size, left);
+      this.#linkIntoBin(left);
+    } else if (left !== null) {
+      this.#unlinkFromBin(left);
+      this.#byEnd.delete(offset);
+      left.size += need;
+      this.#byEnd.set(end, left);
+      this.#linkIntoBin(left);
+    } else if (right !== null) {
+      this.#unlinkFromBin(right);
+      this.#byStart.delete(end);
+      right.start = offset;
+      right.size += need;
+      this.#byStart.set(offset, right);
+      this.#linkIntoBin(right);
+    } else {
+      this.#insertFree(new FreeBlock(offset, need));
+    }
+  }
+
+  /** The free ranges as [offset, size] pairs sorted by offset (dumps, tests, admin views). */
+  freeRanges(): [number, number][] {
+    const out: [number, number][] = [];
+    for (const b of this.#byStart.values()) out.push([b.start, b.size]);
+    return out.sort((x, y) => x[0] - y[0]);
+  }
+
+  /**
+   * Verifies every internal invariant and throws on the first violation. O(free blocks); meant
+   * for tests and debugging, not for hot paths.
+   */
+  checkInvariants(): void {
+    const ranges = this.freeRanges();
+    let freeSum = 0;
+    let prevEnd = -1;
+    for (const [start, size] of ranges) {
+      if (start % ALLOC_ALIGNMENT !== 0 || size % ALLOC_ALIGNMENT !== 0 || size <= 0) {
+        throw new Error(`misaligned free block [${start}, +${size})`);
+      }
+      if (start < prevEnd) throw new Error(`overlapping free blocks at ${start}`);
+      if (start === prevEnd) throw new Error(`uncoalesced free blocks at ${start}`);
+      if (this.#byEnd.get(start + size) !== this.#byStart.get(start)) throw new Error(`end map wrong at ${start}`);
+      prevEnd = start + size;
+      freeSum += size;
+    }
+    if (prevEnd > this.usableBytes) throw new Error("free block beyond capacity");
+    if (this.#byEnd.size !== ranges.length || this.#freeBlocks !== ranges.length) {
+      throw new Error("free block count mismatch");
+    }
+    if (freeSum + this.#usedBytes !== this.usableBytes) {
+      throw new Error(`free ${freeSum} + used ${this.#usedBytes} != usable ${this.usableBytes}`);
+    }
+    let linked = 0;
+    for (let bin = 0; bin < NUM_BINS; bin++) {
+      const nonEmpty = (this.#bitmap[bin >>> 5]! & (1 << (bin & 31))) !== 0;
+      if (nonEmpty !== (this.#heads[bin] !== null)) throw new Error(`bitmap wrong for bin ${bin}`);
+      let prev: FreeBlock | null = null;
+      for (let b: FreeBlock | null = this.#heads[bin] ?? null; b !== null; b = b.next) {
+        if (b.bin !== bin || binOf(b.size / ALLOC_ALIGNMENT) !== bin) throw new Error(`block in wrong bin ${bin}`);
+        if (b.prev !== prev) throw new Error(`broken bin list ${bin}`);
+        if (this.#byStart.get(b.start) !== b) throw new Error(`binned block not in start map`);
+        prev = b;
+        linked++;
+      }
+    }
+    if (linked !== ranges.length) throw new Error("binned block count mismatch");
+  }
+
+  #insertFree(block: FreeBlock): void {
+    this.#byStart.set(block.start, block);
+    this.#byEnd.set(block.start + block.size, block);
+    this.#freeBlocks++;
+    this.#linkIntoBin(block);
+  }
+
+  #removeFree(block: FreeBlock): void {
+    this.#unlinkFromBin(block);
+    this.#byStart.delete(block.start);
+    this.#byEnd.delete(block.start + block.size);
+    this.#freeBlocks--;
+  }
+
+  #linkIntoBin(block: FreeBlock): void {
+    const bin = binOf(block.size / ALLOC_ALIGNMENT);
+    const head = this.#heads[bin] ?? null;
+    block.bin = bin;
+    block.prev = null;
+    block.next = head;
+    if (head !== null) head.prev = block;
+    this.#heads[bin] = block;
+    this.#bitmap[bin >>> 5]! |= 1 << (bin & 31);
+  }
+
+  #unlinkFromBin(block: FreeBlock): void {
+    const bin = block.bin;
+    if (block.prev !== null) block.prev.next = block.next;
+    else this.#heads[bin] = block.next;
+    if (block.next !== null) block.next.prev = block.prev;
+    if (this.#heads[bin] === null) this.#bitmap[bin >>> 5]! &= ~(1 << (bin & 31));
+    block.prev = null;
+    block.next = null;
+    block.bin = -1;
+  }
+
+  /** The lowest non-empty bin ≥ `from`, or -1. */
+  #firstNonEmptyBin(from: number): number {
+    if (from >= NUM_BINS) return -1;
+    let w = from >>> 5;
+    // Mask off bins below `from` in the first word.
+    let bits = this.#bitmap[w]! & (~0 << (from & 31));
+    while (true) {
+      if (bits !== 0) return w * 32 + (31 - Math.clz32(bits & -bits));
+      w++;
+      if (w >= BITMAP_WORDS) return -1;
+      bits = this.#bitmap[w]!;
+    }
+  }
+}

@@ -1,0 +1,503 @@
+// The master's state and its object operations: two-phase put (PutStart/PutEnd/PutRevoke and
+// batches), Exist/GetReplicaList with leases, Remove and its batch/regex/all variants, and
+// BatchReplicaClear. Semantics follow mooncake-store-spec.md §1.2–1.4, §2.1 and §3.1–3.6; every
+// deliberate difference is called out where it happens.
+//
+// Rules for this file (and liveness.ts / eviction.ts, which work on the same state):
+// - Time is the `nowMs` argument and randomness is `state.random`: no clocks, timers or
+//   Math.random, so applying the same operations reproduces the same state (operations.ts).
+// - Expected failures return a Result with a Mooncake ErrorCode; a thrown error means a bug.
+// - Callers go through operations.ts `apply()`; these methods are its implementation.
+
+import { ErrorCode } from "../errors.ts";
+import type { MasterConfig } from "./config.ts";
+import { countBatch, type MasterCounters, newCounters, observeValueSize, type OpCounterName } from "./counters.ts";
+import {
+  describeAll,
+  describeReadable,
+  dropReplicas,
+  F_HARD_PIN,
+  F_SOFT_PIN_PENDING,
+  F_SOFT_PINNED,
+  forEachReplica,
+  isValidKey,
+  ObjectMeta,
+  type Replica,
+} from "./objects.ts";
+import { placeReplicas } from "./placement.ts";
+import { compileSafeRegex } from "./regex.ts";
+import { type MountedSegment, SegmentTable } from "./segments.ts";
+import {
+  fail,
+  OK_VOID,
+  ok,
+  type ReplicaDescriptor,
+  type ReplicaListResponse,
+  type ReplicateConfig,
+  type Result,
+  SoftPinAction,
+} from "./types.ts";
+
+/** A preempted writer's buffer, kept until `releaseAtMs` because the old writer may still write. */
+export interface DiscardedReplica {
+  segment: MountedSegment;
+  offset: number;
+  sizeBytes: number;
+  releaseAtMs: number;
+}
+
+/** Point-in-time gauges for /metrics and the summary line. */
+export interface MasterGauges {
+  keys: number;
+  softPinnedKeys: number;
+  allocatedBytes: number;
+  capacityBytes: number;
+  activeClients: number;
+  mountedSegments: number;
+  discardedReplicas: number;
+  discardedBytes: number;
+}
+
+// Shared, frozen failure values: the hot paths return them without allocating.
+const INVALID_PARAMS = Object.freeze(fail(ErrorCode.INVALID_PARAMS));
+const OBJECT_NOT_FOUND = Object.freeze(fail(ErrorCode.OBJECT_NOT_FOUND));
+
+export class MasterState {
+  readonly config: MasterConfig;
+  /** Uniform [0, 1) source for placement; seeded (random.ts) when replay must be exact. */
+  readonly random: () => number;
+  readonly segments = new SegmentTable();
+  /** key → object. Insertion-ordered, which fixes the order of every scan (determinism). */
+  readonly objects = new Map<string, ObjectMeta>();
+  /** key → CRC-64 given at PutEnd. A side table: most deployments never send checksums. */
+  readonly checksums = new Map<string, bigint>();
+  /**
+   * key → soft-pin TTL (object flagged F_SOFT_PIN_PENDING, before PutEnd) or deadline (flagged
+   * F_SOFT_PINNED). A side table because few objects are soft pinned (objects.ts explains why
+   * the object itself has no room for it).
+   */
+  readonly softPins = new Map<string, number>();
+  /** Liveness deadline per client that mounted or pinged (pure clients never appear here). */
+  readonly clientDeadlines = new Map<string, number>();
+  /** Clients that completed ReMount and are alive: Ping answers OK only for these. */
+  readonly okClients = new Set<string>();
+  /** Preempted writers' buffers awaiting release, in discard order. */
+  discarded: DiscardedReplica[] = [];
+  discardedBytes = 0;
+  /** Set when PutStart found no space; the next eviction cycle runs even below the watermark. */
+  needEviction = false;
+  /** Last eviction cycle or housekeeping pass (see eviction.ts); NaN until the first op is applied. */
+  lastHousekeepingMs = Number.NaN;
+  /** Replica ids are a global counter from 1, as in Mooncake. */
+  nextReplicaId = 1;
+  softPinnedKeys = 0;
+  readonly counters: MasterCounters = newCounters();
+
+  constructor(config: MasterConfig, random: () => number) {
+    this.config = config;
+    this.random = random;
+  }
+
+  gauges(): MasterGauges {
+    return {
+      keys: this.objects.size,
+      softPinnedKeys: this.softPinnedKeys,
+      allocatedBytes: this.segments.allocatedBytes,
+      capacityBytes: this.segments.capacityBytes,
+      activeClients: this.okClients.size,
+      mountedSegments: this.segments.byId.size,
+      discardedReplicas: this.discarded.length,
+      discardedBytes: this.discardedBytes,
+    };
+  }
+
+  // ---- two-phase put -------------------------------------------------------------------------
+
+  /** PutStart: reserve space for a new key; the object stays invisible until PutEnd. */
+  putStart(
+    clientId: string,
+    key: string,
+    sizeBytes: number,
+    config: ReplicateConfig,
+    nowMs: number,
+  ): Result<ReplicaDescriptor[]> {
+    return this.#count("put_start", this.#putStart(clientId, key, sizeBytes, config, nowMs));
+  }
+
+  /** BatchPutStart: one result per key; mismatched `keys`/`sizes` lengths fail every key. */
+  batchPutStart(
+    clientId: string,
+    keys: readonly string[],
+    sizes: readonly number[],
+    config: ReplicateConfig,
+    nowMs: number,
+  ): Result<ReplicaDescriptor[]>[] {
+    const out =
+      keys.length !== sizes.length
+        ? keys.map(() => INVALID_PARAMS)
+        : keys.map((key, i) => this.#putStart(clientId, key, sizes[i]!, config, nowMs));
+    this.#countBatch("put_start", out);
+    return out;
+  }
+
+  /** PutEnd: the write finished; replicas become COMPLETE and the object visible. */
+  putEnd(clientId: string, key: string, nowMs: number, objectChecksum?: bigint): Result<void> {
+    return this.#count("put_end", this.#putEnd(clientId, key, nowMs, objectChecksum));
+  }
+
+  batchPutEnd(clientId: string, keys: readonly string[], nowMs: number, checksums?: readonly (bigint | undefined)[]): Result<void>[] {
+    const out =
+      checksums !== undefined && checksums.length !== keys.length
+        ? keys.map(() => INVALID_PARAMS)
+        : keys.map((key, i) => this.#putEnd(clientId, key, nowMs, checksums?.[i]));
+    this.#countBatch("put_end", out);
+    return out;
+  }
+
+  /** PutRevoke: the write failed; drop the PROCESSING replicas (and so the object). */
+  putRevoke(clientId: string, key: string): Result<void> {
+    return this.#count("put_revoke", this.#putRevoke(clientId, key));
+  }
+
+  batchPutRevoke(clientId: string, keys: readonly string[]): Result<void>[] {
+    const out = keys.map((key) => this.#putRevoke(clientId, key));
+    this.#countBatch("put_revoke", out);
+    return out;
+  }
+
+  #putStart(
+    clientId: string,
+    key: string,
+    sizeBytes: number,
+    rc: ReplicateConfig,
+    nowMs: number,
+  ): Result<ReplicaDescriptor[]> {
+    if (!isValidKey(key) || !Number.isSafeInteger(sizeBytes) || sizeBytes <= 0) return INVALID_PARAMS;
+    const replicaNum = rc.replicaNum ?? 1;
+    if (!Number.isSafeInteger(replicaNum) || replicaNum < 1) return INVALID_PARAMS;
+    const softPinTtlMs = this.#resolveSoftPin(rc);
+    if (softPinTtlMs === null) return INVALID_PARAMS;
+
+    const existing = this.objects.get(key);
+    if (existing !== undefined) {
+      // Insert-if-absent (§3.4): a visible object, or a write still within its 30 s, wins.
+      if (existing.complete || existing.putStartMs + this.config.putStartDiscardTimeoutMs >= nowMs) {
+        return fail(ErrorCode.OBJECT_ALREADY_EXISTS);
+      }
+      this.#preemptZombie(key, existing);
+    }
+
+    let preferred: readonly string[] = rc.preferredSegments ?? [];
+    if (rc.preferredSegment !== undefined && rc.preferredSegment !== "") preferred = [rc.preferredSegment];
+    const placements = placeReplicas(
+      this.segments,
+      this.config.allocationStrategy,
+      sizeBytes,
+      replicaNum,
+      preferred,
+      this.random,
+    );
+    if (placements.length === 0) {
+      this.counters.putStartAllocFailures++;
+      // As Mooncake: only worth evicting when there are enough nodes for the replicas at all.
+      if (this.segments.names.length >= replicaNum) this.needEviction = true;
+      return fail(ErrorCode.NO_AVAILABLE_HANDLE);
+    }
+    if (placements.length < replicaNum) this.counters.putStartPartialAllocations++;
+
+    let flags = 0;
+    if (rc.withHardPin === true) flags |= F_HARD_PIN;
+    if (softPinTtlMs > 0) {
+      flags |= F_SOFT_PIN_PENDING;
+      this.softPins.set(key, softPinTtlMs);
+    }
+    const replicas: Replica[] = placements.map((p) => ({ id: this.nextReplicaId++, segment: p.segment, offset: p.offset }));
+    const o = new ObjectMeta(sizeBytes, clientId, nowMs, flags, replicas);
+    this.objects.set(key, o);
+    observeValueSize(this.counters, sizeBytes);
+    return ok(describeAll(o));
+  }
+
+  /**
+   * The soft-pin TTL a put asks for (0 = no pin), or null when the request is invalid: a TTL
+   * without ENABLE, a TTL above maxSoftPinTtlMs, or an unknown action (spec §3.2).
+   */
+  #resolveSoftPin(rc: ReplicateConfig): number | null {
+    const action = rc.softPinAction ?? (rc.withSoftPin === true ? SoftPinAction.ENABLE : SoftPinAction.PRESERVE);
+    if (action === SoftPinAction.PRESERVE || action === SoftPinAction.DISABLE) {
+      return rc.softPinTtlMs === undefined ? 0 : null;
+    }
+    if (action !== SoftPinAction.ENABLE) return null;
+    const ttl = rc.softPinTtlMs ?? this.config.softPinTtlMs;
+    if (!Number.isSafeInteger(ttl) || ttl < 0 || ttl > this.config.maxSoftPinTtlMs) return null;
+    return ttl;
+  }
+
+  /**
+   * A PROCESSING object older than the discard timeout is taken over (§3.4): its buffers go to
+   * the discarded list until old putStart + release timeout — the old writer may still be writing
+   * into them — and its metadata is erased so the new writer can start afresh.
+   */
+  #preemptZombie(key: string, o: ObjectMeta): void {
+    const releaseAtMs = o.putStartMs + this.config.putStartReleaseTimeoutMs;
+    forEachReplica(o, (_id, segment, offset) => {
+      this.discarded.push({ segment, offset, sizeBytes: o.sizeBytes, releaseAtMs });
+      this.discardedBytes += o.sizeBytes;
+    });
+    this.counters.putStartDiscards++;
+    this.eraseObject(key, o, false);
+  }
+
+  #putEnd(clientId: string, key: string, nowMs: number, objectChecksum: bigint | undefined): Result<void> {
+    if (!isValidKey(key)) return INVALID_PARAMS;
+    const o = this.objects.get(key);
+    if (o === undefined) return OBJECT_NOT_FOUND;
+    if (o.writer !== clientId) return fail(ErrorCode.ILLEGAL_CLIENT);
+    // A retried PutEnd whose replicas are already COMPLETE is a no-op OK (§8.4). Mooncake's
+    // INVALID_WRITE for "no write in progress" needs a replica that is neither PROCESSING nor
+    // COMPLETE (disk tiers), which this memory-only master never has: a revoked or dead write
+    // has no object left, so it answers OBJECT_NOT_FOUND.
+    if (o.complete) return OK_VOID;
+    o.markComplete();
+    if ((o.flags & F_SOFT_PIN_PENDING) !== 0) {
+      // The soft pin's lifetime starts when the object first becomes readable.
+      o.flags = (o.flags & ~F_SOFT_PIN_PENDING) | F_SOFT_PINNED;
+      this.softPins.set(key, nowMs + this.softPins.get(key)!);
+      this.softPinnedKeys++;
+    }
+    if (objectChecksum !== undefined) this.checksums.set(key, objectChecksum);
+    // GrantReadLease(0): not a lease (it expires at once), but it stamps the object's recency so
+    // eviction's "oldest lease first" treats a fresh put as freshly used.
+    if (o.leaseMs < nowMs) o.leaseMs = nowMs;
+    return OK_VOID;
+  }
+
+  #putRevoke(clientId: string, key: string): Result<void> {
+    if (!isValidKey(key)) return INVALID_PARAMS;
+    const o = this.objects.get(key);
+    if (o === undefined) return OBJECT_NOT_FOUND;
+    if (o.writer !== clientId) return fail(ErrorCode.ILLEGAL_CLIENT);
+    if (o.complete) return fail(ErrorCode.INVALID_WRITE);
+    this.eraseObject(key, o, true);
+    return OK_VOID;
+  }
+
+  // ---- reads and leases ----------------------------------------------------------------------
+
+  /**
+   * ExistKey: true when a readable replica exists. Grants a lease like Mooncake (so Remove sees
+   * OBJECT_HAS_LEASE) but only a "probe" lease: it does not protect from eviction (eviction.ts).
+   */
+  existKey(key: string, nowMs: number): Result<boolean> {
+    return this.#count("exist_key", this.#existKey(key, nowMs));
+  }
+
+  batchExistKey(keys: readonly string[], nowMs: number): Result<boolean>[] {
+    const out = keys.map((key) => this.#existKey(key, nowMs));
+    this.#countBatch("exist_key", out);
+    return out;
+  }
+
+  /** GetReplicaList: readable replicas, and a read lease that blocks Remove and eviction. */
+  getReplicaList(key: string, nowMs: number): Result<ReplicaListResponse> {
+    return this.#count("get_replica_list", this.#getReplicaList(key, nowMs));
+  }
+
+  batchGetReplicaList(keys: readonly string[], nowMs: number): Result<ReplicaListResponse>[] {
+    const out = keys.map((key) => this.#getReplicaList(key, nowMs));
+    this.#countBatch("get_replica_list", out);
+    return out;
+  }
+
+  /**
+   * GetReplicaListByRegex: readable replicas of every key the pattern finds (unanchored search,
+   * like std::regex_search); grants read leases. Patterns outside regex.ts's safe subset are
+   * INVALID_PARAMS, which bounds the work of the scan.
+   */
+  getReplicaListByRegex(pattern: string, nowMs: number): Result<Map<string, ReplicaDescriptor[]>> {
+    const re = compileSafeRegex(pattern);
+    if (re === null) return this.#count("get_replica_list_by_regex", INVALID_PARAMS);
+    const out = new Map<string, ReplicaDescriptor[]>();
+    for (const [key, o] of this.objects) {
+      if (!re.test(key)) continue;
+      const replicas = describeReadable(o);
+      if (replicas.length === 0) continue;
+      out.set(key, replicas);
+      this.#grantReadLease(o, nowMs);
+    }
+    return this.#count("get_replica_list_by_regex", ok(out));
+  }
+
+  #existKey(key: string, nowMs: number): Result<boolean> {
+    if (!isValidKey(key)) return INVALID_PARAMS;
+    const o = this.objects.get(key);
+    if (o === undefined || !o.readable()) return ok(false);
+    const until = nowMs + this.config.leaseTtlMs;
+    if (o.leaseMs < until) o.leaseMs = until;
+    return ok(true);
+  }
+
+  #getReplicaList(key: string, nowMs: number): Result<ReplicaListResponse> {
+    if (!isValidKey(key)) return INVALID_PARAMS;
+    const o = this.objects.get(key);
+    if (o === undefined) return OBJECT_NOT_FOUND;
+    const replicas = describeReadable(o);
+    // Objects here always hold ≥1 live replica record, so "no readable replica" means PROCESSING
+    // or on a segment being unmounted: not ready (Mooncake's all-REMOVED case cannot occur).
+    if (replicas.length === 0) return fail(ErrorCode.REPLICA_IS_NOT_READY);
+    this.#grantReadLease(o, nowMs);
+    this.counters.memCacheHits++;
+    this.counters.memCacheHitBytes += o.sizeBytes;
+    const checksum = this.checksums.size > 0 ? this.checksums.get(key) : undefined;
+    const resp: ReplicaListResponse = { replicas, leaseTtlMs: this.config.leaseTtlMs };
+    if (checksum !== undefined) resp.objectChecksum = checksum;
+    return ok(resp);
+  }
+
+  /** lease = max(lease, now + ttl), never shortened; the read lease likewise. */
+  #grantReadLease(o: ObjectMeta, nowMs: number): void {
+    if (!o.complete) throw new Error("read lease on a PROCESSING object");
+    const until = nowMs + this.config.leaseTtlMs;
+    if (o.leaseMs < until) o.leaseMs = until;
+    if (o.timeMs < until) o.timeMs = until; // timeMs is the read lease once COMPLETE
+  }
+
+  // ---- removal -------------------------------------------------------------------------------
+
+  /**
+   * Remove: OBJECT_HAS_LEASE while leased unless `force`; REPLICA_IS_NOT_READY for a write in
+   * progress even with `force` (the writer is still using the buffers). Hard pin does not block it.
+   */
+  remove(key: string, force: boolean, nowMs: number): Result<void> {
+    return this.#count("remove", this.#remove(key, force, nowMs));
+  }
+
+  batchRemove(keys: readonly string[], force: boolean, nowMs: number): Result<void>[] {
+    return keys.map((key) => this.remove(key, force, nowMs));
+  }
+
+  /** RemoveByRegex: count removed; leased (unless force) and incomplete objects are skipped. */
+  removeByRegex(pattern: string, force: boolean, nowMs: number): Result<number> {
+    const re = compileSafeRegex(pattern);
+    if (re === null) return this.#count("remove_by_regex", INVALID_PARAMS);
+    let removed = 0;
+    // Deleting the current entry while iterating a Map is safe in JS.
+    for (const [key, o] of this.objects) {
+      if (!re.test(key) || !this.#removable(o, force, nowMs)) continue;
+      this.eraseObject(key, o, true);
+      removed++;
+    }
+    return this.#count("remove_by_regex", ok(removed));
+  }
+
+  /** RemoveAll: as RemoveByRegex over every key. */
+  removeAll(force: boolean, nowMs: number): Result<number> {
+    let removed = 0;
+    for (const [key, o] of this.objects) {
+      if (!this.#removable(o, force, nowMs)) continue;
+      this.eraseObject(key, o, true);
+      removed++;
+    }
+    return this.#count("remove_all", ok(removed));
+  }
+
+  /**
+   * BatchReplicaClear: for objects written by `clientId` whose lease expired, delete the whole
+   * object (`segmentName` "") or only its replicas on that segment name. Returns the keys cleared.
+   */
+  batchReplicaClear(keys: readonly string[], clientId: string, segmentName: string, nowMs: number): string[] {
+    const cleared: string[] = [];
+    for (const key of keys) {
+      if (!isValidKey(key)) continue;
+      const o = this.objects.get(key);
+      if (o === undefined || o.writer !== clientId || !o.leaseExpired(nowMs) || !o.complete) continue;
+      if (segmentName === "") {
+        this.eraseObject(key, o, true);
+      } else {
+        let onSegment = false;
+        forEachReplica(o, (_id, seg) => {
+          if (seg.name === segmentName) onSegment = true;
+        });
+        if (!onSegment) continue;
+        const left = dropReplicas(
+          o,
+          (seg) => seg.name === segmentName,
+          (seg, offset) => this.segments.free(seg, offset, o.sizeBytes),
+        );
+        if (left === 0) this.eraseObject(key, o, false);
+      }
+      cleared.push(key);
+    }
+    countBatchCleared(this.counters, keys.length, cleared.length);
+    return cleared;
+  }
+
+  #remove(key: string, force: boolean, nowMs: number): Result<void> {
+    if (!isValidKey(key)) return INVALID_PARAMS;
+    const o = this.objects.get(key);
+    if (o === undefined) return OBJECT_NOT_FOUND;
+    if (!force && !o.leaseExpired(nowMs)) return fail(ErrorCode.OBJECT_HAS_LEASE);
+    if (!o.complete) return fail(ErrorCode.REPLICA_IS_NOT_READY);
+    this.eraseObject(key, o, true);
+    return OK_VOID;
+  }
+
+  #removable(o: ObjectMeta, force: boolean, nowMs: number): boolean {
+    return o.complete && (force || o.leaseExpired(nowMs));
+  }
+
+  // ---- shared helpers (also used by liveness.ts and eviction.ts) -----------------------------
+
+  /**
+   * Deletes `key`'s object. With `freeBuffers`, its replicas' buffers go back to their
+   * allocators; without, the caller has taken care of them (discarded, or on a dying segment).
+   */
+  eraseObject(key: string, o: ObjectMeta, freeBuffers: boolean): void {
+    if (this.objects.get(key) !== o) throw new Error(`eraseObject: ${key} is not the stored object`);
+    if (freeBuffers) forEachReplica(o, (_id, seg, offset) => this.segments.free(seg, offset, o.sizeBytes));
+    this.objects.delete(key);
+    if ((o.flags & (F_SOFT_PINNED | F_SOFT_PIN_PENDING)) !== 0) {
+      this.softPins.delete(key);
+      if ((o.flags & F_SOFT_PINNED) !== 0) this.softPinnedKeys--;
+    }
+    if (this.checksums.size > 0) this.checksums.delete(key);
+  }
+
+  /** Soft pin committed and not yet past its deadline. */
+  softPinActive(key: string, o: ObjectMeta, nowMs: number): boolean {
+    return (o.flags & F_SOFT_PINNED) !== 0 && nowMs < this.softPins.get(key)!;
+  }
+
+  /** Clears soft pins past their deadline (Mooncake's 30 s cleanup task). Returns how many. */
+  expireSoftPins(nowMs: number): number {
+    let expired = 0;
+    for (const [key, deadline] of this.softPins) {
+      const o = this.objects.get(key)!;
+      if ((o.flags & F_SOFT_PINNED) !== 0 && nowMs >= deadline) {
+        o.flags &= ~F_SOFT_PINNED;
+        this.softPins.delete(key);
+        this.softPinnedKeys--;
+        expired++;
+      }
+    }
+    return expired;
+  }
+
+  #count<T>(name: OpCounterName, r: Result<T>): Result<T> {
+    const c = this.counters.ops[name];
+    c.requests++;
+    if (!r.ok) c.failures++;
+    return r;
+  }
+
+  #countBatch(name: "put_start" | "put_end" | "put_revoke" | "get_replica_list" | "exist_key", rs: Result<unknown>[]): void {
+    let failed = 0;
+    for (const r of rs) if (!r.ok) failed++;
+    countBatch(this.counters.batches[name], rs.length, failed);
+  }
+}
+
+function countBatchCleared(c: MasterCounters, items: number, cleared: number): void {
+  // "Failed" items of a replica clear are the keys that were not cleared.
+  countBatch(c.batches.replica_clear, items, items - cleared);
+}

@@ -1,0 +1,250 @@
+// `mooncake master` flags, in Mooncake's gflags spelling (`--rpc_port=50051`, `--enable_ha=false`,
+// `--noenable_ha`) and in kebab-case (`--rpc-port 50051`), so existing `mooncake_master` deployment
+// scripts keep working (mooncake-store-spec.md §4.1). Values may also come from `--config_path`
+// (JSON or YAML with the same key names), weaker than flags. Master defaults live in
+// src/core/master/config.ts; this table only adds the process-level ones (ports, hosts).
+
+import { readFileSync } from "node:fs";
+import { DEFAULT_MASTER_CONFIG, type MasterConfig } from "../core/master/config.ts";
+import { parseDuration } from "../core/units.ts";
+import { coerce } from "../config/coerce.ts";
+import { ConfigError } from "../config/errors.ts";
+import { parseConfigText } from "../config/files.ts";
+import type { KeyDef } from "../config/schema.ts";
+
+type FlagKind =
+  | { kind: "int"; min: number; max: number; default: number }
+  | { kind: "float"; min: number; max: number; default: number }
+  | { kind: "bool"; default: boolean }
+  | { kind: "string"; default: string }
+  | { kind: "enum"; choices: readonly string[]; default: string }
+  /** A duration in ms; a bare number is in `unit`; `ms/s/m/h` suffixes accepted. */
+  | { kind: "duration"; unit: "ms" | "s"; defaultMs: number };
+
+export type FlagDef = FlagKind & { doc: string; aliases?: readonly string[] };
+
+const D = DEFAULT_MASTER_CONFIG;
+
+export const MASTER_FLAGS = {
+  rpc_port: { kind: "int", min: 0, max: 65535, default: 50051, aliases: ["port"], doc: "master RPC port" },
+  rpc_address: { kind: "string", default: "0.0.0.0", doc: "address the RPC port binds" },
+  metrics_port: { kind: "int", min: 0, max: 65535, default: 9003, doc: "admin and metrics HTTP port" },
+  metrics_host: { kind: "string", default: "0.0.0.0", doc: "address the admin HTTP port binds" },
+  enable_metric_reporting: { kind: "bool", default: true, doc: "log a metrics summary every 10 s" },
+  enable_http_metadata_server: {
+    kind: "bool",
+    default: true,
+    doc: "run the HTTP metadata server in the master (on by default here; Mooncake's default is off)",
+  },
+  http_metadata_server_port: { kind: "int", min: 0, max: 65535, default: 8080, doc: "embedded metadata server port" },
+  http_metadata_server_host: { kind: "string", default: "0.0.0.0", doc: "embedded metadata server address" },
+  default_kv_lease_ttl: {
+    kind: "duration",
+    unit: "ms",
+    defaultMs: D.leaseTtlMs,
+    doc: "read lease granted by Exist/GetReplicaList (ms, or 10s, 1m…)",
+  },
+  default_kv_soft_pin_ttl: { kind: "duration", unit: "ms", defaultMs: D.softPinTtlMs, doc: "soft-pin lifetime" },
+  max_kv_soft_pin_ttl: { kind: "duration", unit: "ms", defaultMs: D.maxSoftPinTtlMs, doc: "largest soft-pin TTL a put may ask for" },
+  allow_evict_soft_pinned_objects: {
+    kind: "bool",
+    default: D.allowEvictSoftPinnedObjects,
+    doc: "soft-pinned objects may be evicted in the second pass",
+  },
+  eviction_ratio: { kind: "float", min: 0, max: 1, default: D.evictionRatio, doc: "share of objects one eviction round frees" },
+  eviction_high_watermark_ratio: {
+    kind: "float",
+    min: 0,
+    max: 1,
+    default: D.evictionHighWatermarkRatio,
+    doc: "used/capacity above which eviction runs (1.0 = only on allocation failure)",
+  },
+  exist_lease_blocks_eviction: {
+    kind: "bool",
+    default: D.existLeaseBlocksEviction,
+    doc: "Mooncake's behaviour: a lease from ExistKey blocks eviction (can stall eviction under LMCache's probes)",
+  },
+  client_ttl: {
+    kind: "duration",
+    unit: "s",
+    defaultMs: D.clientTtlMs,
+    aliases: ["client_live_ttl_sec"],
+    doc: "a store node silent this long is dead (s)",
+  },
+  put_start_discard_timeout_sec: {
+    kind: "duration",
+    unit: "s",
+    defaultMs: D.putStartDiscardTimeoutMs,
+    doc: "an unfinished put older than this may be taken over (s)",
+  },
+  put_start_release_timeout_sec: {
+    kind: "duration",
+    unit: "s",
+    defaultMs: D.putStartReleaseTimeoutMs,
+    doc: "space of a taken-over put is freed this long after it started (s)",
+  },
+  allocation_strategy: {
+    kind: "enum",
+    choices: ["random", "free_ratio_first"],
+    default: D.allocationStrategy,
+    doc: "replica placement",
+  },
+  cluster_id: { kind: "string", default: D.clusterId, doc: "cluster id (env MC_STORE_CLUSTER_ID)" },
+  root_fs_dir: { kind: "string", default: D.rootFsDir, doc: "reported to clients by GetFsdir (no disk tier yet)" },
+  // Accepted so Mooncake deployment scripts run unchanged; they have no effect here.
+  rpc_thread_num: { kind: "int", min: 0, max: 1024, default: 0, doc: "ignored (one event loop)" },
+  max_threads: { kind: "int", min: 0, max: 1024, default: 16, doc: "ignored (one event loop)" },
+  rpc_enable_tcp_no_delay: { kind: "bool", default: true, doc: "ignored (always on)" },
+  memory_allocator: { kind: "enum", choices: ["offset"], default: "offset", doc: "only `offset`" },
+  enable_ha: { kind: "bool", default: false, doc: "high availability: not implemented yet; true is an error" },
+  logtostderr: { kind: "bool", default: true, doc: "ignored (logs always go to stderr)" },
+} as const satisfies Record<string, FlagDef>;
+
+export type MasterFlagName = keyof typeof MASTER_FLAGS;
+export const MASTER_FLAG_NAMES = Object.keys(MASTER_FLAGS) as MasterFlagName[];
+
+export interface MasterSettings {
+  config: Partial<MasterConfig>;
+  rpcPort: number;
+  rpcAddress: string;
+  metricsPort: number;
+  metricsHost: string;
+  enableMetricReporting: boolean;
+  enableHttpMetadataServer: boolean;
+  httpMetadataServerPort: number;
+  httpMetadataServerHost: string;
+  /** name -> "default" | "flag" | "config_path <file>:<line>" | "env NAME", for the startup line. */
+  sources: Record<string, string>;
+  values: Record<MasterFlagName, unknown>;
+}
+
+const kebab = (name: string) => name.replaceAll("_", "-");
+
+/**
+ * Rewrites gflags spellings into kebab-case for commander: `--rpc_port=1` -> `--rpc-port=1`,
+ * `--noenable_ha` -> `--enable-ha=false`, bare boolean `--enable_ha` -> `--enable-ha=true`.
+ * Unknown flags pass through, so commander reports them.
+ */
+export function normalizeMasterArgs(args: readonly string[]): string[] {
+  const known = new Map<string, MasterFlagName>();
+  for (const name of MASTER_FLAG_NAMES) {
+    known.set(name, name);
+    known.set(kebab(name), name);
+    for (const alias of (MASTER_FLAGS[name] as FlagDef).aliases ?? []) {
+      known.set(alias, name);
+      known.set(kebab(alias), name);
+    }
+  }
+  known.set("config_path", "config_path" as MasterFlagName);
+  known.set("config-path", "config_path" as MasterFlagName);
+  const out: string[] = [];
+  for (const arg of args) {
+    const m = /^--?([A-Za-z][\w-]*)(=(.*))?$/s.exec(arg);
+    if (!m) {
+      out.push(arg);
+      continue;
+    }
+    let name = m[1]!;
+    let value = m[3];
+    if (!known.has(name) && name.startsWith("no") && known.has(name.slice(2)) && value === undefined) {
+      name = name.slice(2);
+      value = "false";
+    }
+    const canonical = known.get(name);
+    if (!canonical) {
+      out.push(arg);
+      continue;
+    }
+    const def = (MASTER_FLAGS as Record<string, FlagDef>)[canonical];
+    if (def?.kind === "bool" && value === undefined) value = "true";
+    out.push(value === undefined ? `--${kebab(canonical)}` : `--${kebab(canonical)}=${value}`);
+  }
+  return out;
+}
+
+function parseFlag(name: MasterFlagName, raw: unknown, where: string): unknown {
+  const def: FlagDef = MASTER_FLAGS[name];
+  if (def.kind === "duration") {
+    const r = parseDuration(raw, def.unit);
+    if (!r.ok) throw new ConfigError(`${where}: invalid ${name}: ${r.error}`);
+    return r.ms;
+  }
+  const r = coerce({ ...def, scope: "store" } as KeyDef, raw);
+  if (!r.ok) throw new ConfigError(`${where}: invalid ${name}: ${r.error}`);
+  if (def.kind === "float" && (r.value as number) > def.max) {
+    throw new ConfigError(`${where}: invalid ${name}: expected ${def.min}..${def.max}, got ${r.value}`);
+  }
+  return r.value;
+}
+
+/**
+ * Resolves the master's settings: defaults < --config_path file < MC_STORE_CLUSTER_ID < flags.
+ * `flags` maps flag names (snake_case) to raw strings as commander parsed them.
+ */
+export function resolveMasterSettings(
+  flags: Partial<Record<MasterFlagName, unknown>>,
+  configPath: string | undefined,
+  env: Record<string, string | undefined> = process.env,
+): MasterSettings {
+  const values = {} as Record<MasterFlagName, unknown>;
+  const sources: Record<string, string> = {};
+  for (const name of MASTER_FLAG_NAMES) {
+    const def: FlagDef = MASTER_FLAGS[name];
+    values[name] = def.kind === "duration" ? def.defaultMs : def.default;
+    sources[name] = "default";
+  }
+  if (configPath) {
+    let text: string;
+    try {
+      text = readFileSync(configPath, "utf8");
+    } catch (e) {
+      throw new ConfigError(`cannot read --config_path ${configPath}: ${(e as Error).message}`);
+    }
+    const entries = parseConfigText(configPath, text, configPath.endsWith(".json") ? "json" : "yaml");
+    for (const [key, entry] of entries) {
+      const name = (key === "client_live_ttl_sec" ? "client_ttl" : key) as MasterFlagName;
+      if (!(name in MASTER_FLAGS)) continue; // Mooncake's file carries many flags we do not have
+      values[name] = parseFlag(name, entry.value, `${configPath}:${entry.line}`);
+      sources[name] = `config_path ${configPath}:${entry.line}`;
+    }
+  }
+  if (env.MC_STORE_CLUSTER_ID) {
+    values.cluster_id = parseFlag("cluster_id", env.MC_STORE_CLUSTER_ID, "MC_STORE_CLUSTER_ID");
+    sources.cluster_id = "env MC_STORE_CLUSTER_ID";
+  }
+  for (const [name, raw] of Object.entries(flags) as [MasterFlagName, unknown][]) {
+    if (raw === undefined) continue;
+    values[name] = parseFlag(name, raw, `--${name}`);
+    sources[name] = "flag";
+  }
+  if (values.enable_ha === true) {
+    throw new ConfigError("--enable_ha: master high availability is not implemented yet; run one master");
+  }
+  return {
+    config: {
+      leaseTtlMs: values.default_kv_lease_ttl as number,
+      softPinTtlMs: values.default_kv_soft_pin_ttl as number,
+      maxSoftPinTtlMs: values.max_kv_soft_pin_ttl as number,
+      allowEvictSoftPinnedObjects: values.allow_evict_soft_pinned_objects as boolean,
+      evictionRatio: values.eviction_ratio as number,
+      evictionHighWatermarkRatio: values.eviction_high_watermark_ratio as number,
+      existLeaseBlocksEviction: values.exist_lease_blocks_eviction as boolean,
+      clientTtlMs: values.client_ttl as number,
+      putStartDiscardTimeoutMs: values.put_start_discard_timeout_sec as number,
+      putStartReleaseTimeoutMs: values.put_start_release_timeout_sec as number,
+      allocationStrategy: values.allocation_strategy as MasterConfig["allocationStrategy"],
+      clusterId: values.cluster_id as string,
+      rootFsDir: values.root_fs_dir as string,
+    },
+    rpcPort: values.rpc_port as number,
+    rpcAddress: values.rpc_address as string,
+    metricsPort: values.metrics_port as number,
+    metricsHost: values.metrics_host as string,
+    enableMetricReporting: values.enable_metric_reporting as boolean,
+    enableHttpMetadataServer: values.enable_http_metadata_server as boolean,
+    httpMetadataServerPort: values.http_metadata_server_port as number,
+    httpMetadataServerHost: values.http_metadata_server_host as string,
+    sources,
+    values,
+  };
+}

@@ -1,0 +1,300 @@
+// The master's RPC handlers: each decodes nothing and encodes nothing itself; it turns a decoded
+// protobuf request into a state-machine operation (src/core/master) and the result into response
+// properties. One handler per method of src/core/rpc/methods.ts; the compiler checks the set.
+
+import { ErrorCode } from "../core/errors.ts";
+import {
+  batchQueryIp,
+  getFsdir,
+  getStorageConfig,
+  type Master,
+  querySegmentStatus,
+  querySegmentStatusById,
+  type ReplicaDescriptor,
+  type ReplicaListResponse,
+  type ReplicateConfig,
+  type Result,
+  type SegmentSpec,
+  type SoftPinActionValue,
+} from "../core/master/index.ts";
+import { type MethodName, pb, type RequestOf, type ResponseProps, uuidToString } from "../core/rpc/methods.ts";
+import { STORE_PROTOCOL_VERSION } from "../version.ts";
+
+export type Handlers = { [M in MethodName]: (request: RequestOf<M>) => ResponseProps<M> };
+
+export interface RpcServiceHooks {
+  /** GracefulUnmountSegment: unmount `segmentId` after `graceMs` (the process owns the timer). */
+  scheduleUnmount(segmentId: string, clientId: string, graceMs: number): void;
+}
+
+/** Tenants other than the default need multi-tenancy, which this master does not implement. */
+function tenantError(tenantId: string | null | undefined): number {
+  return !tenantId || tenantId === "default" ? ErrorCode.OK : ErrorCode.UNAVAILABLE_IN_CURRENT_MODE;
+}
+
+function replicaToWire(r: ReplicaDescriptor): pb.IReplicaDescriptor {
+  return {
+    id: r.id,
+    status: r.status,
+    memory: {
+      bufferDescriptor: {
+        size: r.sizeBytes,
+        bufferAddress: r.bufferAddress,
+        protocol: r.protocol,
+        transportEndpoint: r.transportEndpoint,
+      },
+    },
+  };
+}
+
+function segmentFromWire(s: pb.ISegment | null | undefined): SegmentSpec {
+  return {
+    id: uuidToString(s?.id),
+    name: s?.name ?? "",
+    base: Number(s?.base ?? 0),
+    size: Number(s?.size ?? 0),
+    teEndpoint: s?.teEndpoint ?? "",
+    protocol: s?.protocol ?? "tcp",
+    hostId: s?.hostId ?? "",
+  };
+}
+
+function configFromWire(c: pb.IReplicateConfig | null | undefined): ReplicateConfig {
+  if (!c) return {};
+  const config: ReplicateConfig = {
+    softPinAction: (c.softPinAction ?? 0) as SoftPinActionValue,
+    withHardPin: c.withHardPin ?? false,
+    preferredSegments: c.preferredSegments ?? [],
+    preferredSegment: c.preferredSegment ?? "",
+  };
+  if (c.replicaNum !== null && c.replicaNum !== undefined) config.replicaNum = c.replicaNum;
+  if (c.softPinTtlMs !== null && c.softPinTtlMs !== undefined) config.softPinTtlMs = Number(c.softPinTtlMs);
+  return config;
+}
+
+/** Only ALL (the default) and MEMORY replicas exist here; DISK-type targets have nothing to act on. */
+function replicaTypeError(type: number | null | undefined): number {
+  const ok = type === null || type === undefined || type === pb.ReplicaType.ALL || type === pb.ReplicaType.MEMORY;
+  return ok ? ErrorCode.OK : ErrorCode.INVALID_PARAMS;
+}
+
+function code<T>(r: Result<T>): number {
+  return r.ok ? ErrorCode.OK : r.code;
+}
+
+function replicaListToWire(r: Result<ReplicaListResponse>): ResponseProps<"getReplicaList"> {
+  if (!r.ok) return { errorCode: r.code };
+  const out: ResponseProps<"getReplicaList"> = {
+    errorCode: ErrorCode.OK,
+    replicas: r.value.replicas.map(replicaToWire),
+    leaseTtlMs: r.value.leaseTtlMs,
+  };
+  if (r.value.objectChecksum !== undefined) out.objectChecksum = Number(r.value.objectChecksum);
+  return out;
+}
+
+export function createHandlers(master: Master, hooks: RpcServiceHooks): Handlers {
+  const submit = master.submit.bind(master);
+  const state = master.state;
+  return {
+    serviceReady: (req) =>
+      req.clientVersion && req.clientVersion !== STORE_PROTOCOL_VERSION
+        ? { errorCode: ErrorCode.INVALID_VERSION, version: STORE_PROTOCOL_VERSION }
+        : { errorCode: ErrorCode.OK, version: STORE_PROTOCOL_VERSION },
+
+    ping: (req) => {
+      const r = submit({ op: "ping", clientId: uuidToString(req.clientId) });
+      return r.ok
+        ? { errorCode: ErrorCode.OK, viewVersionId: r.value.viewVersionId, clientStatus: r.value.clientStatus }
+        : { errorCode: r.code };
+    },
+    mountSegment: (req) => ({
+      errorCode: code(
+        submit({ op: "mountSegment", segment: segmentFromWire(req.segment), clientId: uuidToString(req.clientId) }),
+      ),
+    }),
+    reMountSegment: (req) => ({
+      errorCode: code(
+        submit({
+          op: "remountSegment",
+          segments: (req.segments ?? []).map(segmentFromWire),
+          clientId: uuidToString(req.clientId),
+        }),
+      ),
+    }),
+    unmountSegment: (req) => ({
+      errorCode: code(
+        submit({ op: "unmountSegment", segmentId: uuidToString(req.segmentId), clientId: uuidToString(req.clientId) }),
+      ),
+    }),
+    gracefulUnmountSegment: (req) => {
+      const segmentId = uuidToString(req.segmentId);
+      const status = querySegmentStatusById(state, segmentId);
+      if (!status.ok) return { errorCode: ErrorCode.OK }; // unknown segment: nothing to do, as Unmount
+      hooks.scheduleUnmount(segmentId, uuidToString(req.clientId), Number(req.graceMs ?? 0));
+      return { errorCode: ErrorCode.OK };
+    },
+
+    existKey: (req) => {
+      const t = tenantError(req.tenantId);
+      if (t) return { errorCode: t };
+      const r = submit({ op: "existKey", key: req.key });
+      return r.ok ? { errorCode: ErrorCode.OK, exists: r.value } : { errorCode: r.code };
+    },
+    batchExistKey: (req) => {
+      const t = tenantError(req.tenantId);
+      if (t) return { errorCode: t };
+      const rs = submit({ op: "batchExistKey", keys: req.keys });
+      return {
+        errorCode: ErrorCode.OK,
+        results: rs.map((r) => (r.ok ? { errorCode: ErrorCode.OK, exists: r.value } : { errorCode: r.code })),
+      };
+    },
+    getReplicaList: (req) => {
+      const t = tenantError(req.tenantId);
+      if (t) return { errorCode: t };
+      return replicaListToWire(submit({ op: "getReplicaList", key: req.key }));
+    },
+    batchGetReplicaList: (req) => {
+      const t = tenantError(req.tenantId);
+      if (t) return { errorCode: t };
+      return {
+        errorCode: ErrorCode.OK,
+        results: submit({ op: "batchGetReplicaList", keys: req.keys }).map(replicaListToWire),
+      };
+    },
+    getReplicaListByRegex: (req) => {
+      const t = tenantError(req.tenantId);
+      if (t) return { errorCode: t };
+      const r = submit({ op: "getReplicaListByRegex", pattern: req.regex });
+      if (!r.ok) return { errorCode: r.code };
+      const entries: pb.IKeyReplicas[] = [];
+      for (const [key, replicas] of r.value) entries.push({ key, replicas: replicas.map(replicaToWire) });
+      return { errorCode: ErrorCode.OK, entries };
+    },
+
+    putStart: (req) => {
+      const t = tenantError(req.tenantId);
+      if (t) return { errorCode: t };
+      const r = submit({
+        op: "putStart",
+        clientId: uuidToString(req.clientId),
+        key: req.key,
+        sizeBytes: Number(req.totalLen),
+        config: configFromWire(req.config),
+      });
+      return r.ok ? { errorCode: ErrorCode.OK, replicas: r.value.map(replicaToWire) } : { errorCode: r.code };
+    },
+    putEnd: (req) => {
+      const t = tenantError(req.tenantId) || replicaTypeError(req.replicaType);
+      if (t) return { errorCode: t };
+      const checksum = req.meta?.objectChecksum;
+      const r = submit({
+        op: "putEnd",
+        clientId: uuidToString(req.clientId),
+        key: req.meta?.key ?? "",
+        ...(checksum === null || checksum === undefined ? {} : { objectChecksum: BigInt(checksum) }),
+      });
+      return { errorCode: code(r) };
+    },
+    putRevoke: (req) => {
+      const t = tenantError(req.tenantId) || replicaTypeError(req.replicaType);
+      if (t) return { errorCode: t };
+      return { errorCode: code(submit({ op: "putRevoke", clientId: uuidToString(req.clientId), key: req.key })) };
+    },
+    batchPutStart: (req) => {
+      const t = tenantError(req.tenantId);
+      if (t) return { errorCode: t };
+      const rs = submit({
+        op: "batchPutStart",
+        clientId: uuidToString(req.clientId),
+        keys: req.keys,
+        sizes: req.lens.map(Number),
+        config: configFromWire(req.config),
+      });
+      return {
+        errorCode: ErrorCode.OK,
+        results: rs.map((r) =>
+          r.ok ? { errorCode: ErrorCode.OK, replicas: r.value.map(replicaToWire) } : { errorCode: r.code },
+        ),
+      };
+    },
+    batchPutEnd: (req) => {
+      const t = tenantError(req.tenantId) || replicaTypeError(req.replicaType);
+      if (t) return { errorCode: t };
+      const metas = req.metas ?? [];
+      const rs = submit({
+        op: "batchPutEnd",
+        clientId: uuidToString(req.clientId),
+        keys: metas.map((m) => m.key ?? ""),
+        objectChecksums: metas.map((m) =>
+          m.objectChecksum === null || m.objectChecksum === undefined ? null : BigInt(m.objectChecksum),
+        ),
+      });
+      return { errorCode: ErrorCode.OK, results: rs.map((r) => ({ errorCode: code(r) })) };
+    },
+    batchPutRevoke: (req) => {
+      const t = tenantError(req.tenantId) || replicaTypeError(req.replicaType);
+      if (t) return { errorCode: t };
+      const rs = submit({ op: "batchPutRevoke", clientId: uuidToString(req.clientId), keys: req.keys });
+      return { errorCode: ErrorCode.OK, results: rs.map((r) => ({ errorCode: code(r) })) };
+    },
+
+    remove: (req) => {
+      const t = tenantError(req.tenantId);
+      if (t) return { errorCode: t };
+      return { errorCode: code(submit({ op: "remove", key: req.key, force: req.force })) };
+    },
+    batchRemove: (req) => {
+      const t = tenantError(req.tenantId);
+      if (t) return { errorCode: t };
+      const rs = submit({ op: "batchRemove", keys: req.keys, force: req.force });
+      return { errorCode: ErrorCode.OK, results: rs.map((r) => ({ errorCode: code(r) })) };
+    },
+    removeByRegex: (req) => {
+      const t = tenantError(req.tenantId);
+      if (t) return { errorCode: t };
+      const r = submit({ op: "removeByRegex", pattern: req.regex, force: req.force });
+      return r.ok ? { errorCode: ErrorCode.OK, removedCount: r.value } : { errorCode: r.code };
+    },
+    removeAll: (req) => {
+      // "" means every tenant; there is only the default one here.
+      const t = req.tenantId === "" ? ErrorCode.OK : tenantError(req.tenantId);
+      if (t) return { errorCode: t };
+      const r = submit({ op: "removeAll", force: req.force });
+      return r.ok ? { errorCode: ErrorCode.OK, removedCount: r.value } : { errorCode: r.code };
+    },
+
+    querySegmentStatus: (req) => {
+      const r = querySegmentStatus(state, req.segmentName);
+      return r.ok ? { errorCode: ErrorCode.OK, status: r.value } : { errorCode: r.code };
+    },
+    querySegmentStatusById: (req) => {
+      const r = querySegmentStatusById(state, uuidToString(req.segmentId));
+      return r.ok ? { errorCode: ErrorCode.OK, status: r.value } : { errorCode: r.code };
+    },
+    batchQueryIp: (req) => {
+      const ids = (req.clientIds ?? []).map((u) => ({ wire: u, id: uuidToString(u) }));
+      const found = batchQueryIp(
+        state,
+        ids.map((x) => x.id),
+      );
+      const entries: pb.IClientIps[] = [];
+      for (const { wire, id } of ids) {
+        const ips = found.get(id);
+        if (ips) entries.push({ clientId: wire, ips });
+      }
+      return { errorCode: ErrorCode.OK, entries };
+    },
+    getStorageConfig: () => {
+      const c = getStorageConfig(state);
+      return {
+        errorCode: ErrorCode.OK,
+        fsdir: c.fsdir,
+        enableDiskEviction: c.enableDiskEviction,
+        quotaBytes: c.quotaBytes,
+      };
+    },
+    getFsdir: () => ({ errorCode: ErrorCode.OK, fsdir: getFsdir(state) }),
+  };
+}
