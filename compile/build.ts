@@ -17,7 +17,7 @@ const target = argValue("--target");
 const outfile = resolve(root, argValue("--outfile") ?? "dist/mooncake");
 
 /** Names under which the binary acts as one subcommand (src/cli/main.ts INVOKED_AS). */
-const DROP_IN_NAMES = ["mooncake_http_metadata_server"];
+const DROP_IN_NAMES = ["mooncake_master", "mooncake_http_metadata_server"];
 
 function git(...gitArgs: string[]): string | null {
   const r = Bun.spawnSync(["git", ...gitArgs], { cwd: root, stdout: "pipe", stderr: "ignore" });

@@ -5,21 +5,30 @@
 import { MooncakeError } from "../core/errors.ts";
 import { ConfigError } from "../config/errors.ts";
 import { COMPLETION_COMMANDS, registerCompletion, registerCompletionHelp } from "./completion.ts";
+import { normalizeMasterArgs } from "../master/flags.ts";
 import { EXIT } from "./exit-codes.ts";
+import { registerBench } from "./bench.ts";
 import { registerInspect } from "./inspect.ts";
+import { registerMaster } from "./master.ts";
 import { registerMetadata } from "./metadata.ts";
 import { applyUsageErrorPolicy, createProgram, exitCodeOfCommanderError } from "./program.ts";
 
 /** Binary names that select a subcommand, as Mooncake's own binaries are named. */
-const INVOKED_AS: Record<string, string> = { mooncake_http_metadata_server: "metadata" };
+const INVOKED_AS: Record<string, string> = {
+  mooncake_master: "master",
+  mooncake_http_metadata_server: "metadata",
+};
 
 export async function main(argv: string[], invokedAs: string): Promise<number> {
   const alias = INVOKED_AS[invokedAs];
-  const args = alias ? [alias, ...argv] : argv;
+  let args = alias ? [alias, ...argv] : argv;
+  if (args[0] === "master") args = ["master", ...normalizeMasterArgs(args.slice(1))];
 
   const program = createProgram();
+  registerMaster(program);
   registerMetadata(program);
   registerInspect(program);
+  registerBench(program);
   if (COMPLETION_COMMANDS.has(args[0] ?? "")) await registerCompletion(program);
   else registerCompletionHelp(program);
   applyUsageErrorPolicy(program);

@@ -56,4 +56,24 @@ describe("dist/mooncake", () => {
       server.kill();
     }
   });
+
+  test("invoked as mooncake_master it is the master, with Mooncake's flag spelling", async () => {
+    const master = start([
+      join(dir, "mooncake_master"),
+      "--rpc_port=0",
+      "--rpc_address=127.0.0.1",
+      "--metrics_port=0",
+      "--http_metadata_server_port=0",
+      "--enable_metric_reporting=false",
+    ]);
+    try {
+      await master.waitFor(/Master service started on port \d+/);
+      const [, adminPort] = await master.waitFor(/Master admin server started on port (\d+)/);
+      expect(await (await fetch(`http://127.0.0.1:${adminPort}/role`)).text()).toBe("leader");
+      master.proc.kill("SIGTERM");
+      expect(await master.proc.exited).toBe(0);
+    } finally {
+      master.kill();
+    }
+  });
 });

@@ -1,0 +1,36 @@
+// `mooncake master` (or a `mooncake_master` symlink): the control plane. Flags follow Mooncake's
+// gflags names; `normalizeMasterArgs` lets `--rpc_port=50051` and `--rpc-port 50051` both work.
+
+import { type Command, Option } from "@commander-js/extra-typings";
+import { MASTER_FLAG_NAMES, MASTER_FLAGS, type MasterFlagName } from "../master/flags.ts";
+import { applyLogOptions } from "./config-options.ts";
+
+export function registerMaster(program: Command<[], { logLevel: string; logFormat: string }>) {
+  const command = program
+    .command("master")
+    .description(
+      "run the master: places objects, tracks replicas and leases, evicts, watches store nodes.\n" +
+        "Serves RPC on 50051, admin/metrics HTTP on 9003 and the metadata server on 8080 by default.\n" +
+        "Flags take Mooncake's spelling too: --rpc_port=50051, --eviction_high_watermark_ratio=0.9",
+    )
+    .addOption(new Option("--config-path <file>", "JSON or YAML file with flag values (flags win)"));
+  for (const name of MASTER_FLAG_NAMES) {
+    const def = MASTER_FLAGS[name];
+    const shown = "default" in def ? def.default : def.defaultMs;
+    const valueName = def.kind === "bool" ? "[bool]" : "<value>";
+    command.addOption(new Option(`--${name.replaceAll("_", "-")} ${valueName}`, `${def.doc} (default: ${shown})`));
+  }
+  command.action(async (options) => {
+    applyLogOptions(program.opts());
+    const flags: Partial<Record<MasterFlagName, unknown>> = {};
+    const raw = options as Record<string, unknown>;
+    for (const name of MASTER_FLAG_NAMES) {
+      const value = raw[name.replace(/_([a-z])/g, (_, c: string) => c.toUpperCase())];
+      if (value !== undefined) flags[name] = value === true ? "true" : value;
+    }
+    const { resolveMasterSettings } = await import("../master/flags.ts");
+    const settings = resolveMasterSettings(flags, raw.configPath as string | undefined);
+    const { runMaster } = await import("../master/run.ts");
+    await runMaster(settings);
+  });
+}
