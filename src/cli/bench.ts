@@ -35,7 +35,7 @@ export function registerBench(program: Command<[], { logLevel: string; logFormat
     .option("--duration <time>", "how long to measure (10s, 500ms)", "10s")
     .option("--ops <n>", "stop after this many keys (0 = run for --duration)", "0")
     .option("--value-size <size>", "object size the master allocates for", "32MB")
-    .option("--keep", "leave the objects and the fake node in place")
+    .option("--keep", "leave the objects in place (the master drops them client_ttl after the run, when the fake node stops pinging)")
     .option("--json", "print the result as JSON");
   addConfigOptions(master, BENCH_CONFIG_KEYS).action(async (options) => {
     applyLogOptions(program.opts());

@@ -18,7 +18,7 @@ import {
 } from "../core/rpc/frame.ts";
 import { METHOD_BY_ID, METHODS, type MethodName } from "../core/rpc/methods.ts";
 import { type Connection, listenTcp, type TcpServer } from "../runtime/tcp.ts";
-import type { Handlers } from "./rpc-service.ts";
+import { Encoded, type Handlers } from "./rpc-service.ts";
 
 /** First byte of a coro_rpc request: Mooncake's own clients (issue 7); not served yet. */
 const CORO_RPC_MAGIC = 0x15;
@@ -63,10 +63,11 @@ export function startRpcServer(options: RpcServerOptions): RpcServer {
       options.onRequest?.(name, ErrorCode.INVALID_PARAMS);
       return { method: ERROR_METHOD, requestId: frame.requestId, body: encodeErrorBody(ErrorCode.INVALID_PARAMS) };
     }
-    const handler = handlers[name] as (req: unknown) => { errorCode?: number | null };
+    const handler = handlers[name] as (req: unknown) => { errorCode?: number | null } | Encoded;
     const response = handler(request);
     options.onRequest?.(name, response.errorCode ?? 0);
-    return { method: frame.method | RESPONSE_BIT, requestId: frame.requestId, body: def.response.encode(response).finish() };
+    const body = response instanceof Encoded ? response.bytes : def.response.encode(response).finish();
+    return { method: frame.method | RESPONSE_BIT, requestId: frame.requestId, body };
   };
 
   const server: TcpServer = listenTcp(

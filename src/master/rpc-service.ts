@@ -11,16 +11,29 @@ import {
   querySegmentStatus,
   querySegmentStatusById,
   type ReplicaDescriptor,
-  type ReplicaListResponse,
   type ReplicateConfig,
   type Result,
   type SegmentSpec,
   type SoftPinActionValue,
 } from "../core/master/index.ts";
 import { type MethodName, pb, type RequestOf, type ResponseProps, uuidToString } from "../core/rpc/methods.ts";
+import {
+  encodeBatchPutStart,
+  encodeBatchReplicaList,
+  encodePutStart,
+  encodeReplicaList,
+} from "../core/rpc/replica-encoding.ts";
 import { STORE_PROTOCOL_VERSION } from "../version.ts";
 
-export type Handlers = { [M in MethodName]: (request: RequestOf<M>) => ResponseProps<M> };
+/** A reply already encoded by replica-encoding.ts (the hot replica-list replies); errorCode for metrics. */
+export class Encoded {
+  constructor(
+    readonly bytes: Uint8Array,
+    readonly errorCode: number,
+  ) {}
+}
+
+export type Handlers = { [M in MethodName]: (request: RequestOf<M>) => ResponseProps<M> | Encoded };
 
 export interface RpcServiceHooks {
   /** GracefulUnmountSegment: unmount `segmentId` after `graceMs` (the process owns the timer). */
@@ -80,17 +93,6 @@ function replicaTypeError(type: number | null | undefined): number {
 
 function code<T>(r: Result<T>): number {
   return r.ok ? ErrorCode.OK : r.code;
-}
-
-function replicaListToWire(r: Result<ReplicaListResponse>): ResponseProps<"getReplicaList"> {
-  if (!r.ok) return { errorCode: r.code };
-  const out: ResponseProps<"getReplicaList"> = {
-    errorCode: ErrorCode.OK,
-    replicas: r.value.replicas.map(replicaToWire),
-    leaseTtlMs: r.value.leaseTtlMs,
-  };
-  if (r.value.objectChecksum !== undefined) out.objectChecksum = Number(r.value.objectChecksum);
-  return out;
 }
 
 export function createHandlers(master: Master, hooks: RpcServiceHooks): Handlers {
@@ -153,15 +155,13 @@ export function createHandlers(master: Master, hooks: RpcServiceHooks): Handlers
     getReplicaList: (req) => {
       const t = tenantError(req.tenantId);
       if (t) return { errorCode: t };
-      return replicaListToWire(submit({ op: "getReplicaList", key: req.key }));
+      const r = submit({ op: "getReplicaList", key: req.key });
+      return new Encoded(encodeReplicaList(r), code(r));
     },
     batchGetReplicaList: (req) => {
       const t = tenantError(req.tenantId);
       if (t) return { errorCode: t };
-      return {
-        errorCode: ErrorCode.OK,
-        results: submit({ op: "batchGetReplicaList", keys: req.keys }).map(replicaListToWire),
-      };
+      return new Encoded(encodeBatchReplicaList(submit({ op: "batchGetReplicaList", keys: req.keys })), ErrorCode.OK);
     },
     getReplicaListByRegex: (req) => {
       const t = tenantError(req.tenantId);
@@ -183,7 +183,7 @@ export function createHandlers(master: Master, hooks: RpcServiceHooks): Handlers
         sizeBytes: Number(req.totalLen),
         config: configFromWire(req.config),
       });
-      return r.ok ? { errorCode: ErrorCode.OK, replicas: r.value.map(replicaToWire) } : { errorCode: r.code };
+      return new Encoded(encodePutStart(r), code(r));
     },
     putEnd: (req) => {
       const t = tenantError(req.tenantId) || replicaTypeError(req.replicaType);
@@ -212,12 +212,7 @@ export function createHandlers(master: Master, hooks: RpcServiceHooks): Handlers
         sizes: req.lens.map(Number),
         config: configFromWire(req.config),
       });
-      return {
-        errorCode: ErrorCode.OK,
-        results: rs.map((r) =>
-          r.ok ? { errorCode: ErrorCode.OK, replicas: r.value.map(replicaToWire) } : { errorCode: r.code },
-        ),
-      };
+      return new Encoded(encodeBatchPutStart(rs), ErrorCode.OK);
     },
     batchPutEnd: (req) => {
       const t = tenantError(req.tenantId) || replicaTypeError(req.replicaType);

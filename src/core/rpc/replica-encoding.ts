@@ -1,0 +1,227 @@
+// Hand-written protobuf encoding of the master's hottest replies: GetReplicaListResponse,
+// PutStartResponse and their batch forms. They carry a replica descriptor per key (three nested
+// messages deep), and encoding them through generic protobufjs objects cost more than the state
+// lookup itself. These write the same fields straight from the state's descriptors, sizes first,
+// no intermediate objects. Tests decode the output with the generated code to prove equivalence.
+
+export interface WireReplica {
+  id: number;
+  status: number;
+  sizeBytes: number;
+  bufferAddress: number;
+  protocol: string;
+  transportEndpoint: string;
+}
+
+export type ReplicaListItem =
+  | { ok: true; value: { replicas: readonly WireReplica[]; leaseTtlMs: number; objectChecksum?: bigint } }
+  | { ok: false; code: number };
+
+export type PutStartItem = { ok: true; value: readonly WireReplica[] } | { ok: false; code: number };
+
+const encoder = new TextEncoder();
+/** UTF-8 bytes of the few distinct protocol and endpoint strings, bounded. */
+const stringCache = new Map<string, Uint8Array>();
+const STRING_CACHE_MAX = 4096;
+
+function utf8(s: string): Uint8Array {
+  let b = stringCache.get(s);
+  if (b === undefined) {
+    b = encoder.encode(s);
+    if (stringCache.size >= STRING_CACHE_MAX) stringCache.clear();
+    stringCache.set(s, b);
+  }
+  return b;
+}
+
+/** Bytes of an unsigned varint (numbers up to 2^53). */
+function varintSize(n: number): number {
+  let size = 1;
+  while (n >= 128) {
+    n = Math.floor(n / 128);
+    size++;
+  }
+  return size;
+}
+
+/** int32 as protobuf encodes it: negatives are sign-extended to 10 bytes. */
+function int32Size(n: number): number {
+  return n < 0 ? 10 : varintSize(n);
+}
+
+class Out {
+  pos = 0;
+  constructor(readonly buf: Uint8Array) {}
+  byte(b: number) {
+    this.buf[this.pos++] = b;
+  }
+  varint(n: number) {
+    while (n >= 128) {
+      this.buf[this.pos++] = (n % 128) | 128;
+      n = Math.floor(n / 128);
+    }
+    this.buf[this.pos++] = n;
+  }
+  int32(n: number) {
+    if (n >= 0) return this.varint(n);
+    let v = n >>> 0; // low 32 bits, then the sign extension bytes
+    for (let i = 0; i < 4; i++) {
+      this.buf[this.pos++] = (v & 127) | 128;
+      v >>>= 7;
+    }
+    this.buf[this.pos++] = (v & 0x0f) | 0x70 | 128;
+    for (let i = 0; i < 4; i++) this.buf[this.pos++] = 0xff;
+    this.buf[this.pos++] = 0x01;
+  }
+  bytes(b: Uint8Array) {
+    this.buf.set(b, this.pos);
+    this.pos += b.length;
+  }
+}
+
+// proto3 as protobufjs writes it: scalar fields equal to their default (0, "") are left out;
+// sub-messages are always written. Field tags are (number << 3) | wire type.
+
+/** Size of a varint field (tag + value), 0 when the value is the default. */
+function varField(n: number): number {
+  return n === 0 ? 0 : 1 + varintSize(n);
+}
+
+function writeVarField(out: Out, tag: number, n: number) {
+  if (n === 0) return;
+  out.byte(tag);
+  out.varint(n);
+}
+
+function int32Field(n: number): number {
+  return n === 0 ? 0 : 1 + int32Size(n);
+}
+
+function writeInt32Field(out: Out, tag: number, n: number) {
+  if (n === 0) return;
+  out.byte(tag);
+  out.int32(n);
+}
+
+function strField(bytes: Uint8Array): number {
+  return bytes.length === 0 ? 0 : 1 + varintSize(bytes.length) + bytes.length;
+}
+
+function writeStrField(out: Out, tag: number, bytes: Uint8Array) {
+  if (bytes.length === 0) return;
+  out.byte(tag);
+  out.varint(bytes.length);
+  out.bytes(bytes);
+}
+
+/** Size of a length-delimited sub-message field holding `size` bytes. */
+function msgField(size: number): number {
+  return 1 + varintSize(size) + size;
+}
+
+// Sizes of the nested messages of one replica, innermost first.
+function bufferDescriptorSize(r: WireReplica): number {
+  return (
+    varField(r.sizeBytes) + varField(r.bufferAddress) + strField(utf8(r.protocol)) + strField(utf8(r.transportEndpoint))
+  );
+}
+
+function replicaSize(r: WireReplica): number {
+  return varField(r.id) + varField(r.status) + msgField(msgField(bufferDescriptorSize(r)));
+}
+
+function writeReplica(out: Out, r: WireReplica) {
+  const bd = bufferDescriptorSize(r);
+  writeVarField(out, 0x08, r.id); // id = 1
+  writeVarField(out, 0x10, r.status); // status = 2
+  out.byte(0x1a); // memory = 3
+  out.varint(msgField(bd));
+  out.byte(0x0a); // buffer_descriptor = 1
+  out.varint(bd);
+  writeVarField(out, 0x08, r.sizeBytes); // size = 1
+  writeVarField(out, 0x10, r.bufferAddress); // buffer_address = 2
+  writeStrField(out, 0x1a, utf8(r.protocol)); // protocol = 3
+  writeStrField(out, 0x22, utf8(r.transportEndpoint)); // transport_endpoint = 4
+}
+
+function replicasSize(replicas: readonly WireReplica[]): number {
+  let size = 0;
+  for (const r of replicas) size += msgField(replicaSize(r));
+  return size;
+}
+
+function writeReplicas(out: Out, replicas: readonly WireReplica[]) {
+  for (const r of replicas) {
+    out.byte(0x12); // replicas = 2
+    out.varint(replicaSize(r));
+    writeReplica(out, r);
+  }
+}
+
+/** Body size of a GetReplicaListResponse (without its own tag/length). */
+function replicaListSize(item: ReplicaListItem): number {
+  if (!item.ok) return int32Field(item.code);
+  const checksum = item.value.objectChecksum;
+  // object_checksum is proto3 `optional`: written whenever present, zero included.
+  return (
+    replicasSize(item.value.replicas) +
+    varField(item.value.leaseTtlMs) +
+    (checksum === undefined ? 0 : 1 + varintSize(Number(checksum)))
+  );
+}
+
+function writeReplicaList(out: Out, item: ReplicaListItem) {
+  if (!item.ok) return writeInt32Field(out, 0x08, item.code); // error_code = 1
+  writeReplicas(out, item.value.replicas);
+  writeVarField(out, 0x18, item.value.leaseTtlMs); // lease_ttl_ms = 3
+  if (item.value.objectChecksum !== undefined) {
+    out.byte(0x20); // object_checksum = 4
+    out.varint(Number(item.value.objectChecksum));
+  }
+}
+
+function putStartSize(item: PutStartItem): number {
+  return item.ok ? replicasSize(item.value) : int32Field(item.code);
+}
+
+function writePutStart(out: Out, item: PutStartItem) {
+  if (!item.ok) return writeInt32Field(out, 0x08, item.code);
+  writeReplicas(out, item.value);
+}
+
+/** A GetReplicaListResponse. */
+export function encodeReplicaList(item: ReplicaListItem): Uint8Array {
+  const out = new Out(new Uint8Array(replicaListSize(item)));
+  writeReplicaList(out, item);
+  return out.buf;
+}
+
+/** A BatchGetReplicaListResponse: error_code 0 and one GetReplicaListResponse per key. */
+export function encodeBatchReplicaList(items: readonly ReplicaListItem[]): Uint8Array {
+  return encodeBatch(items, replicaListSize, writeReplicaList);
+}
+
+/** A PutStartResponse. */
+export function encodePutStart(item: PutStartItem): Uint8Array {
+  const out = new Out(new Uint8Array(putStartSize(item)));
+  writePutStart(out, item);
+  return out.buf;
+}
+
+/** A BatchPutStartResponse. */
+export function encodeBatchPutStart(items: readonly PutStartItem[]): Uint8Array {
+  return encodeBatch(items, putStartSize, writePutStart);
+}
+
+function encodeBatch<T>(items: readonly T[], sizeOf: (item: T) => number, write: (out: Out, item: T) => void) {
+  const sizes = items.map(sizeOf);
+  let total = 0; // error_code 0 is the default: not written
+  for (const s of sizes) total += msgField(s);
+  const out = new Out(new Uint8Array(total));
+  for (let i = 0; i < items.length; i++) {
+    out.byte(0x12); // results = 2
+    out.varint(sizes[i]!);
+    write(out, items[i]!);
+  }
+  return out.buf;
+}
