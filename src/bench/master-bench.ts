@@ -7,9 +7,8 @@ import { MasterClient } from "../client/master-client.ts";
 import { ErrorCode, errorName } from "../core/errors.ts";
 import { randomUuid } from "../core/rpc/methods.ts";
 import { LatencyRecorder, type Percentiles } from "./stats.ts";
+import type { MasterBenchOperation } from "./master-operations.ts";
 
-export const MASTER_BENCH_OPERATIONS = ["put", "get", "exist", "batch-put", "batch-get", "batch-exist"] as const;
-export type MasterBenchOperation = (typeof MASTER_BENCH_OPERATIONS)[number];
 
 export interface MasterBenchOptions {
   master: string;
@@ -112,6 +111,11 @@ export async function runMasterBench(o: MasterBenchOptions): Promise<MasterBench
           if (s.errorCode !== 0) return countError(s.errorCode);
           const e = await client.call("putEnd", { clientId: nodeId, meta: { key } });
           if (e.errorCode !== 0) countError(e.errorCode);
+          return;
+        }
+        case "ready": {
+          const r = await client.call("serviceReady", {});
+          if (r.errorCode !== 0) countError(r.errorCode);
           return;
         }
         case "get": {

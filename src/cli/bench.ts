@@ -3,6 +3,7 @@
 
 import { type Command, Option } from "@commander-js/extra-typings";
 import { parseDuration, parseSize } from "../core/units.ts";
+import { MASTER_BENCH_OPERATIONS } from "../bench/master-operations.ts";
 import { ConfigError } from "../config/errors.ts";
 import { addConfigOptions, applyLogOptions, loadCommandConfig } from "./config-options.ts";
 
@@ -24,8 +25,8 @@ export function registerBench(program: Command<[], { logLevel: string; logFormat
         "Leaves nothing behind (keys under __bench__/<run>/, a fake node unmounted at the end) unless --keep.",
     )
     .addOption(
-      new Option("--operation <op>", "what to measure")
-        .choices(["put", "get", "exist", "batch-put", "batch-get", "batch-exist"] as const)
+      new Option("--operation <op>", "what to measure; `ready` (ServiceReady, no state work) is the RPC baseline")
+        .choices(MASTER_BENCH_OPERATIONS)
         .default("put" as const),
     )
     .option("--keys <n>", "objects written before get/exist runs", "100000")

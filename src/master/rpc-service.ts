@@ -131,10 +131,11 @@ export function createHandlers(master: Master, hooks: RpcServiceHooks): Handlers
     }),
     gracefulUnmountSegment: (req) => {
       const segmentId = uuidToString(req.segmentId);
-      const status = querySegmentStatusById(state, segmentId);
-      if (!status.ok) return { errorCode: ErrorCode.OK }; // unknown segment: nothing to do, as Unmount
-      hooks.scheduleUnmount(segmentId, uuidToString(req.clientId), Number(req.graceMs ?? 0));
-      return { errorCode: ErrorCode.OK };
+      const clientId = uuidToString(req.clientId);
+      const known = querySegmentStatusById(state, segmentId).ok;
+      const r = submit({ op: "gracefulUnmountSegment", segmentId, clientId });
+      if (r.ok && known) hooks.scheduleUnmount(segmentId, clientId, Number(req.graceMs ?? 0));
+      return { errorCode: code(r) };
     },
 
     existKey: (req) => {

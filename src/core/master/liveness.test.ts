@@ -150,3 +150,30 @@ describe("liveness with a fake clock", () => {
     expect(m.submit({ op: "expireClients" })).toEqual({ expiredClients: ["x"], deadSegmentNames: [], erasedKeys: 0 });
   });
 });
+
+describe("graceful unmount", () => {
+  test("the segment stays readable, takes no new allocations, and goes at the real unmount", () => {
+    const { master } = newTestMaster();
+    mountNode(master, "a", [segSpec("sa", "10.0.0.1:1", 64 * MiB)]);
+    mountNode(master, "b", [segSpec("sb", "10.0.0.2:1", 64 * MiB)]);
+    const [old] = putObject(master, "a", "old", MiB, { preferredSegment: "10.0.0.1:1" });
+    expect(old!.transportEndpoint).toBe("10.0.0.1:1");
+
+    must(master.submit({ op: "gracefulUnmountSegment", segmentId: "sa", clientId: "a" }));
+    expect(must(querySegmentStatusById(master.state, "sa"))).toBe(SegmentStatus.GRACEFULLY_UNMOUNTING);
+    // Still readable.
+    expect(must(master.submit({ op: "getReplicaList", key: "old" })).replicas).toHaveLength(1);
+    // New puts avoid it, even when they prefer it.
+    for (let i = 0; i < 20; i++) {
+      const [r] = putObject(master, "a", `new-${i}`, MiB, { preferredSegment: "10.0.0.1:1" });
+      expect(r!.transportEndpoint).toBe("10.0.0.2:1");
+    }
+    // Idempotent; unknown ids are OK, as for Unmount.
+    must(master.submit({ op: "gracefulUnmountSegment", segmentId: "sa", clientId: "a" }));
+    must(master.submit({ op: "gracefulUnmountSegment", segmentId: "nope", clientId: "a" }));
+
+    must(master.submit({ op: "unmountSegment", segmentId: "sa", clientId: "a" }));
+    expect(must(master.submit({ op: "existKey", key: "old" }))).toBe(false);
+    expect(must(master.submit({ op: "existKey", key: "new-0" }))).toBe(true);
+  });
+});

@@ -96,6 +96,15 @@ export function unmountSegment(state: MasterState, segmentId: string): Result<vo
   return counted(state, "unmount_segment", OK_VOID);
 }
 
+/**
+ * GracefulUnmountSegment: the segment stays readable and takes no new allocations; the process
+ * applies `unmountSegment` when the grace period ends. Unknown id → OK, like Unmount.
+ */
+export function gracefulUnmountSegment(state: MasterState, segmentId: string): Result<void> {
+  const r = state.segments.beginGracefulUnmount(segmentId);
+  return r.ok || r.code === ErrorCode.SEGMENT_NOT_FOUND ? OK_VOID : r;
+}
+
 /** Ping: OK for a remounted live client, else NEED_REMOUNT; either way the TTL restarts. */
 export function ping(state: MasterState, clientId: string, nowMs: number): Result<PingResponse> {
   const clientStatus = state.okClients.has(clientId) ? ClientStatus.OK : ClientStatus.NEED_REMOUNT;

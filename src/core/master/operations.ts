@@ -18,7 +18,14 @@ import {
   type EvictionReport,
   runEvictionCycle,
 } from "./eviction.ts";
-import { expireClients, mountSegment, ping, remountSegment, unmountSegment } from "./liveness.ts";
+import {
+  expireClients,
+  gracefulUnmountSegment,
+  mountSegment,
+  ping,
+  remountSegment,
+  unmountSegment,
+} from "./liveness.ts";
 import type { MasterState } from "./state.ts";
 import type {
   ExpiryReport,
@@ -56,6 +63,8 @@ export type Op = Stamp &
     | { op: "mountSegment"; segment: SegmentSpec; clientId: string }
     | { op: "remountSegment"; segments: SegmentSpec[]; clientId: string }
     | { op: "unmountSegment"; segmentId: string; clientId: string }
+    /** Stop allocating in a segment; the caller unmounts it when its grace period ends. */
+    | { op: "gracefulUnmountSegment"; segmentId: string; clientId: string }
     | { op: "ping"; clientId: string }
     /** The liveness monitor's tick: expire clients whose TTL ran out. */
     | { op: "expireClients" }
@@ -88,6 +97,7 @@ export interface OpResults {
   mountSegment: Result<void>;
   remountSegment: Result<void>;
   unmountSegment: Result<void>;
+  gracefulUnmountSegment: Result<void>;
   ping: Result<PingResponse>;
   expireClients: ExpiryReport;
   evict: EvictionReport;
@@ -151,6 +161,8 @@ function applyAny(state: MasterState, op: Op): OpResults[OpName] {
       return remountSegment(state, op.segments, op.clientId, now);
     case "unmountSegment":
       return unmountSegment(state, op.segmentId);
+    case "gracefulUnmountSegment":
+      return gracefulUnmountSegment(state, op.segmentId);
     case "ping":
       return ping(state, op.clientId, now);
     case "expireClients":

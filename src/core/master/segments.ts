@@ -128,6 +128,20 @@ export class SegmentTable {
     return ok(seg);
   }
 
+  /**
+   * GracefulUnmountSegment's first step: the segment keeps serving reads but takes no new
+   * allocations until the caller's grace timer runs the real unmount. Unknown id: SEGMENT_NOT_FOUND;
+   * already unmounting: UNAVAILABLE_IN_CURRENT_STATUS; already graceful: OK (idempotent).
+   */
+  beginGracefulUnmount(id: string): Result<void> {
+    const seg = this.byId.get(id);
+    if (seg === undefined) return fail(ErrorCode.SEGMENT_NOT_FOUND);
+    if (seg.status === SegmentStatus.UNMOUNTING) return fail(ErrorCode.UNAVAILABLE_IN_CURRENT_STATUS);
+    this.#removeAllocatable(seg);
+    seg.status = SegmentStatus.GRACEFULLY_UNMOUNTING;
+    return ok(undefined);
+  }
+
   /** Second half: drops the segment from every index. Its allocator is discarded with it. */
   commitUnmount(seg: MountedSegment): void {
     if (this.byId.get(seg.id) !== seg) throw new Error(`commitUnmount of a segment not in the table: ${seg.id}`);
