@@ -2,6 +2,8 @@
 // types. The server's dispatch table and the typed client are both built from this one list, so
 // they cannot disagree.
 
+// Deno reads the generated declarations only when told (tsc finds mooncake.d.ts by itself).
+// @ts-types="../../proto/mooncake.d.ts"
 import { mooncake as pb } from "../../proto/mooncake.js";
 
 interface MessageType<T> {
