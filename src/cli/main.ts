@@ -11,6 +11,8 @@ import { registerBench } from "./bench.ts";
 import { registerInspect } from "./inspect.ts";
 import { registerMaster } from "./master.ts";
 import { registerMetadata } from "./metadata.ts";
+import { registerStore } from "./store.ts";
+import { registerUp } from "./up.ts";
 import { applyUsageErrorPolicy, createProgram, exitCodeOfCommanderError } from "./program.ts";
 
 /** Binary names that select a subcommand, as Mooncake's own binaries are named. */
@@ -22,14 +24,19 @@ const INVOKED_AS: Record<string, string> = {
 export async function main(argv: string[], invokedAs: string): Promise<number> {
   const alias = INVOKED_AS[invokedAs];
   let args = alias ? [alias, ...argv] : argv;
-  if (args[0] === "master") args = ["master", ...normalizeMasterArgs(args.slice(1))];
+  const commandIndex = subcommandIndex(args);
+  if (args[commandIndex] === "master") {
+    args = [...args.slice(0, commandIndex + 1), ...normalizeMasterArgs(args.slice(commandIndex + 1))];
+  }
 
   const program = createProgram();
   registerMaster(program);
   registerMetadata(program);
+  registerStore(program);
+  registerUp(program);
   registerInspect(program);
   registerBench(program);
-  if (COMPLETION_COMMANDS.has(args[0] ?? "")) await registerCompletion(program);
+  if (COMPLETION_COMMANDS.has(args[commandIndex] ?? "")) await registerCompletion(program);
   else registerCompletionHelp(program);
   applyUsageErrorPolicy(program);
 
@@ -39,6 +46,16 @@ export async function main(argv: string[], invokedAs: string): Promise<number> {
   } catch (error) {
     return reportError(error, program.opts().logLevel === "debug");
   }
+}
+
+/** Index of the subcommand in `args`: the first word that is not a global option or its value. */
+function subcommandIndex(args: readonly string[]): number {
+  for (let i = 0; i < args.length; i++) {
+    const a = args[i]!;
+    if (a === "--log-level" || a === "--log-format") i++;
+    else if (!a.startsWith("-")) return i;
+  }
+  return args.length;
 }
 
 /** Prints an error for an operator (no stack trace unless --log-level debug) and picks the exit code. */

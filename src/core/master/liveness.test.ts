@@ -177,3 +177,20 @@ describe("graceful unmount", () => {
     expect(must(master.submit({ op: "existKey", key: "new-0" }))).toBe(true);
   });
 });
+
+describe("a node that restarts under the same name", () => {
+  test("its old segments are unmounted when the new incarnation mounts, not client_ttl later", () => {
+    const { master } = newTestMaster();
+    mountNode(master, "old-process", [segSpec("s1", "10.0.0.1:12345", 64 * MiB)]);
+    putObject(master, "old-process", "k", MiB);
+    expect(must(master.submit({ op: "existKey", key: "k" }))).toBe(true);
+    // Same name, new client id, new segment id: the old replicas must not be handed out any more.
+    mountNode(master, "new-process", [segSpec("s2", "10.0.0.1:12345", 64 * MiB)]);
+    expect(must(master.submit({ op: "existKey", key: "k" }))).toBe(false);
+    expect(must(querySegmentStatusById(master.state, "s2"))).toBe(SegmentStatus.OK);
+    expect(querySegmentStatusById(master.state, "s1").ok).toBe(false);
+    // A different name is left alone.
+    mountNode(master, "other", [segSpec("s3", "10.0.0.2:12345", 64 * MiB)]);
+    expect(must(querySegmentStatusById(master.state, "s2"))).toBe(SegmentStatus.OK);
+  });
+});

@@ -47,8 +47,24 @@ function counted<T>(state: MasterState, name: "mount_segment" | "remount_segment
  */
 export function mountSegment(state: MasterState, spec: SegmentSpec, clientId: string, nowMs: number): Result<void> {
   touchClient(state, clientId, nowMs);
+  replaceOldIncarnation(state, spec, clientId);
   const r = state.segments.mount(spec, clientId);
   return counted(state, "mount_segment", r.ok ? OK_VOID : r);
+}
+
+/**
+ * A segment name is a node's identity (its host:port). When a different client mounts under a name
+ * whose segments are still mounted, the node restarted before its TTL ran out: the old segments
+ * are unmounted now (their replicas dropped), not client_ttl later. Otherwise readers would be sent
+ * to the new process at addresses of the old one's memory and read whatever lies there. (Mooncake
+ * waits for the TTL; two live nodes sharing one name is a misconfiguration either way.)
+ */
+function replaceOldIncarnation(state: MasterState, spec: SegmentSpec, clientId: string): void {
+  const stale: string[] = [];
+  for (const seg of state.segments.byId.values()) {
+    if (seg.name === spec.name && seg.clientId !== clientId && seg.id !== spec.id) stale.push(seg.id);
+  }
+  for (const id of stale) unmountSegment(state, id);
 }
 
 /**

@@ -1,0 +1,48 @@
+// `mooncake store`: run a store node that contributes memory to the pool. Reads the shared config
+// (LMCache YAML extra_config, MOONCAKE_CONFIG_PATH, MOONCAKE_* env) and these flags.
+
+import type { Command } from "@commander-js/extra-typings";
+import { ConfigError } from "../config/errors.ts";
+import type { ConfigKey } from "../config/schema.ts";
+import { addConfigOptions, applyLogOptions, loadCommandConfig } from "./config-options.ts";
+
+const STORE_KEYS: readonly ConfigKey[] = [
+  "local_hostname",
+  "metadata_server",
+  "master_server_address",
+  "global_segment_size",
+  "protocol",
+  "device_name",
+  "transfer_timeout",
+  "store_memcpy",
+  "store_use_hugepage",
+  "metadata_cluster_id",
+  "store_client_min_port",
+  "store_client_max_port",
+  "rpc_timeout_ms",
+  "rpc_connect_timeout_ms",
+  "remote_url",
+];
+
+export function registerStore(program: Command<[], { logLevel: string; logFormat: string }>) {
+  const store = program
+    .command("store")
+    .description(
+      "run a store node: allocate global_segment_size bytes, serve them to clients and other nodes,\n" +
+        "mount them at the master. local_hostname without a port gets a free one (it names the node).\n" +
+        "Needs local_hostname, metadata_server and master_server_address (config file, env or flags).",
+    );
+  addConfigOptions(store, STORE_KEYS).action(async (options) => {
+    applyLogOptions(program.opts());
+    const { config } = loadCommandConfig(options as Record<string, unknown>, STORE_KEYS, {
+      command: "mooncake store",
+      required: ["local_hostname", "metadata_server", "master_server_address"],
+      positive: ["global_segment_size"],
+    });
+    if (config.protocol === "rdma") {
+      throw new ConfigError("protocol rdma: the RDMA transport is not implemented yet; use protocol tcp");
+    }
+    const { runStoreNode } = await import("../store/run.ts");
+    await runStoreNode(config);
+  });
+}

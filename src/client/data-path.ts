@@ -1,0 +1,13 @@
+// What the store client needs from the transfer engine: move bytes between a local view and a
+// remote segment named by its transport endpoint. The engine picks the transport per segment
+// (shared memory on the same host, TCP otherwise; RDMA later) behind this interface.
+
+export interface DataPath {
+  /** Copies `from` to [remoteAddress, +from.length) in the segment served at `endpoint`. */
+  write(endpoint: string, remoteAddress: number, from: Uint8Array): Promise<void>;
+  /** Copies [remoteAddress, +into.length) of the segment served at `endpoint` into `into`. */
+  read(endpoint: string, remoteAddress: number, into: Uint8Array): Promise<void>;
+  /** True when `endpoint`'s memory is mapped here (same host): reads from it cost a memcpy. */
+  isLocal(endpoint: string): Promise<boolean>;
+  close(): Promise<void>;
+}

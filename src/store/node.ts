@@ -1,0 +1,152 @@
+// A store node (`mooncake store`): contributes `global_segment_size` bytes of shared memory to the
+// pool. It maps its segments once (memfd, prefaulted; several segments when over 4 GiB), serves
+// them through the transfer engine (TCP data port, handshake port, same-host shared memory),
+// publishes their descriptors in the metadata service, mounts them at the master, pings every
+// second, and remounts (republishing its descriptors) when the master answers NEED_REMOUNT.
+
+import { MasterClient } from "../client/master-client.ts";
+import { errorName, MooncakeError } from "../core/errors.ts";
+import type { Logger } from "../core/log.ts";
+import { pb, randomUuid } from "../core/rpc/methods.ts";
+import { formatBytes } from "../core/units.ts";
+import type { Config } from "../config/schema.ts";
+import { TransferEngine } from "../transfer/engine.ts";
+import { SharedSegment } from "../transfer/shared-memory.ts";
+
+/** The largest single segment: one JS view is capped at 4 GiB, and so is one mapping window. */
+export const MAX_SEGMENT_BYTES = 4 * 1024 ** 3;
+const PING_INTERVAL_MS = 1000;
+/** Consecutive failed pings before the node says the master is gone (Mooncake: 3). */
+const PING_FAILURES_TO_WARN = 3;
+
+export interface StoreNode {
+  readonly name: string;
+  readonly engine: TransferEngine;
+  readonly segments: readonly SharedSegment[];
+  stop(): Promise<void>;
+}
+
+interface MountedPart {
+  segment: SharedSegment;
+  wire: pb.ISegment;
+}
+
+/** Splits `total` bytes into segments of at most MAX_SEGMENT_BYTES, 4 KiB-aligned. */
+export function segmentSizes(totalBytes: number, maxBytes = MAX_SEGMENT_BYTES): number[] {
+  const sizes: number[] = [];
+  let left = totalBytes;
+  while (left > 0) {
+    const size = Math.min(left, maxBytes);
+    sizes.push(size);
+    left -= size;
+  }
+  return sizes;
+}
+
+export async function startStoreNode(config: Config, log: Logger): Promise<StoreNode> {
+  // The master first: a wrong address is the most common mistake and should fail fast and clearly.
+  const master = await MasterClient.connect(config.master_server_address, {
+    timeoutMs: Math.min(config.rpc_timeout_ms, 10_000),
+    connectTimeoutMs: Math.min(config.rpc_connect_timeout_ms, 3000),
+  }).catch((e: unknown) => {
+    throw new Error(
+      `cannot reach the master at ${config.master_server_address}: ${(e as Error).message}. ` +
+        "Check master_server_address (or remote_url) and that `mooncake master` is running.",
+    );
+  });
+
+  const segments: SharedSegment[] = [];
+  let engine: TransferEngine | null = null;
+  try {
+    for (const [i, size] of segmentSizes(config.global_segment_size).entries()) {
+      segments.push(SharedSegment.create(`mooncake-segment-${i}`, size, { hugePages: config.store_use_hugepage }));
+    }
+    engine = await TransferEngine.start({
+      config,
+      serve: true,
+      log,
+    });
+    for (const s of segments) engine.registerSegment(s);
+    await engine.publish();
+  } catch (e) {
+    master.close();
+    await engine?.close();
+    for (const s of segments) s.close();
+    throw e;
+  }
+
+  const name = engine.name;
+  const clientId = randomUuid();
+  const parts: MountedPart[] = segments.map((segment) => ({
+    segment,
+    wire: {
+      id: randomUuid(),
+      name,
+      base: segment.address,
+      size: segment.lengthBytes,
+      teEndpoint: name,
+      protocol: "tcp",
+    },
+  }));
+  const check = (what: string, code: number | null | undefined) => {
+    if (code) throw new MooncakeError(code as never, `${what} at ${config.master_server_address}`);
+  };
+  for (const p of parts) check("MountSegment", (await master.call("mountSegment", { segment: p.wire, clientId })).errorCode);
+  check("ReMountSegment", (await master.call("reMountSegment", { segments: parts.map((p) => p.wire), clientId })).errorCode);
+
+  // Liveness: ping every second; NEED_REMOUNT means the master lost us (restart or our TTL ran
+  // out): remount, with empty segments, and republish the descriptors it may have deleted.
+  let failures = 0;
+  let remounting = false;
+  const pinger = setInterval(async () => {
+    if (remounting) return;
+    try {
+      const r = await master.call("ping", { clientId });
+      if (failures >= PING_FAILURES_TO_WARN) log.info(`master ${config.master_server_address} is answering again`);
+      failures = 0;
+      if (r.clientStatus === pb.ClientStatus.NEED_REMOUNT) {
+        remounting = true;
+        const re = await master.call("reMountSegment", { segments: parts.map((p) => p.wire), clientId });
+        if (re.errorCode) log.warn(`remount failed: ${errorName(re.errorCode)}`);
+        else {
+          await engine!.publish();
+          log.info("remounted at the master (NEED_REMOUNT); segments start empty");
+        }
+      }
+    } catch (e) {
+      failures++;
+      if (failures === PING_FAILURES_TO_WARN) {
+        log.warn(`master ${config.master_server_address} has not answered ${failures} pings: ${(e as Error).message}`);
+      }
+    } finally {
+      remounting = false;
+    }
+  }, PING_INTERVAL_MS);
+
+  const total = segments.reduce((n, s) => n + s.lengthBytes, 0);
+  log.info(
+    `store node ${name} ready: ${formatBytes(total)} in ${segments.length} segment${segments.length === 1 ? "" : "s"}, ` +
+      `data port ${engine.dataPort}, handshake port ${engine.handshakePort}, master ${config.master_server_address}, ` +
+      `metadata ${config.metadata_server}`,
+  );
+
+  let stopped = false;
+  return {
+    name,
+    engine,
+    segments,
+    async stop() {
+      if (stopped) return;
+      stopped = true;
+      clearInterval(pinger);
+      for (const p of parts) {
+        await master.call("unmountSegment", { segmentId: p.wire.id, clientId }).catch(() => {});
+      }
+      master.close();
+      await engine!.unpublish().catch((e: unknown) => log.warn(`could not remove metadata entries: ${(e as Error).message}`));
+      await engine!.close();
+      for (const s of segments) s.close();
+    },
+  };
+}
+

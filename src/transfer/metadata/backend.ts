@@ -1,0 +1,218 @@
+// Where the transfer engine publishes its segment descriptor and finds its peers' (transfer-engine-
+// spec.md §2.3–§2.5), chosen by Mooncake's `metadata_server` conn string:
+//   http(s)://host:port/metadata → a Mooncake-compatible HTTP metadata server (MetadataHttpClient);
+//   P2PHANDSHAKE                 → no registry: a peer's name is its `host:port` handshake address
+//                                  and its descriptor comes from a METADATA handshake there.
+// etcd and redis registries are not implemented yet and fail loudly at creation.
+
+import { isIPv6 } from "node:net";
+import { MetadataHttpClient, MetadataHttpError } from "../../metadata/http-client.ts";
+import { type Logger, logger } from "../../core/log.ts";
+import {
+  decodeRpcMeta,
+  decodeSegmentDescriptor,
+  encodeRpcMeta,
+  encodeSegmentDescriptor,
+  formatSegmentTimestamp,
+  type RpcMeta,
+  rpcMetaKey,
+  type SegmentDescriptor,
+  segmentKey,
+} from "../../core/transfer/segment-descriptor.ts";
+import { DEFAULT_HANDSHAKE_PORT, fetchPeerDescriptor } from "./handshake.ts";
+
+/** Mooncake's conn string for registry-less, peer-to-peer descriptor exchange. */
+export const P2P_HANDSHAKE = "P2PHANDSHAKE";
+
+export interface MetadataBackend {
+  readonly kind: "http" | "p2p";
+  /** A peer's descriptor; null when the registry has none. Throws on transport errors and on a
+   * descriptor that does not decode (the error names the segment and field). */
+  getSegment(name: string): Promise<SegmentDescriptor | null>;
+  /** Where a peer's handshake port is; null when the registry has no entry. */
+  getRpcMeta(name: string): Promise<RpcMeta | null>;
+  /** Publish our rpc_meta (when given) and then our descriptor, stamped with the current time as
+   * Mooncake does on every encode. */
+  publish(name: string, descriptor: SegmentDescriptor, rpcMeta?: RpcMeta): Promise<void>;
+  /** Remove what publish() wrote (absent keys are fine). */
+  unpublish(name: string): Promise<void>;
+}
+
+export interface MetadataBackendOptions {
+  /** MC_METADATA_CLUSTER_ID: keys become `mooncake/<cluster>/...`. */
+  clusterId?: string;
+  /** Per request: one HTTP call, or one whole handshake exchange. */
+  timeoutMs: number;
+  /** P2P: the port of a peer name without one (Mooncake's MC_HANDSHAKE_PORT, default 12001). */
+  handshakePort?: number;
+  log?: Logger;
+  /** HTTP: substitute fetch (tests). */
+  fetch?: typeof fetch;
+}
+
+/** Mooncake's `getSegmentID` strips one leading "/" from segment names. */
+function segmentName(name: string): string {
+  return name.startsWith("/") ? name.slice(1) : name;
+}
+
+/** Create the backend for a Mooncake `metadata_server` conn string. Throws for etcd/redis (not
+ * implemented) and anything unrecognised. */
+export function createMetadataBackend(connString: string, opts: MetadataBackendOptions): MetadataBackend {
+  if (connString === P2P_HANDSHAKE) return new P2PBackend(opts);
+  // Mooncake: the scheme is what precedes "://"; no scheme means etcd (`h1:2379,h2:2379`).
+  const sep = connString.indexOf("://");
+  const scheme = sep < 0 ? "etcd" : connString.slice(0, sep).toLowerCase();
+  if (scheme === "http" || scheme === "https") return new HttpBackend(connString, opts);
+  const hint = "use http://<host>:<port>/metadata or P2PHANDSHAKE";
+  if (scheme === "etcd" || scheme === "redis") {
+    throw new Error(`metadata server ${JSON.stringify(connString)}: ${scheme} is not supported yet: ${hint}`);
+  }
+  throw new Error(`metadata server ${JSON.stringify(connString)}: unknown scheme ${JSON.stringify(scheme)}: ${hint}`);
+}
+
+// ---------------------------------------------------------------------------------------------
+// HTTP
+
+function isDuplicateRpcMeta(e: unknown): boolean {
+  return e instanceof MetadataHttpError && e.status === 400 && (e.body ?? "").includes("Duplicate rpc_meta key not allowed");
+}
+
+class HttpBackend implements MetadataBackend {
+  readonly kind = "http";
+  readonly #client: MetadataHttpClient;
+  readonly #clusterId: string | undefined;
+  readonly #log: Logger;
+
+  constructor(url: string, opts: MetadataBackendOptions) {
+    this.#client = new MetadataHttpClient(url, { timeoutMs: opts.timeoutMs, ...(opts.fetch ? { fetch: opts.fetch } : {}) });
+    this.#clusterId = opts.clusterId;
+    this.#log = opts.log ?? logger("metadata");
+  }
+
+  async getSegment(name: string): Promise<SegmentDescriptor | null> {
+    const n = segmentName(name);
+    const json = await this.#client.get(segmentKey(n, this.#clusterId));
+    return json === null ? null : decodeSegmentDescriptor(json, n);
+  }
+
+  async getRpcMeta(name: string): Promise<RpcMeta | null> {
+    const n = segmentName(name);
+    const json = await this.#client.get(rpcMetaKey(n, this.#clusterId));
+    return json === null ? null : decodeRpcMeta(json, n);
+  }
+
+  /**
+   * Mooncake's servers refuse to replace an rpc_meta value with a different one (400 `Duplicate
+   * rpc_meta key not allowed`; re-putting the same value is fine). A node restarted under the same
+   * name but on a new port hits that rule for as long as its old entry lives, so on that 400 we
+   * delete the entry and put ours: the name is the node's identity and the newest process owns it.
+   * (Two live processes sharing one name is a misconfiguration this cannot fix either way.)
+   */
+  async publish(name: string, descriptor: SegmentDescriptor, rpcMeta?: RpcMeta): Promise<void> {
+    const n = segmentName(name);
+    // rpc_meta first: whoever can see our descriptor can also find our handshake port.
+    if (rpcMeta) {
+      const key = rpcMetaKey(n, this.#clusterId);
+      const body = encodeRpcMeta(rpcMeta);
+      try {
+        await this.#client.put(key, body);
+      } catch (e) {
+        if (!isDuplicateRpcMeta(e)) throw e;
+        this.#log.warn("replacing a stale rpc_meta entry for our segment name", { key, rpc_meta: body });
+        await this.#client.delete(key);
+        await this.#client.put(key, body);
+      }
+    }
+    const json = encodeSegmentDescriptor({ ...descriptor, timestamp: formatSegmentTimestamp() });
+    await this.#client.put(segmentKey(n, this.#clusterId), json);
+  }
+
+  async unpublish(name: string): Promise<void> {
+    const n = segmentName(name);
+    // Descriptor first: peers stop finding us before our RPC location disappears.
+    await this.#client.delete(segmentKey(n, this.#clusterId));
+    await this.#client.delete(rpcMetaKey(n, this.#clusterId));
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// P2P handshake
+
+/** What inet_pton(AF_INET6) accepts plus an optional `%scope`, as Mooncake's isValidIpV6: a scope
+ * followed by another ":" is a port, not part of the address. */
+export function isIPv6Address(address: string): boolean {
+  const pct = address.indexOf("%");
+  if (pct >= 0 && address.indexOf(":", pct) >= 0) return false;
+  return isIPv6(pct >= 0 ? address.slice(0, pct) : address);
+}
+
+/** Mooncake's getPortFromString: all digits and ≤ 65535, else the default. */
+function portOr(s: string, fallback: number): number {
+  if (!/^[0-9]+$/.test(s)) return fallback;
+  const n = Number(s);
+  return n <= 0xffff ? n : fallback;
+}
+
+/**
+ * Mooncake's `parseHostNameWithPort`: `host:port`, `[v6]:port`, `[v6]`, bare `v6`, `v6%scope:port`,
+ * or a name without a port (→ `defaultPort`). An unparsable port also falls back to `defaultPort`.
+ */
+export function parseSegmentAddress(name: string, defaultPort: number = DEFAULT_HANDSHAKE_PORT): { host: string; port: number } {
+  if (name.startsWith("[")) {
+    const close = name.indexOf("]");
+    if (close >= 0) {
+      const host = name.slice(1, close);
+      if (isIPv6Address(host)) {
+        const colon = name.indexOf(":", close);
+        return { host, port: colon < 0 ? defaultPort : portOr(name.slice(colon + 1), defaultPort) };
+      }
+    }
+  } else if (isIPv6Address(name)) {
+    return { host: name, port: defaultPort };
+  } else {
+    const pct = name.indexOf("%");
+    if (pct >= 0) {
+      const colon = name.indexOf(":", pct);
+      if (colon >= 0 && isIPv6Address(name.slice(0, colon))) {
+        return { host: name.slice(0, colon), port: portOr(name.slice(colon + 1), defaultPort) };
+      }
+    }
+  }
+  const colon = name.lastIndexOf(":");
+  if (colon < 0) return { host: name, port: defaultPort };
+  return { host: name.slice(0, colon), port: portOr(name.slice(colon + 1), defaultPort) };
+}
+
+class P2PBackend implements MetadataBackend {
+  readonly kind = "p2p";
+  readonly #timeoutMs: number;
+  readonly #defaultPort: number;
+  /** Sent as the METADATA request body (Mooncake sends its own descriptor; receivers ignore it). */
+  #local: string | undefined;
+
+  constructor(opts: MetadataBackendOptions) {
+    this.#timeoutMs = opts.timeoutMs;
+    this.#defaultPort = opts.handshakePort ?? DEFAULT_HANDSHAKE_PORT;
+  }
+
+  async getSegment(name: string): Promise<SegmentDescriptor> {
+    const n = segmentName(name);
+    const { host, port } = parseSegmentAddress(n, this.#defaultPort);
+    const json = await fetchPeerDescriptor(host, port, this.#local ?? "{}", this.#timeoutMs);
+    return decodeSegmentDescriptor(json, n);
+  }
+
+  async getRpcMeta(name: string): Promise<RpcMeta> {
+    const { host, port } = parseSegmentAddress(segmentName(name), this.#defaultPort);
+    return { ip_or_host_name: host, rpc_port: port };
+  }
+
+  /** Local only: peers pull our descriptor from our handshake server. */
+  async publish(_name: string, descriptor: SegmentDescriptor): Promise<void> {
+    this.#local = encodeSegmentDescriptor({ ...descriptor, timestamp: formatSegmentTimestamp() });
+  }
+
+  async unpublish(_name: string): Promise<void> {
+    this.#local = undefined;
+  }
+}

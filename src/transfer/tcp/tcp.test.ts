@@ -1,0 +1,607 @@
+// The TCP transport end to end on real sockets on 127.0.0.1: our client against our server (v1 and
+// v2, split transfers, pipelining), the exact bytes Mooncake's C++ engine sends and expects
+// (interop-golden.md §3) in both directions, and hostile or broken peers on either side.
+import { afterAll, afterEach, beforeAll, describe, expect, test } from "bun:test";
+import type { Socket } from "bun";
+import type { Logger } from "../../core/log.ts";
+import { ArrayRegion, BufferRegistry } from "../memory.ts";
+import { splitRanges, type TcpDataClientOptions, TcpDataClient, type TcpPeer, TransferError } from "./client.ts";
+import { startTcpDataServer, type TcpDataServer } from "./server.ts";
+
+const MiB = 1024 * 1024;
+const BASE = 0x7f0000000000;
+const REGION_BYTES = 64 * MiB;
+const NEXT_REGION = BASE + REGION_BYTES; // adjacent to the first: a request may not straddle them
+const GOLDEN_ADDRESS = 0x7f1f3d600000;
+const STATUS_OK = [0x00, 0x00, 0x00, 0x00, 0x56, 0x54, 0x43, 0x4d];
+const STATUS_REJECTED = [0x01, 0x00, 0x00, 0x00, 0x56, 0x54, 0x43, 0x4d];
+
+const hex = (s: string) => Uint8Array.from(s.trim().split(/\s+/), (b) => Number.parseInt(b, 16));
+const GOLDEN_WRITE_HEADER = hex("00 10 00 00 00 00 00 00 00 00 60 3d 1f 7f 00 00 81 00 00 00 00 00 00 00");
+const GOLDEN_READ_HEADER = hex("00 10 00 00 00 00 00 00 00 00 60 3d 1f 7f 00 00 80 00 00 00 00 00 00 00");
+
+/** Collects log lines so tests stay quiet and can assert on what was logged. */
+function testLog(): Logger & { lines: string[] } {
+  const lines: string[] = [];
+  const push = (level: string) => (message: string, fields?: Record<string, unknown>) =>
+    lines.push(`${level} ${message} ${JSON.stringify(fields ?? {})}`);
+  return { lines, debug: push("debug"), info: push("info"), warn: push("warn"), error: push("error") };
+}
+
+/** Deterministic pseudo-random bytes (xorshift32), fast enough for 32 MiB. */
+function randomBytes(length: number, seed: number): Uint8Array {
+  const words = new Uint32Array(Math.ceil(length / 4));
+  let x = seed >>> 0 || 1;
+  for (let i = 0; i < words.length; i++) {
+    x ^= x << 13;
+    x ^= x >>> 17;
+    x ^= x << 5;
+    words[i] = x >>> 0;
+  }
+  return new Uint8Array(words.buffer, 0, length);
+}
+
+const sameBytes = (a: Uint8Array, b: Uint8Array) => a.length === b.length && Buffer.from(a).equals(Buffer.from(b));
+
+/** Header bytes as Mooncake lays them out, for hostile requests the codec would refuse to encode. */
+function rawHeader(sizeBytes: bigint, address: bigint, opcode: number): Uint8Array {
+  const out = new Uint8Array(24);
+  const view = new DataView(out.buffer);
+  view.setBigUint64(0, sizeBytes, true);
+  view.setBigUint64(8, address, true);
+  out[16] = opcode;
+  return out;
+}
+
+/** A bare socket: sends exactly what a test says and records exactly what comes back. */
+async function rawPeer(port: number, options: { read?: boolean } = {}) {
+  const chunks: Uint8Array[] = [];
+  let total = 0;
+  let closedResolve!: () => void;
+  const closed = new Promise<void>((resolve) => {
+    closedResolve = resolve;
+  });
+  let isClosed = false;
+  const socket = await Bun.connect({
+    hostname: "127.0.0.1",
+    port,
+    socket: {
+      data(_s, chunk: Uint8Array) {
+        chunks.push(chunk);
+        total += chunk.length;
+      },
+      close() {
+        isClosed = true;
+        closedResolve();
+      },
+      error() {},
+    },
+  });
+  if (options.read === false) socket.pause();
+  let pending: Uint8Array[] = [];
+  const flush = () => {
+    while (pending.length > 0) {
+      const head = pending[0]!;
+      const n = socket.write(head);
+      if (n < 0) return;
+      if (n < head.length) {
+        pending[0] = head.subarray(n);
+        setTimeout(flush, 1);
+        return;
+      }
+      pending.shift();
+    }
+  };
+  return {
+    socket,
+    closed,
+    get isClosed() {
+      return isClosed;
+    },
+    get receivedBytes() {
+      return total;
+    },
+    send(...parts: Uint8Array[]) {
+      pending = pending.concat(parts);
+      flush();
+    },
+    received(): Uint8Array {
+      const out = new Uint8Array(total);
+      let at = 0;
+      for (const c of chunks) {
+        out.set(c, at);
+        at += c.length;
+      }
+      return out;
+    },
+    async waitForBytes(count: number, timeoutMs = 5000) {
+      const deadline = Date.now() + timeoutMs;
+      while (total < count && !isClosed && Date.now() < deadline) await Bun.sleep(2);
+      return this.received();
+    },
+    async waitClosed(timeoutMs = 5000) {
+      await Promise.race([closed, Bun.sleep(timeoutMs)]);
+      return isClosed;
+    },
+    close() {
+      socket.terminate();
+    },
+  };
+}
+
+async function eventually(check: () => boolean, timeoutMs = 3000) {
+  const deadline = Date.now() + timeoutMs;
+  while (!check()) {
+    if (Date.now() > deadline) throw new Error("condition not reached in time");
+    await Bun.sleep(5);
+  }
+}
+
+describe("splitRanges", () => {
+  test("splits only from twice the threshold, into page-aligned parts that cover everything", () => {
+    expect(splitRanges(16 * MiB - 1, 8 * MiB)).toEqual([[0, 16 * MiB - 1]]);
+    expect(splitRanges(32 * MiB, 8 * MiB)).toEqual([
+      [0, 8 * MiB],
+      [8 * MiB, 8 * MiB],
+      [16 * MiB, 8 * MiB],
+      [24 * MiB, 8 * MiB],
+    ]);
+    const odd = splitRanges(20 * MiB + 3, 8 * MiB);
+    expect(odd.length).toBe(3);
+    expect(odd.every(([offset]) => offset % 4096 === 0)).toBe(true);
+    expect(odd.reduce((sum, [, length]) => sum + length, 0)).toBe(20 * MiB + 3);
+  });
+});
+
+describe("TCP transport", () => {
+  const registry = new BufferRegistry();
+  const region = new ArrayRegion(BASE, new Uint8Array(REGION_BYTES));
+  const nextRegion = new ArrayRegion(NEXT_REGION, new Uint8Array(MiB));
+  const goldenRegion = new ArrayRegion(GOLDEN_ADDRESS, new Uint8Array(MiB));
+  registry.register(region);
+  registry.register(nextRegion);
+  registry.register(goldenRegion);
+  const serverLog = testLog();
+  let server: TcpDataServer;
+  const clients: TcpDataClient[] = [];
+  const raws: Array<{ close(): void }> = [];
+
+  const newClient = (options: TcpDataClientOptions = {}) => {
+    const client = new TcpDataClient({ timeoutMs: 10_000, log: testLog(), ...options });
+    clients.push(client);
+    return client;
+  };
+  const peer = (protoVersion: 1 | 2): TcpPeer => ({ host: "127.0.0.1", port: server.port, protoVersion });
+  const raw = async (options?: { read?: boolean }) => {
+    const r = await rawPeer(server.port, options);
+    raws.push(r);
+    return r;
+  };
+
+  beforeAll(() => {
+    server = startTcpDataServer({ host: "127.0.0.1", port: 0, registry, log: serverLog });
+  });
+  afterEach(() => {
+    for (const c of clients.splice(0)) c.close();
+    for (const r of raws.splice(0)) r.close();
+  });
+  afterAll(() => server.stop());
+
+  for (const version of [2, 1] as const) {
+    test(`v${version}: write then read back 1 B, 4 KiB, 1 MiB+7 and 32 MiB byte for byte`, async () => {
+      const client = newClient();
+      let offset = 4096 * version;
+      for (const size of [1, 4096, MiB + 7, 32 * MiB]) {
+        const data = randomBytes(size, size * 31 + version);
+        const address = BASE + offset;
+        await client.write(peer(version), address, data);
+        if (version === 1) {
+          // v1 resolves when the bytes are handed to the kernel, not when applied: read them back.
+          await eventually(() => sameBytes(region.view(offset, size), data));
+        }
+        expect(sameBytes(region.view(offset, size), data)).toBe(true);
+        const back = new Uint8Array(size);
+        await client.read(peer(version), address, back);
+        expect(sameBytes(back, data)).toBe(true);
+        offset += Math.ceil(size / 4096) * 4096 + 4096;
+      }
+      // The 32 MiB transfer went out as four 8 MiB requests on several lanes.
+      expect(client.stats().lanes).toBeGreaterThan(1);
+      expect(client.stats().inFlight).toBe(0);
+    });
+  }
+
+  test("many concurrent requests on two lanes, more than they may carry at once", async () => {
+    const client = newClient({ lanesPerPeer: 2, maxInFlightPerLane: 4 });
+    const count = 200;
+    const sizes = Array.from({ length: count }, (_, i) => 1 + ((i * 7919) % (64 * 1024)));
+    const data = sizes.map((size, i) => randomBytes(size, i + 1000));
+    const address = (i: number) => BASE + 40 * MiB + i * 65536;
+    await Promise.all(data.map((bytes, i) => client.write(peer(2), address(i), bytes)));
+    expect(client.stats().lanes).toBe(2);
+    const back = sizes.map((size) => new Uint8Array(size));
+    await Promise.all(back.map((into, i) => client.read(peer(2), address(i), into)));
+    for (let i = 0; i < count; i++) expect(sameBytes(back[i]!, data[i]!)).toBe(true);
+    expect(client.stats()).toMatchObject({ lanes: 2, inFlight: 0, queued: 0 });
+  });
+
+  test("a full per-peer queue rejects at once with QUEUE_FULL instead of growing", async () => {
+    const client = newClient({ lanesPerPeer: 1, maxInFlightPerLane: 2, maxQueuedPerPeer: 3 });
+    const results = await Promise.allSettled(
+      Array.from({ length: 10 }, (_, i) => client.write(peer(2), BASE + i * 4096, new Uint8Array(4096))),
+    );
+    const rejected = results.filter((r) => r.status === "rejected") as PromiseRejectedResult[];
+    expect(results.filter((r) => r.status === "fulfilled").length).toBe(5);
+    expect(rejected.length).toBe(5);
+    for (const r of rejected) {
+      expect(r.reason).toBeInstanceOf(TransferError);
+      expect(r.reason.reason).toBe("QUEUE_FULL");
+      expect(r.reason.code).toBe(-800);
+    }
+  });
+
+  test("golden: the C++ engine's v2 WRITE of 4096 bytes gets exactly 00 00 00 00 56 54 43 4d", async () => {
+    const payload = randomBytes(4096, 77);
+    const r = await raw();
+    r.send(GOLDEN_WRITE_HEADER, payload);
+    const got = await r.waitForBytes(8);
+    await Bun.sleep(20);
+    expect([...r.received()]).toEqual(STATUS_OK);
+    expect(sameBytes(goldenRegion.view(0, 4096), payload)).toBe(true);
+
+    // READ on the same connection: status, then exactly the 4096 bytes.
+    r.send(GOLDEN_READ_HEADER);
+    const all = await r.waitForBytes(8 + 8 + 4096);
+    expect(got.length).toBe(8);
+    expect([...all.subarray(8, 16)]).toEqual(STATUS_OK);
+    expect(sameBytes(all.subarray(16), payload)).toBe(true);
+    await Bun.sleep(20);
+    expect(r.receivedBytes).toBe(8 + 8 + 4096);
+    expect(r.isClosed).toBe(false);
+  });
+
+  test("golden: v1 WRITE gets no reply, v1 READ gets the bare data", async () => {
+    const payload = randomBytes(4096, 78);
+    const r = await raw();
+    const v1Write = GOLDEN_WRITE_HEADER.slice();
+    v1Write[16] = 0x01;
+    const v1Read = GOLDEN_READ_HEADER.slice();
+    v1Read[16] = 0x00;
+    r.send(v1Write, payload, v1Read);
+    const got = await r.waitForBytes(4096);
+    expect(sameBytes(got, payload)).toBe(true);
+    await Bun.sleep(20);
+    expect(r.receivedBytes).toBe(4096);
+  });
+
+  test("golden: our client sends exactly the C++ engine's bytes and accepts its replies", async () => {
+    let received = new Uint8Array(0);
+    const payload = randomBytes(4096, 79);
+    const fake = Bun.listen({
+      hostname: "127.0.0.1",
+      port: 0,
+      socket: {
+        data(socket: Socket<undefined>, chunk: Uint8Array) {
+          const merged = new Uint8Array(received.length + chunk.length);
+          merged.set(received);
+          merged.set(chunk, received.length);
+          received = merged;
+          if (received.length === 24 + 4096) socket.write(Uint8Array.from(STATUS_OK));
+          if (received.length === 24 + 4096 + 24) {
+            const reply = new Uint8Array(8 + 4096);
+            reply.set(STATUS_OK);
+            reply.set(payload, 8);
+            socket.write(reply);
+          }
+        },
+      },
+    });
+    try {
+      const client = newClient();
+      const target: TcpPeer = { host: "127.0.0.1", port: fake.port, protoVersion: 2 };
+      await client.write(target, GOLDEN_ADDRESS, payload);
+      expect([...received.subarray(0, 24)]).toEqual([...GOLDEN_WRITE_HEADER]);
+      expect(sameBytes(received.subarray(24, 24 + 4096), payload)).toBe(true);
+      const into = new Uint8Array(4096);
+      await client.read(target, GOLDEN_ADDRESS, into);
+      expect([...received.subarray(24 + 4096)]).toEqual([...GOLDEN_READ_HEADER]);
+      expect(sameBytes(into, payload)).toBe(true);
+    } finally {
+      fake.stop(true);
+    }
+  });
+
+  test("requests split at arbitrary byte boundaries, v1 and v2 mixed on one connection", async () => {
+    const a = randomBytes(100, 1);
+    const b = randomBytes(5000, 2);
+    const at = (offset: number) => BigInt(BASE + 20 * MiB + offset);
+    const stream = Buffer.concat([
+      rawHeader(100n, at(0), 0x81),
+      a,
+      rawHeader(100n, at(0), 0x80),
+      rawHeader(5000n, at(4096), 0x01),
+      b,
+      rawHeader(5000n, at(4096), 0x00),
+      rawHeader(3n, at(1), 0x80),
+    ]);
+    const r = await raw();
+    for (let offset = 0, step = 1; offset < stream.length; offset += step, step = (step * 7 + 3) % 41 || 1) {
+      r.send(stream.subarray(offset, Math.min(stream.length, offset + step)));
+      await Bun.sleep(0);
+    }
+    const expected = Buffer.concat([
+      Uint8Array.from(STATUS_OK), // WRITE a
+      Uint8Array.from(STATUS_OK),
+      a, // READ a
+      b, // v1 WRITE b: no reply; v1 READ b: bare data
+      Uint8Array.from(STATUS_OK),
+      a.subarray(1, 4),
+    ]);
+    const got = await r.waitForBytes(expected.length);
+    expect(sameBytes(got, expected)).toBe(true);
+    await Bun.sleep(20);
+    expect(r.receivedBytes).toBe(expected.length);
+  });
+
+  test("random garbage never crashes the server", async () => {
+    for (let seed = 1; seed <= 30; seed++) {
+      const r = await raw();
+      r.send(randomBytes(24 + (seed % 7) * 50, seed * 7919));
+      // Garbage is rejected and closed, or (by chance a valid request) left waiting: cut it off.
+      await Promise.race([r.closed, Bun.sleep(20)]);
+      r.close();
+    }
+    const client = newClient();
+    const data = randomBytes(4096, 3);
+    await client.write(peer(2), BASE + 52 * MiB, data);
+    const back = new Uint8Array(4096);
+    await client.read(peer(2), BASE + 52 * MiB, back);
+    expect(sameBytes(back, data)).toBe(true);
+  });
+
+  describe("hostile requests are refused without touching memory, and the server keeps serving", () => {
+    const cases: Array<[string, Uint8Array]> = [
+      ["address outside any region", rawHeader(4096n, 0x1000n, 0x81)],
+      ["size larger than the region", rawHeader(BigInt(REGION_BYTES + 1), BigInt(BASE), 0x80)],
+      ["range straddling two adjacent regions", rawHeader(8192n, BigInt(NEXT_REGION - 4096), 0x81)],
+      ["addr + size overflows u64", rawHeader(0x100n, 0xffff_ffff_ffff_ff80n, 0x80)],
+      ["addr + size overflows 2^53", rawHeader(0x1000n, BigInt(2 ** 53 - 16), 0x80)],
+      ["size over 2^53 at a valid address", rawHeader(0xffff_ffff_ffff_0000n, BigInt(BASE), 0x81)],
+      ["size 0", rawHeader(0n, BigInt(BASE), 0x81)],
+      ["garbage opcode", rawHeader(16n, BigInt(BASE), 0x85)],
+    ];
+    for (const [name, header] of cases) {
+      test(`v2 ${name}: status 1, then closed`, async () => {
+        const before = region.view(0, 4096).slice();
+        const r = await raw();
+        r.send(header, new Uint8Array(4096).fill(0xaa));
+        expect(await r.waitClosed()).toBe(true);
+        expect([...r.received()]).toEqual(STATUS_REJECTED);
+        expect(sameBytes(region.view(0, 4096), before)).toBe(true);
+        await checkStillServing();
+      });
+      test(`v1 ${name}: closed without a byte`, async () => {
+        const v1 = header.slice();
+        v1[16] = v1[16]! & 0x7f;
+        const r = await raw();
+        r.send(v1);
+        expect(await r.waitClosed()).toBe(true);
+        expect(r.receivedBytes).toBe(0);
+        await checkStillServing();
+      });
+    }
+
+    async function checkStillServing() {
+      const client = newClient();
+      const data = randomBytes(10_000, 5);
+      await client.write(peer(2), BASE + 50 * MiB, data);
+      const back = new Uint8Array(data.length);
+      await client.read(peer(2), BASE + 50 * MiB, back);
+      expect(sameBytes(back, data)).toBe(true);
+    }
+
+    test("each rejection is logged in one line", () => {
+      const rejections = serverLog.lines.filter((l) => l.includes("rejected TCP transfer request"));
+      expect(rejections.length).toBeGreaterThanOrEqual(cases.length * 2);
+    });
+
+    test("truncated header, then disconnect", async () => {
+      const before = server.connections;
+      const r = await raw();
+      r.send(GOLDEN_WRITE_HEADER.subarray(0, 13));
+      await Bun.sleep(20);
+      r.close();
+      await eventually(() => server.connections === before);
+      await checkStillServing();
+    });
+
+    test("disconnect in the middle of a WRITE payload", async () => {
+      const r = await raw();
+      const header = rawHeader(BigInt(MiB), BigInt(BASE + 60 * MiB), 0x81);
+      r.send(header, new Uint8Array(300_000).fill(0x5a));
+      await eventually(() => region.view(60 * MiB, 300_000).every((b) => b === 0x5a));
+      r.close();
+      await eventually(() => server.connections <= 1);
+      await checkStillServing();
+    });
+
+    test("a READ of 32 MiB that is never read costs no copy, pauses that connection only", async () => {
+      const marker = randomBytes(4096, 99);
+      const markerAt = BASE + 62 * MiB;
+      const r = await raw({ read: false });
+      Bun.gc(true);
+      const rssBefore = process.memoryUsage().rss;
+      // A READ nobody consumes, then a WRITE pipelined behind it.
+      r.send(rawHeader(BigInt(32 * MiB), BigInt(BASE), 0x80), rawHeader(4096n, BigInt(markerAt), 0x81), marker);
+      await Bun.sleep(200);
+      // Other connections keep working meanwhile.
+      await checkStillServing();
+      // The WRITE behind the stuck READ is not processed until the READ is flushed.
+      expect(sameBytes(region.view(62 * MiB, 4096), marker)).toBe(false);
+      Bun.gc(true);
+      expect(process.memoryUsage().rss - rssBefore).toBeLessThan(24 * MiB);
+      // Now the peer reads: it gets status, 32 MiB, and the WRITE's status, in order.
+      r.socket.resume();
+      const all = await r.waitForBytes(8 + 32 * MiB + 8, 10_000);
+      expect(all.length).toBe(8 + 32 * MiB + 8);
+      expect([...all.subarray(0, 8)]).toEqual(STATUS_OK);
+      expect(sameBytes(all.subarray(8, 8 + 32 * MiB), region.view(0, 32 * MiB))).toBe(true);
+      expect([...all.subarray(8 + 32 * MiB)]).toEqual(STATUS_OK);
+      expect(sameBytes(region.view(62 * MiB, 4096), marker)).toBe(true);
+    });
+  });
+
+  test("a stalled connection is closed after idleTimeoutMs; connections idle between requests stay", async () => {
+    const log = testLog();
+    const quick = startTcpDataServer({ host: "127.0.0.1", port: 0, registry, log, idleTimeoutMs: 200 });
+    try {
+      const stuck = await rawPeer(quick.port, { read: false });
+      const idle = await rawPeer(quick.port);
+      raws.push(stuck, idle);
+      stuck.send(rawHeader(BigInt(32 * MiB), BigInt(BASE), 0x80));
+      expect(await stuck.waitClosed(3000)).toBe(true);
+      expect(idle.isClosed).toBe(false);
+      expect(log.lines.some((l) => l.includes("no progress"))).toBe(true);
+      await eventually(() => quick.connections === 1);
+    } finally {
+      quick.stop();
+    }
+  });
+
+  test("connections beyond maxConnections are refused", async () => {
+    const capped = startTcpDataServer({ host: "127.0.0.1", port: 0, registry, log: testLog(), maxConnections: 2 });
+    try {
+      const a = await rawPeer(capped.port);
+      const b = await rawPeer(capped.port);
+      const c = await rawPeer(capped.port);
+      raws.push(a, b, c);
+      expect(await c.waitClosed(2000)).toBe(true);
+      expect(a.isClosed || b.isClosed).toBe(false);
+      expect(capped.connections).toBe(2);
+    } finally {
+      capped.stop();
+    }
+  });
+
+  describe("client failures are TransferErrors (code -800) with a reason", () => {
+    const expectFailure = async (promise: Promise<void>, reason: string) => {
+      const error = await promise.then(
+        () => null,
+        (e: unknown) => e,
+      );
+      expect(error).toBeInstanceOf(TransferError);
+      expect((error as TransferError).code).toBe(-800);
+      expect((error as TransferError).reason).toBe(reason as never);
+      return error as TransferError;
+    };
+
+    test("ADDR_REJECTED for a v2 request outside the peer's memory", async () => {
+      const client = newClient();
+      const error = await expectFailure(client.write(peer(2), 0x1000, new Uint8Array(16)), "ADDR_REJECTED");
+      expect(error.message).toContain("ADDR_REJECTED");
+      await expectFailure(client.read(peer(2), NEXT_REGION + MiB - 8, new Uint8Array(16)), "ADDR_REJECTED");
+    });
+
+    test("v2 requests pipelined behind a rejected one are re-sent on a fresh lane and succeed", async () => {
+      const client = newClient({ lanesPerPeer: 1 });
+      const data = Array.from({ length: 6 }, (_, i) => randomBytes(100_000, 300 + i));
+      const calls = data.map((bytes, i) =>
+        i === 2 ? client.write(peer(2), 0x2000, bytes) : client.write(peer(2), BASE + 30 * MiB + i * 131072, bytes),
+      );
+      const results = await Promise.allSettled(calls);
+      expect(results.map((r) => r.status)).toEqual(["fulfilled", "fulfilled", "rejected", "fulfilled", "fulfilled", "fulfilled"]);
+      expect(((results[2] as PromiseRejectedResult).reason as TransferError).reason).toBe("ADDR_REJECTED");
+      for (const i of [0, 1, 3, 4, 5]) {
+        expect(sameBytes(region.view(30 * MiB + i * 131072, 100_000), data[i]!)).toBe(true);
+      }
+    });
+
+    test("a v1 request outside the peer's memory fails when the peer hangs up", async () => {
+      const client = newClient();
+      await expectFailure(client.read(peer(1), 0x1000, new Uint8Array(16)), "CONNECTION_LOST");
+    });
+
+    test("CONNECT_FAILED when nothing listens", async () => {
+      const probe = Bun.listen({ hostname: "127.0.0.1", port: 0, socket: { data() {} } });
+      const port = probe.port;
+      probe.stop(true);
+      const client = newClient({ connectTimeoutMs: 1000 });
+      await expectFailure(client.write({ host: "127.0.0.1", port, protoVersion: 2 }, BASE, new Uint8Array(8)), "CONNECT_FAILED");
+    });
+
+    test("CONNECTION_LOST against a peer that closes every connection", async () => {
+      let accepted = 0;
+      const rude = Bun.listen({
+        hostname: "127.0.0.1",
+        port: 0,
+        socket: {
+          open(s: Socket<undefined>) {
+            accepted++;
+            s.end();
+          },
+          data() {},
+        },
+      });
+      try {
+        const client = newClient();
+        const error = await expectFailure(
+          client.write({ host: "127.0.0.1", port: rude.port, protoVersion: 2 }, BASE, new Uint8Array(64)),
+          "CONNECTION_LOST",
+        );
+        expect(error.message).toContain("re-sent once");
+        expect(accepted).toBe(2);
+      } finally {
+        rude.stop(true);
+      }
+    });
+
+    test("TIMEOUT against a peer that never answers, and the late lane is not reused", async () => {
+      const silent = Bun.listen({ hostname: "127.0.0.1", port: 0, socket: { data() {} } });
+      try {
+        const client = newClient({ timeoutMs: 300 });
+        const target: TcpPeer = { host: "127.0.0.1", port: silent.port, protoVersion: 2 };
+        const into = new Uint8Array(4096).fill(7);
+        const started = Date.now();
+        await expectFailure(client.read(target, BASE, into), "TIMEOUT");
+        expect(Date.now() - started).toBeLessThan(2000);
+        await expectFailure(client.write(target, BASE, new Uint8Array(8)), "TIMEOUT");
+        expect(into.every((b) => b === 7)).toBe(true);
+        await eventually(() => client.stats().inFlight === 0);
+      } finally {
+        silent.stop(true);
+      }
+    });
+
+    test("a peer that answers with something other than a status frame is a PROTOCOL_ERROR", async () => {
+      const v1Only = Bun.listen({
+        hostname: "127.0.0.1",
+        port: 0,
+        socket: {
+          data(s: Socket<undefined>) {
+            s.write(new Uint8Array(16)); // bytes without the MCTV magic
+          },
+        },
+      });
+      try {
+        const client = newClient();
+        await expectFailure(
+          client.write({ host: "127.0.0.1", port: v1Only.port, protoVersion: 2 }, BASE, new Uint8Array(8)),
+          "PROTOCOL_ERROR",
+        );
+      } finally {
+        v1Only.stop(true);
+      }
+    });
+
+    test("invalid arguments and a closed client", async () => {
+      const client = newClient();
+      await expectFailure(client.read(peer(2), 2 ** 53, new Uint8Array(1)), "INVALID_REQUEST");
+      await expectFailure(client.read(peer(2), -1, new Uint8Array(1)), "INVALID_REQUEST");
+      await client.read(peer(2), BASE, new Uint8Array(0)); // nothing to move
+      const pending = client.read(peer(2), BASE, new Uint8Array(32 * MiB));
+      client.close();
+      await expectFailure(pending, "CLOSED");
+      await expectFailure(client.write(peer(2), BASE, new Uint8Array(1)), "CLOSED");
+    });
+  });
+});

@@ -1,0 +1,88 @@
+// A real cluster for integration tests: `mooncake master` and store nodes as separate processes
+// on 127.0.0.1 with ephemeral ports, so a test can kill or restart one node. Always call stop().
+
+import { CLI_FROM_SOURCE, type Started, start } from "./process.ts";
+
+export interface TestNode {
+  name: string;
+  process: Started;
+}
+
+export interface TestCluster {
+  masterAddress: string;
+  metadataUrl: string;
+  adminUrl: string;
+  master: Started;
+  nodes: TestNode[];
+  startNode(segmentSize: string, ...extra: string[]): Promise<TestNode>;
+  /** Client config for MooncakeStore.setup(). */
+  clientConfig(extra?: Record<string, unknown>): Record<string, unknown>;
+  stop(): void;
+}
+
+export async function startCluster(options: { nodes: number; segmentSize: string; masterFlags?: string[] }): Promise<TestCluster> {
+  const master = start([
+    ...CLI_FROM_SOURCE,
+    "master",
+    "--rpc_port=0",
+    "--rpc_address=127.0.0.1",
+    "--metrics_port=0",
+    "--metrics_host=127.0.0.1",
+    "--http_metadata_server_port=0",
+    "--http_metadata_server_host=127.0.0.1",
+    "--enable_metric_reporting=false",
+    ...(options.masterFlags ?? []),
+  ]);
+  const started: Started[] = [master];
+  const stop = () => {
+    for (const s of started) s.kill();
+  };
+  try {
+    const [, rpcPort] = await master.waitFor(/Master service started on port (\d+)/);
+    const [, metadataPort] = await master.waitFor(/HTTP metadata server started on [\d.]+:(\d+)/);
+    const [, adminPort] = await master.waitFor(/Master admin server started on port (\d+)/);
+    const masterAddress = `127.0.0.1:${rpcPort}`;
+    const metadataUrl = `http://127.0.0.1:${metadataPort}/metadata`;
+    const nodes: TestNode[] = [];
+    const startNode = async (segmentSize: string, ...extra: string[]): Promise<TestNode> => {
+      const process = start([
+        ...CLI_FROM_SOURCE,
+        "store",
+        "--local-hostname",
+        "127.0.0.1",
+        "--metadata-server",
+        metadataUrl,
+        "--master-server-address",
+        masterAddress,
+        "--global-segment-size",
+        segmentSize,
+        ...extra,
+      ]);
+      started.push(process);
+      const [, name] = await process.waitFor(/store node (\S+) ready/, 20_000);
+      const node = { name: name!, process };
+      nodes.push(node);
+      return node;
+    };
+    await Promise.all(Array.from({ length: options.nodes }, () => startNode(options.segmentSize)));
+    return {
+      masterAddress,
+      metadataUrl,
+      adminUrl: `http://127.0.0.1:${adminPort}`,
+      master,
+      nodes,
+      startNode,
+      clientConfig: (extra = {}) => ({
+        master_server_address: masterAddress,
+        metadata_server: metadataUrl,
+        local_hostname: "127.0.0.1",
+        transfer_timeout: 20,
+        ...extra,
+      }),
+      stop,
+    };
+  } catch (e) {
+    stop();
+    throw e;
+  }
+}
