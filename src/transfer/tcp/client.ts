@@ -13,8 +13,8 @@
 //   connection after a rejection; a timeout kills the lane) is re-sent once on a fresh lane instead
 //   of failing for someone else's fault. READ and WRITE of the same bytes are idempotent.
 // Memory: WRITE bodies are written to the socket as views of the caller's buffer (zero copy);
-// received READ chunks are copied once into the caller's buffer. Once a call has settled, we
-// never write into its buffer again (late data of a failed READ is discarded).
+// received READ chunks are copied once into the caller's buffer. Once a call has settled we
+// neither read nor write its buffer again (late data of a failed READ is discarded).
 
 import { ErrorCode, MooncakeError } from "../../core/errors.ts";
 import { type Logger, logger } from "../../core/log.ts";
@@ -101,7 +101,6 @@ class Operation {
   readonly parts: Part[] = [];
   timer: ReturnType<typeof setTimeout> | undefined;
   constructor(
-    readonly describe: string,
     private readonly resolveFn: () => void,
     private readonly rejectFn: (error: TransferError) => void,
   ) {}
@@ -168,11 +167,13 @@ class Part {
       this.phase = "done";
     } else if (this.phase === "assigned") {
       this.lane?.unassign(this);
-    } else if (error.reason === "TIMEOUT") {
-      // On the wire and the target is not answering in time: the lane is suspect.
+    } else if (error.reason === "TIMEOUT" || (this.op === OP_WRITE && !this.fullySent)) {
+      // A target not answering in time makes the lane suspect; a WRITE body still going out would
+      // keep reading the caller's buffer after the call returned. Both end the lane (the others on
+      // it are re-sent).
       this.lane?.fail(error, this, true);
     }
-    // Otherwise (another part of the call failed) let it finish: the lane stays in sync.
+    // Otherwise it is fully on the wire: let its reply arrive (discarded) so the lane stays in sync.
   }
 
   describe(): string {
@@ -417,7 +418,8 @@ class Lane implements StreamEvents {
         part.operation.fail(suffix ? new TransferError(bystanderError.reason, bystanderError.detail + suffix) : bystanderError);
       }
     }
-    this.pool.requeueFront(retry);
+    // A later part of this loop may have failed the operation of one already picked for a re-send.
+    this.pool.requeueFront(retry.filter((part) => !part.abandoned));
     this.pool.pump();
   }
 
@@ -580,7 +582,7 @@ export class TcpDataClient {
       this.peers.set(key, pool);
     }
     const { promise, resolve, reject } = Promise.withResolvers<void>();
-    const operation = new Operation(what, resolve, reject);
+    const operation = new Operation(resolve, reject);
     for (const [offset, length] of splitRanges(buffer.length, this.options.splitThresholdBytes)) {
       operation.parts.push(
         new Part(operation, op, peer.protoVersion, remoteAddress + offset, buffer.subarray(offset, offset + length)),

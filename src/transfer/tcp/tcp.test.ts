@@ -516,6 +516,24 @@ describe("TCP transport", () => {
       }
     });
 
+    test("a split transfer with one rejected part fails, and its buffers are left alone afterwards", async () => {
+      const client = newClient();
+      // Parts at +40, +48, +56 MiB are fine; the one at +64 MiB runs past the 1 MiB region there.
+      const into = new Uint8Array(32 * MiB);
+      await expectFailure(client.read(peer(2), BASE + 40 * MiB, into), "ADDR_REJECTED");
+      const snapshot = into.slice();
+      const from = randomBytes(32 * MiB, 11);
+      await expectFailure(client.write(peer(2), BASE + 40 * MiB, from), "ADDR_REJECTED");
+      await Bun.sleep(300);
+      expect(sameBytes(into, snapshot)).toBe(true);
+      await eventually(() => client.stats().inFlight === 0);
+      const small = randomBytes(1000, 12);
+      await client.write(peer(2), BASE + 41 * MiB, small);
+      const back = new Uint8Array(1000);
+      await client.read(peer(2), BASE + 41 * MiB, back);
+      expect(sameBytes(back, small)).toBe(true);
+    });
+
     test("a v1 request outside the peer's memory fails when the peer hangs up", async () => {
       const client = newClient();
       await expectFailure(client.read(peer(1), 0x1000, new Uint8Array(16)), "CONNECTION_LOST");
