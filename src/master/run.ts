@@ -9,6 +9,7 @@ import { evictionDue, expiryDue, Master } from "../core/master/index.ts";
 import { logger } from "../core/log.ts";
 import { startMetadataServer } from "../metadata/serve.ts";
 import { serveHttp } from "../runtime/http.ts";
+import { watchParent } from "../runtime/parent-watch.ts";
 import { createAdminApp } from "./admin.ts";
 import type { MasterSettings } from "./flags.ts";
 import { MetricsSummary } from "./metrics.ts";
@@ -175,5 +176,6 @@ export async function runMaster(settings: MasterSettings) {
     };
     process.once("SIGINT", shutdown);
     process.once("SIGTERM", shutdown);
+    watchParent(shutdown);
   });
 }

@@ -3,6 +3,7 @@
 
 import { logger } from "../core/log.ts";
 import type { Config } from "../config/schema.ts";
+import { watchParent } from "../runtime/parent-watch.ts";
 import { startStoreNode } from "./node.ts";
 
 export async function runStoreNode(config: Config) {
@@ -18,5 +19,6 @@ export async function runStoreNode(config: Config) {
     };
     process.once("SIGINT", () => stop("SIGINT"));
     process.once("SIGTERM", () => stop("SIGTERM"));
+    watchParent(() => stop("parent `mooncake up` is gone"));
   });
 }

@@ -4,6 +4,7 @@
 // dies on its own, the rest are stopped and `up` exits non-zero.
 
 import { logger } from "../core/log.ts";
+import { EXIT_WITH_PARENT_ENV } from "../runtime/parent-watch.ts";
 
 export interface UpOptions {
   nodes: number;
@@ -93,7 +94,12 @@ export async function runUp(o: UpOptions): Promise<number> {
   });
 
   const spawn = (name: string, args: string[], readyPattern: RegExp): Promise<void> => {
-    const proc = Bun.spawn([...self, ...common, ...args], { stdin: "ignore", stdout: "pipe", stderr: "pipe" });
+    const proc = Bun.spawn([...self, ...common, ...args], {
+      stdin: "ignore",
+      stdout: "pipe",
+      stderr: "pipe",
+      env: { ...process.env, [EXIT_WITH_PARENT_ENV]: "1" },
+    });
     const child: Child = { name, proc, expectedExit: false };
     children.push(child);
     const prefix = `[${name.padEnd(width)}]`;

@@ -75,6 +75,23 @@ describe("mooncake up", () => {
     }
   }, 60_000);
 
+  test("kill -9 of up: its children notice and stop on their own", async () => {
+    const cluster = await up(1);
+    // The master's and the store node's command lines both name the metadata port.
+    const pattern = `(http_metadata_server_port=|127.0.0.1:)${cluster.metadata}`;
+    const alive = () => Bun.spawnSync(["pgrep", "-f", pattern]).stdout.toString().trim().split("\n").filter(Boolean);
+    try {
+      expect(alive().length).toBe(2);
+      cluster.proc.proc.kill("SIGKILL");
+      await cluster.proc.proc.exited;
+      const deadline = Date.now() + 8000;
+      while (Date.now() < deadline && alive().length > 0) await Bun.sleep(100);
+      expect(alive()).toEqual([]);
+    } finally {
+      Bun.spawnSync(["pkill", "-KILL", "-f", pattern]);
+    }
+  }, 60_000);
+
   test("bad flags exit 2", async () => {
     const r = Bun.spawnSync([...CLI_FROM_SOURCE, "up", "--nodes", "lots"], { stderr: "pipe" });
     expect(r.exitCode).toBe(2);
