@@ -2,6 +2,10 @@
 // 32 MiB put and get over TCP and over same-host shared memory, 4 KiB get latency, the first puts
 // into a fresh node, and resident memory across many puts and gets; memcpy as the in-run baseline.
 // Not a test. Run: bun src/bench/data-path-bench.ts [--seconds 3] [--rounds 1000]
+//   or against a running cluster (e.g. `mooncake up --nodes 1 --segment-size 2GB`):
+//   bun src/bench/data-path-bench.ts --master 127.0.0.1:50051 --metadata http://127.0.0.1:8080/metadata
+// (With the master and node spawned by this script, TCP transfers ran several times slower than
+// against the same processes started by `mooncake up`; not understood yet — prefer the second form.)
 // (docs/PERFORMANCE.md pairs it with bench-tcp.ts's bare-socket baseline and iperf3 in the same run.)
 
 import { MooncakeStore } from "../client/store.ts";
@@ -14,6 +18,11 @@ const arg = (name: string, fallback: number) => {
   const i = args.indexOf(name);
   return i >= 0 ? Number(args[i + 1]) : fallback;
 };
+const textArg = (name: string) => {
+  const i = args.indexOf(name);
+  return i >= 0 ? args[i + 1] : undefined;
+};
+const external = textArg("--master");
 const seconds = arg("--seconds", 3);
 const rounds = arg("--rounds", 1000);
 configureLog({ level: "warn" });
@@ -54,18 +63,20 @@ async function spawnUntil(cmd: string[], pattern: RegExp) {
 
 // The master in its own process, as in a deployment (sharing the client's event loop slowed the
 // client's transfers several-fold in this benchmark).
-const masterChild = await spawnUntil(
-  [process.execPath, `${root}/src/cli/main.ts`, "master", "--rpc_port=0", "--rpc_address=127.0.0.1", "--metrics_port=0", "--metrics_host=127.0.0.1", "--http_metadata_server_port=0", "--http_metadata_server_host=127.0.0.1", "--enable_metric_reporting=false"],
-  /Master admin server started on port \d+/,
-);
-const port = (re: RegExp) => Number(re.exec(masterChild.text)![1]);
+const masterChild = external
+  ? null
+  : await spawnUntil(
+      [process.execPath, `${root}/src/cli/main.ts`, "master", "--rpc_port=0", "--rpc_address=127.0.0.1", "--metrics_port=0", "--metrics_host=127.0.0.1", "--http_metadata_server_port=0", "--http_metadata_server_host=127.0.0.1", "--enable_metric_reporting=false"],
+      /Master admin server started on port \d+/,
+    );
+const port = (re: RegExp) => Number(re.exec(masterChild?.text ?? "")?.[1] ?? 0);
 const master = {
   rpcPort: port(/Master service started on port (\d+)/),
   metadataPort: port(/HTTP metadata server started on [\d.]+:(\d+)/),
   metricsPort: port(/Master admin server started on port (\d+)/),
 };
-const masterAddress = `127.0.0.1:${master.rpcPort}`;
-const metadata = `http://127.0.0.1:${master.metadataPort}/metadata`;
+const masterAddress = external ?? `127.0.0.1:${master.rpcPort}`;
+const metadata = textArg("--metadata") ?? `http://127.0.0.1:${master.metadataPort}/metadata`;
 
 async function startNode(sizeBytes: number) {
   const { proc } = await spawnUntil(
@@ -75,7 +86,7 @@ async function startNode(sizeBytes: number) {
   return { proc, rssKiB: () => Number(/VmRSS:\s+(\d+)/.exec(readFileSync(`/proc/${proc.pid}/status`, "utf8"))?.[1] ?? 0) };
 }
 
-const node = await startNode(2 * 1024 * MiB);
+const node = external ? null : await startNode(2 * 1024 * MiB);
 const client = (memcpy: "auto" | "off") =>
   MooncakeStore.setup({ master_server_address: masterAddress, metadata_server: metadata, local_hostname: "127.0.0.1", store_memcpy: memcpy, transfer_timeout: 30 });
 const tcp = await client("off");
@@ -136,38 +147,41 @@ for (const [label, s] of [["TCP", tcp], ["same-host shm", shm]] as const) {
 }
 
 // A fresh node's first puts (segments are prefaulted at start, so no page-fault penalty).
-const fresh = await startNode(1024 * MiB);
-const freshPuts: number[] = [];
-// Ask for the fresh node explicitly: its name is the newest segment.
-const segs = (await (await fetch(`http://127.0.0.1:${master.metricsPort}/get_all_segments`)).text()).trim().split("\n");
-const freshName = segs[segs.length - 1]!;
-for (let i = 0; i < 10; i++) {
-  const t = performance.now();
-  const code = await tcp.put(`cold-${i}`, value, { preferredSegments: [freshName] });
-  if (code < 0) throw new Error(`cold put ${code}`);
-  freshPuts.push(32 * MiB / ((performance.now() - t) / 1000) / 1e9);
+if (!external) {
+  const fresh = await startNode(1024 * MiB);
+  const freshPuts: number[] = [];
+  // Ask for the fresh node explicitly: its name is the newest segment.
+  const segs = (await (await fetch(`http://127.0.0.1:${master.metricsPort}/get_all_segments`)).text()).trim().split("\n");
+  const freshName = segs[segs.length - 1]!;
+  for (let i = 0; i < 10; i++) {
+    const t = performance.now();
+    const code = await tcp.put(`cold-${i}`, value, { preferredSegments: [freshName] });
+    if (code < 0) throw new Error(`cold put ${code}`);
+    freshPuts.push(32 * MiB / ((performance.now() - t) / 1000) / 1e9);
+  }
+  report({ case: "first 10 puts into a fresh node, 32 MiB, TCP", gbps: median(freshPuts).toFixed(3), first: freshPuts[0]!.toFixed(3) });
+  fresh.proc.kill();
+  await fresh.proc.exited;
+  await Bun.sleep(200);
 }
-report({ case: "first 10 puts into a fresh node, 32 MiB, TCP", gbps: median(freshPuts).toFixed(3), first: freshPuts[0]!.toFixed(3) });
-fresh.proc.kill();
-await fresh.proc.exited;
-await Bun.sleep(200);
 
 // Resident memory across many put+get rounds (client and store node).
 const rss = () => Number(/VmRSS:\s+(\d+)/.exec(readFileSync("/proc/self/status", "utf8"))?.[1] ?? 0);
-const rssStart = { client: rss(), node: node.rssKiB() };
+const nodeRss = () => node?.rssKiB() ?? 0;
+const rssStart = { client: rss(), node: nodeRss() };
 let rssMid = rssStart;
 for (let i = 0; i < rounds; i++) {
   const s = i % 2 === 0 ? tcp : shm;
   if ((await s.put(`rss-${i}`, value)) < 0) throw new Error("rss put");
   if ((await s.getInto(`rss-${i}`, into)) < 0) throw new Error("rss get");
   await s.remove(`rss-${i}`, true);
-  if (i === Math.floor(rounds / 10)) rssMid = { client: rss(), node: node.rssKiB() };
+  if (i === Math.floor(rounds / 10)) rssMid = { client: rss(), node: nodeRss() };
 }
-const rssEnd = { client: rss(), node: node.rssKiB() };
+const rssEnd = { client: rss(), node: nodeRss() };
 report({ case: `RSS over ${rounds} put+get rounds of 32 MiB (KiB)`, after10pct: rssMid, end: rssEnd, start: rssStart });
 
 await tcp.close();
 await shm.close();
-node.proc.kill();
-masterChild.proc.kill();
+node?.proc.kill();
+masterChild?.proc.kill();
 process.exit(0);
