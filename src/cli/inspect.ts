@@ -1,9 +1,40 @@
 // `mooncake inspect …`: look inside a configuration or a running cluster. Each subcommand's work
 // lives in its own module, imported only when that subcommand runs, so `--help` stays fast.
+// The cluster subcommands only read: GETs of the master's admin HTTP (never /query_key, which
+// grants a lease) and, for the version, the ServiceReady RPC.
 
-import type { Command } from "@commander-js/extra-typings";
-import { CONFIG_KEYS } from "../config/schema.ts";
+import { type Command, InvalidArgumentError } from "@commander-js/extra-typings";
+import { CONFIG_KEYS, type ConfigKey } from "../config/schema.ts";
 import { addConfigOptions, applyLogOptions } from "./config-options.ts";
+
+const ADMIN_CONFIG_KEYS: readonly ConfigKey[] = ["master_server_address"];
+
+const EXIT_HELP = `
+Exit codes:
+  0  success
+  1  the command failed (for \`inspect key\`: the key does not exist or is not readable)
+  2  bad usage (unknown flag, bad --limit/--timeout, invalid --regex)
+  3  the master did not answer within --timeout`;
+
+/** Commander parser for a whole number ≥ `min`. */
+export function wholeNumber(min: number) {
+  return (text: string): number => {
+    if (!/^\d{1,15}$/.test(text.trim()) || Number(text) < min) {
+      throw new InvalidArgumentError(`expected a whole number${min > 0 ? ` ≥ ${min}` : ""}, got "${text}"`);
+    }
+    return Number(text);
+  };
+}
+
+/** Commander parser that checks a JavaScript regular expression compiles. */
+export function regexSource(text: string): string {
+  try {
+    new RegExp(text);
+  } catch (e) {
+    throw new InvalidArgumentError(`invalid regular expression "${text}": ${(e as Error).message}`);
+  }
+  return text;
+}
 
 export function registerInspect(program: Command<[], { logLevel: string; logFormat: string }>) {
   const inspect = program.command("inspect").description("look inside the configuration or a running cluster");
@@ -20,4 +51,47 @@ export function registerInspect(program: Command<[], { logLevel: string; logForm
     const { runInspectConfig } = await import("./inspect-config.ts");
     runInspectConfig(options as Record<string, unknown>);
   });
+
+  /** Adds --admin, --json, --timeout and the config flags every cluster subcommand takes. */
+  const clusterCommand = (name: string, description: string) => {
+    const c = inspect
+      .command(name)
+      .description(description)
+      .option("--admin <url>", "the master's admin HTTP (default http://<host of master_server_address>:9003)")
+      .option("--json", "machine-readable output")
+      .option("--timeout <ms>", "how long to wait for the master", wholeNumber(1), 3000)
+      .addHelpText("after", EXIT_HELP);
+    return addConfigOptions(c, ADMIN_CONFIG_KEYS);
+  };
+
+  const run = async (what: string, options: Record<string, unknown>, args: string[] = []) => {
+    applyLogOptions(program.opts());
+    const { runInspectCluster } = await import("./inspect-cluster.ts");
+    await runInspectCluster(what, options, args);
+  };
+
+  clusterCommand("cluster", "the master (role, health, version), its nodes, key count and eviction counters").action(
+    (options) => run("cluster", options as Record<string, unknown>),
+  );
+  clusterCommand("segments", "a table of the mounted segments: node, endpoint, status, used and capacity").action((options) =>
+    run("segments", options as Record<string, unknown>),
+  );
+  clusterCommand(
+    "keys",
+    "list readable keys; LMCache keys (model@world_size@worker@hash@dtype) are split into columns. " +
+      "Without --regex the master applies --limit; with it, every key is fetched and filtered here.",
+  )
+    .option("--regex <re>", "only keys matching this JavaScript regular expression", regexSource)
+    .option("--limit <n>", "at most this many keys (0 = all)", wholeNumber(0), 1000)
+    .action((options) => run("keys", options as Record<string, unknown>));
+  clusterCommand(
+    "key",
+    "one key: size, status and its replicas (node, endpoint, address), from /batch_query_keys " +
+      "(read-only: grants no lease, unlike /query_key)",
+  )
+    .argument("<key>", "the key")
+    .action((key, options) => run("key", options as Record<string, unknown>, [key]));
+  clusterCommand("metrics", "the master's one-line metrics summary (/metrics/summary)").action((options) =>
+    run("metrics", options as Record<string, unknown>),
+  );
 }

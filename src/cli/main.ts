@@ -9,6 +9,7 @@ import { normalizeMasterArgs } from "../master/flags.ts";
 import { EXIT } from "./exit-codes.ts";
 import { registerBench } from "./bench.ts";
 import { registerInspect } from "./inspect.ts";
+import { registerKv } from "./kv.ts";
 import { registerMaster } from "./master.ts";
 import { registerMetadata } from "./metadata.ts";
 import { registerStore } from "./store.ts";
@@ -35,6 +36,7 @@ export async function main(argv: string[], invokedAs: string): Promise<number> {
   registerStore(program);
   registerUp(program);
   registerInspect(program);
+  registerKv(program);
   registerBench(program);
   if (COMPLETION_COMMANDS.has(args[commandIndex] ?? "")) await registerCompletion(program);
   else registerCompletionHelp(program);
