@@ -10,6 +10,10 @@
 // Unlike Mooncake's unbounded `std::map`, this store is bounded (key bytes, value bytes, key count,
 // total bytes) so one misbehaving client cannot take the master's memory with it.
 
+import { utf8Length } from "./utf8.ts";
+
+export { utf8Length };
+
 /** Limits enforced by {@link MetadataStore.put}. All sizes are in bytes (UTF-8 for keys). */
 export interface MetadataStoreLimits {
   /** Longest accepted key, in UTF-8 bytes. */
@@ -64,24 +68,6 @@ interface Entry {
 const encoder = new TextEncoder();
 const decoder = new TextDecoder();
 
-/** UTF-8 byte length of a string without allocating the encoding. Lone surrogates count as 3 bytes,
- * as TextEncoder writes them as U+FFFD. */
-export function utf8Length(s: string): number {
-  let n = 0;
-  for (let i = 0; i < s.length; i++) {
-    const c = s.charCodeAt(i);
-    if (c < 0x80) n += 1;
-    else if (c < 0x800) n += 2;
-    else if (c >= 0xd800 && c <= 0xdbff && i + 1 < s.length) {
-      const d = s.charCodeAt(i + 1);
-      if (d >= 0xdc00 && d <= 0xdfff) {
-        n += 4;
-        i++;
-      } else n += 3;
-    } else n += 3;
-  }
-  return n;
-}
 
 /** True when Mooncake would apply its duplicate rule to this key (substring match, as in C++). */
 export function isRpcMetaKey(key: string): boolean {

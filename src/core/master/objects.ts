@@ -15,6 +15,7 @@
 
 import type { MountedSegment } from "./segments.ts";
 import { type ReplicaDescriptor, ReplicaStatus } from "./types.ts";
+import { utf8Length } from "../utf8.ts";
 
 /** Longest key accepted, in UTF-8 bytes. Longer keys are INVALID_PARAMS. */
 export const MAX_KEY_BYTES = 4096;
@@ -197,19 +198,3 @@ export function isValidKey(key: unknown): key is string {
   return utf8Length(key) <= MAX_KEY_BYTES;
 }
 
-function utf8Length(s: string): number {
-  let n = 0;
-  for (let i = 0; i < s.length; i++) {
-    const c = s.charCodeAt(i);
-    if (c < 0x80) n += 1;
-    else if (c < 0x800) n += 2;
-    else if (c >= 0xd800 && c <= 0xdbff && i + 1 < s.length) {
-      const d = s.charCodeAt(i + 1);
-      if (d >= 0xdc00 && d <= 0xdfff) {
-        n += 4;
-        i++;
-      } else n += 3; // lone surrogate: encoded as U+FFFD, 3 bytes
-    } else n += 3;
-  }
-  return n;
-}
