@@ -1,13 +1,28 @@
 // `mooncake bench …`: measure a running cluster. `bench master` drives the master's RPCs with fake
-// segments (Mooncake's master_bench); the data-path benchmarks come with the store node.
+// segments (Mooncake's master_bench); `bench put|get|mixed|exist` move real bytes through a running
+// cluster (src/bench/data-bench*.ts), optionally next to Redis (--against) and in-run baselines.
 
 import { type Command, Option } from "@commander-js/extra-typings";
 import { parseDuration, parseSize } from "../core/units.ts";
 import { MASTER_BENCH_OPERATIONS } from "../bench/master-operations.ts";
 import { ConfigError } from "../config/errors.ts";
+import { CONFIG_KEYS, type ConfigKey } from "../config/schema.ts";
 import { addConfigOptions, applyLogOptions, loadCommandConfig } from "./config-options.ts";
 
 const BENCH_CONFIG_KEYS = ["master_server_address", "rpc_timeout_ms"] as const;
+const DATA_BENCH_CONFIG_KEYS = [
+  "master_server_address",
+  "metadata_server",
+  "local_hostname",
+  "store_memcpy",
+  "transfer_timeout",
+] as const satisfies readonly ConfigKey[];
+const DATA_BENCH_VERBS = {
+  put: "put new keys (values generated from the key)",
+  get: "get keys written first (not timed), into preallocated buffers",
+  mixed: "gets and puts, --read-ratio of them gets",
+  exist: "IsExist / BatchIsExist on keys written first",
+} as const;
 
 function positiveInt(flag: string, text: string): number {
   const n = Number(text);
@@ -67,6 +82,91 @@ export function registerBench(program: Command<[], { logLevel: string; logFormat
       keep: options.keep === true,
       rpcTimeoutMs: config.rpc_timeout_ms,
       json: options.json === true,
+    });
+  });
+
+  for (const [verb, description] of Object.entries(DATA_BENCH_VERBS) as [keyof typeof DATA_BENCH_VERBS, string][]) {
+    registerDataBench(program, bench, verb, description);
+  }
+}
+
+function registerDataBench(
+  program: Command<[], { logLevel: string; logFormat: string }>,
+  bench: Command<[], Record<string, never>, { logLevel: string; logFormat: string }>,
+  verb: "put" | "get" | "mixed" | "exist",
+  description: string,
+) {
+  const command = bench
+    .command(verb)
+    .description(
+      `${description}: ops/s, GB/s and latency per size against a running cluster. Keys look like LMCache's\n` +
+        "(mooncake-bench/model@1@0@<hex>@bfloat16, unique per run); everything written is removed (force) at the end.",
+    )
+    .option("--sizes <list>", "value sizes, comma-separated (4K,1M,32M)", "32M")
+    .option("--concurrency <n>", "operations in flight", "1")
+    .option("--batch-size <n>", "keys per call (>1: batchPut / batchGet / batchIsExist)", "1")
+    .option("--replicas <n>", "memory replicas per put", "1")
+    .option("--duration <time>", "how long to measure each size (10s, 500ms)", "10s")
+    .option("--ops <n>", "stop each size after this many keys instead of --duration", "0")
+    .option("--read-ratio <r>", "mixed: share of operations that are gets (0..1)", "0.9")
+    .option("--keys <n>", "keys written before get/exist/mixed and read by them (0: up to 64, ≤512 MiB per size)", "0")
+    .option("--verify", "gets compare the bytes with what was put")
+    .option("--against <url>", "run the same workload against Redis too (redis://host:port) and print the ratio")
+    .option("--baseline", "also measure loopback TCP (32 MiB messages, 8-byte acks) and memcpy of 32 MiB")
+    .option("--json", "print an array of results (per size) as JSON")
+    .option("--csv", "print a header and one line per size");
+  addConfigOptions(command, DATA_BENCH_CONFIG_KEYS).action(async (options) => {
+    applyLogOptions(program.opts());
+    const loaded = loadCommandConfig(options as Record<string, unknown>, DATA_BENCH_CONFIG_KEYS, {
+      command: `mooncake bench ${verb}`,
+    });
+    const sizes = options.sizes.split(",").map((text) => {
+      const size = parseSize(text.trim());
+      if (!size.ok) throw new ConfigError(`--sizes: ${size.error}`);
+      if (size.bytes === 0) throw new ConfigError("--sizes: a size must be > 0");
+      return size.bytes;
+    });
+    const duration = parseDuration(options.duration);
+    if (!duration.ok) throw new ConfigError(`--duration: ${duration.error}`);
+    if (duration.ms === 0) throw new ConfigError("--duration: must be > 0");
+    const concurrency = positiveInt("--concurrency", options.concurrency);
+    const batchSize = positiveInt("--batch-size", options.batchSize);
+    const replicas = positiveInt("--replicas", options.replicas);
+    if (concurrency === 0 || batchSize === 0 || replicas === 0) {
+      throw new ConfigError("--concurrency, --batch-size and --replicas must be at least 1");
+    }
+    const readRatio = Number(options.readRatio);
+    if (options.readRatio.trim() === "" || !(readRatio >= 0 && readRatio <= 1)) {
+      throw new ConfigError(`--read-ratio: expected a number from 0 to 1, got "${options.readRatio}"`);
+    }
+    if (options.json && options.csv) throw new ConfigError("--json and --csv: pick one");
+    let against: { host: string; port: number } | null = null;
+    if (options.against !== undefined) {
+      const { parseRedisUrl } = await import("../bench/resp-client.ts");
+      against = parseRedisUrl(options.against);
+      if (!against) throw new ConfigError(`--against: expected redis://host:port, got "${options.against}"`);
+    }
+    const overrides: Partial<Record<ConfigKey, unknown>> = {};
+    for (const k of CONFIG_KEYS) if (loaded.sources[k].kind !== "default") overrides[k] = loaded.config[k];
+    // A client serves nothing, so its name only labels it; Mooncake's "localhost" default is for nodes.
+    if (loaded.sources.local_hostname.kind === "default") overrides.local_hostname = "127.0.0.1";
+    const { runDataBenchCommand } = await import("../bench/data-bench-command.ts");
+    await runDataBenchCommand({
+      operation: verb,
+      sizes,
+      concurrency,
+      batchSize,
+      replicas,
+      durationMs: duration.ms,
+      maxOps: positiveInt("--ops", options.ops),
+      readRatio,
+      verify: options.verify === true,
+      keys: positiveInt("--keys", options.keys),
+      storeConfig: overrides,
+      masterAddress: loaded.config.master_server_address,
+      against,
+      baseline: options.baseline === true,
+      format: options.json ? "json" : options.csv ? "csv" : "table",
     });
   });
 }
