@@ -32,6 +32,7 @@ function positiveInt(flag: string, text: string): number {
 
 export function registerBench(program: Command<[], { logLevel: string; logFormat: string }>) {
   const bench = program.command("bench").description("measure a running cluster (see docs/PERFORMANCE.md)");
+  registerTransferBench(program, bench);
 
   const master = bench
     .command("master")
@@ -169,4 +170,62 @@ function registerDataBench(
       format: options.json ? "json" : options.csv ? "csv" : "table",
     });
   });
+}
+
+/** `bench transfer`: the raw transfer engine, flags as Mooncake's transfer_engine_bench. */
+function registerTransferBench(
+  program: Command<[], { logLevel: string; logFormat: string }>,
+  bench: Command<[], Record<string, unknown>>,
+) {
+  bench
+    .command("transfer")
+    .description(
+      "the raw transfer engine, with transfer_engine_bench's flags: start a --mode target first,\n" +
+        "then a --mode initiator with --segment_id <the target's name>",
+    )
+    .addOption(new Option("--mode <mode>", "target or initiator").choices(["target", "initiator"] as const).default("initiator" as const))
+    .option("--metadata_server <conn>", "http://host:8080/metadata or P2PHANDSHAKE", "P2PHANDSHAKE")
+    .option("--local_server_name <host[:port]>", "this engine's name (a target gets a free port when none)", "127.0.0.1")
+    .option("--segment_id <name>", "the target's segment name (host:port)")
+    .addOption(new Option("--operation <op>", "read or write").choices(["read", "write"] as const).default("read" as const))
+    .option("--protocol <p>", "transport (tcp)", "tcp")
+    .option("--buffer_size <size>", "target: bytes to serve", "1GB")
+    .option("--block_size <size>", "bytes per request", "65536")
+    .option("--batch_size <n>", "requests per batch", "128")
+    .option("--threads <n>", "concurrent batch loops", "12")
+    .option("--duration <s>", "seconds to run", "10")
+    .addOption(new Option("--store-memcpy <mode>", "same-host shared memory: auto, on or off").choices(["auto", "on", "off"] as const).default("off" as const))
+    .option("--json", "print the result as JSON")
+    .action(async (options) => {
+      applyLogOptions(program.opts());
+      const size = (flag: string, text: string) => {
+        const r = parseSize(text);
+        if (!r.ok || r.bytes <= 0) throw new ConfigError(`${flag}: ${r.ok ? "must be greater than 0" : r.error}`);
+        return r.bytes;
+      };
+      const count = (flag: string, text: string) => {
+        const n = positiveInt(flag, text);
+        if (n === 0) throw new ConfigError(`${flag} must be at least 1`);
+        return n;
+      };
+      if (options.mode === "initiator" && !options.segment_id) {
+        throw new ConfigError("--segment_id is required for --mode initiator (the target prints its name)");
+      }
+      const { runTransferBench } = await import("../bench/transfer-bench.ts");
+      await runTransferBench({
+        mode: options.mode,
+        metadataServer: options.metadata_server,
+        localServerName: options.local_server_name,
+        segmentId: options.segment_id ?? "",
+        operation: options.operation,
+        protocol: options.protocol,
+        bufferSizeBytes: size("--buffer_size", options.buffer_size),
+        blockSizeBytes: size("--block_size", options.block_size),
+        batchSize: count("--batch_size", options.batch_size),
+        threads: count("--threads", options.threads),
+        durationS: count("--duration", options.duration),
+        storeMemcpy: options.storeMemcpy,
+        json: options.json === true,
+      });
+    });
 }

@@ -29,7 +29,7 @@ const inspect = (args: string[]) =>
   run([...CLI_FROM_SOURCE, "inspect", ...args, "--admin", cluster.adminUrl, "--master-server-address", cluster.masterAddress]);
 
 beforeAll(async () => {
-  cluster = await startCluster({ nodes: 1, segmentSize: "64MB" });
+  cluster = await startCluster({ nodes: 1, segmentSize: "160MB" });
 }, 60_000);
 
 afterAll(() => cluster?.stop());
@@ -47,6 +47,19 @@ describe("kv", () => {
     const get = await kv(["get", "file-key", "-o", output]);
     expect(get.exitCode).toBe(0);
     expect(Buffer.compare(readFileSync(output), Buffer.from(value))).toBe(0);
+  }, 60_000);
+
+  test("a 100 MiB file round-trips byte for byte (over TCP)", async () => {
+    const value = new Uint8Array(100 * 1024 * 1024);
+    for (let i = 0; i < value.length; i += 65536) crypto.getRandomValues(value.subarray(i, i + 65536));
+    const input = join(tmp, "big.bin");
+    const output = join(tmp, "big.out");
+    writeFileSync(input, value);
+    const tcp = ["--store-memcpy", "off", "--transfer-timeout", "30"];
+    expect((await kv(["put", "big-key", input, ...tcp])).exitCode).toBe(0);
+    expect((await kv(["get", "big-key", "-o", output, ...tcp])).exitCode).toBe(0);
+    expect(Buffer.compare(readFileSync(output), Buffer.from(value))).toBe(0);
+    expect((await kv(["rm", "big-key", "--force"])).exitCode).toBe(0);
   }, 60_000);
 
   test("put from stdin, get to stdout", async () => {
@@ -139,7 +152,7 @@ describe("inspect", () => {
     };
     expect(out.node_count).toBe(1);
     expect(out.nodes[0]!.name).toBe(cluster.nodes[0]!.name);
-    expect(out.nodes[0]!.capacity_bytes).toBe(64 * 1024 * 1024);
+    expect(out.nodes[0]!.capacity_bytes).toBe(160 * 1024 * 1024);
     expect(out.key_count).toBe(3); // file-key, stdin-key, the LMCache key (dash-key was removed)
     expect(out.master_store_version).not.toBeNull();
     expect(out.evictions.successful).toBe(0);
@@ -152,7 +165,7 @@ describe("inspect", () => {
     const seg = await inspect(["segments"]);
     expect(seg.exitCode).toBe(0);
     expect(seg.stdout).toContain(cluster.nodes[0]!.name);
-    expect(seg.stdout).toContain("64.00 MiB");
+    expect(seg.stdout).toContain("160.00 MiB");
     const m = await inspect(["metrics"]);
     expect(m.exitCode).toBe(0);
     expect(m.stdout).toContain("Keys: 3");
