@@ -25,6 +25,8 @@ const textArg = (name: string) => {
 const external = textArg("--master");
 const seconds = arg("--seconds", 3);
 const rounds = arg("--rounds", 1000);
+const only = args.includes("--rss-only"); // skip the throughput cases: just the RSS rounds
+const rssPath = args[args.indexOf("--rss-path") + 1] ?? "both"; // tcp | shm | both
 configureLog({ level: "warn" });
 
 const median = (xs: number[]) => {
@@ -104,6 +106,8 @@ await tcp.put("warm-4k", small);
 await tcp.getInto("warm-32m", into);
 await shm.getInto("warm-32m", into);
 
+if (!only) await throughputCases();
+async function throughputCases() {
 // memcpy baseline: TypedArray.set of 32 MiB between two warm buffers.
 const copies: number[] = [];
 for (const end = performance.now() + 1000; performance.now() < end; ) {
@@ -165,13 +169,18 @@ if (!external) {
   await Bun.sleep(200);
 }
 
+}
+
 // Resident memory across many put+get rounds (client and store node).
 const rss = () => Number(/VmRSS:\s+(\d+)/.exec(readFileSync("/proc/self/status", "utf8"))?.[1] ?? 0);
-const nodeRss = () => node?.rssKiB() ?? 0;
+const nodePid = textArg("--node-pid");
+const nodeRss = () =>
+  node?.rssKiB() ??
+  (nodePid ? Number(/VmRSS:\s+(\d+)/.exec(readFileSync(`/proc/${nodePid}/status`, "utf8"))?.[1] ?? 0) : 0);
 const rssStart = { client: rss(), node: nodeRss() };
 let rssMid = rssStart;
 for (let i = 0; i < rounds; i++) {
-  const s = i % 2 === 0 ? tcp : shm;
+  const s = rssPath === "tcp" ? tcp : rssPath === "shm" ? shm : i % 2 === 0 ? tcp : shm;
   if ((await s.put(`rss-${i}`, value)) < 0) throw new Error("rss put");
   if ((await s.getInto(`rss-${i}`, into)) < 0) throw new Error("rss get");
   await s.remove(`rss-${i}`, true);
