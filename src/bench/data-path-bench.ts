@@ -4,8 +4,8 @@
 // Not a test. Run: bun src/bench/data-path-bench.ts [--seconds 3] [--rounds 1000]
 //   or against a running cluster (e.g. `mooncake up --nodes 1 --segment-size 2GB`):
 //   bun src/bench/data-path-bench.ts --master 127.0.0.1:50051 --metadata http://127.0.0.1:8080/metadata
-// (With the master and node spawned by this script, TCP transfers ran several times slower than
-// against the same processes started by `mooncake up`; not understood yet — prefer the second form.)
+// 32 MiB TCP operations are bimodal on these machines (~15 ms or ~100+ ms each; see
+// docs/PERFORMANCE.md): read the p10/p90 beside each median.
 // (docs/PERFORMANCE.md pairs it with bench-tcp.ts's bare-socket baseline and iperf3 in the same run.)
 
 import { MooncakeStore } from "../client/store.ts";
