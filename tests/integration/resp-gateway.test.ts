@@ -1,0 +1,146 @@
+// The RESP gateway of a store node (`mooncake store --resp-port`) driven by real Redis clients:
+// redis-cli, redis-benchmark and redis-py (LMCache's redis:// sequence). These tools are required:
+// the test fails loudly when they are missing (CI installs redis-tools and python3-redis).
+
+import { afterAll, beforeAll, describe, expect, test } from "bun:test";
+import { connect } from "node:net";
+import { type TestCluster, startCluster } from "../helpers/cluster.ts";
+import { run } from "../helpers/process.ts";
+
+let cluster: TestCluster;
+let port = 0;
+let python = "python3";
+
+function which(tool: string): boolean {
+  return Bun.spawnSync(["sh", "-c", `command -v ${tool}`]).exitCode === 0;
+}
+
+async function cli(...args: string[]): Promise<string> {
+  const r = await run(["redis-cli", "-h", "127.0.0.1", "-p", String(port), ...args], { timeoutMs: 20_000 });
+  if (r.exitCode !== 0) throw new Error(`redis-cli ${args.join(" ")}: ${r.stderr}`);
+  return r.stdout.trim();
+}
+
+/** Sends raw bytes, collects what comes back until the server closes or `ms` passes. */
+function raw(bytes: Uint8Array | string, ms = 2000, endEarly = false): Promise<{ text: string; closed: boolean }> {
+  return new Promise((resolve) => {
+    const s = connect(port, "127.0.0.1");
+    let text = "";
+    let closed = false;
+    const timer = setTimeout(() => {
+      s.destroy();
+      resolve({ text, closed });
+    }, ms);
+    s.on("data", (d) => {
+      text += d.toString("latin1");
+    });
+    s.on("close", () => {
+      closed = true;
+      clearTimeout(timer);
+      resolve({ text, closed });
+    });
+    s.on("error", () => {});
+    s.write(bytes, () => {
+      if (endEarly) s.destroy();
+    });
+  });
+}
+
+beforeAll(async () => {
+  for (const tool of ["redis-cli", "redis-benchmark", "python3"]) {
+    if (!which(tool)) throw new Error(`${tool} is required for this test: apt-get install -y redis-tools python3-redis`);
+  }
+  // The first python3 with redis-py (a pyenv shim may shadow the system one that apt fills).
+  python = ["python3", "/usr/bin/python3"].find((py) => Bun.spawnSync([py, "-c", "import redis"]).exitCode === 0) ?? "";
+  if (python === "") {
+    throw new Error("python3 redis module is required: apt-get install -y python3-redis");
+  }
+  cluster = await startCluster({ nodes: 0, segmentSize: "512MB" });
+  const node = await cluster.startNode("512MB", "--resp-port", "0");
+  const [, p] = await node.process.waitFor(/RESP gateway listening on [\d.]+:(\d+)/, 20_000);
+  port = Number(p);
+}, 60_000);
+
+afterAll(() => cluster?.stop());
+
+describe("resp gateway", () => {
+  test("redis-cli set/get/exists/del", async () => {
+    expect(await cli("ping")).toBe("PONG");
+    expect(await cli("set", "k", "v")).toBe("OK");
+    expect(await cli("get", "k")).toBe("v");
+    expect(await cli("exists", "k", "nope")).toBe("1");
+    expect(await cli("set", "k", "v2")).toBe("OK");
+    expect(await cli("get", "k")).toBe("v2");
+    expect(await cli("set", "k", "v3", "NX")).toBe("");
+    expect(await cli("ttl", "k")).toBe("-1");
+    expect(await cli("del", "k")).toBe("1");
+    expect(await cli("del", "k")).toBe("0");
+    expect(await cli("get", "k")).toBe("");
+    expect(await cli("ttl", "k")).toBe("-2");
+    expect(await cli("set", "e", "x", "PX", "300")).toBe("OK");
+    expect(Number(await cli("pttl", "e"))).toBeGreaterThan(0);
+    await Bun.sleep(800);
+    expect(await cli("exists", "e")).toBe("0");
+    expect(await cli("info", "server")).toContain("redis_version:7.0.0-mooncake");
+    expect(await cli("nosuch")).toContain("ERR unknown command 'nosuch'");
+  }, 30_000);
+
+  test("byte-exact replies and pipelining", async () => {
+    const r = await raw(
+      "*3\r\n$3\r\nSET\r\n$2\r\npk\r\n$3\r\nabc\r\n*2\r\n$6\r\nEXISTS\r\n$2\r\npk\r\n*2\r\n$3\r\nGET\r\n$2\r\npk\r\n" +
+        "*2\r\n$3\r\nGET\r\n$4\r\nnone\r\n*2\r\n$3\r\nDEL\r\n$2\r\npk\r\n*2\r\n$6\r\nEXISTS\r\n$2\r\npk\r\n*1\r\n$4\r\nQUIT\r\n",
+      5000,
+    );
+    expect(r.text).toBe("+OK\r\n:1\r\n$3\r\nabc\r\n$-1\r\n:1\r\n:0\r\n+OK\r\n");
+    expect(r.closed).toBe(true);
+  }, 20_000);
+
+  test("redis-benchmark 1 MiB set/get", async () => {
+    const r = await run(["redis-benchmark", "-p", String(port), "-t", "set,get", "-d", "1048576", "-n", "200", "-q"], {
+      timeoutMs: 120_000,
+    });
+    expect(r.exitCode).toBe(0);
+    expect(r.stdout + r.stderr).not.toMatch(/error/i);
+    expect(r.stdout).toMatch(/SET: .*requests per second/);
+    expect(r.stdout).toMatch(/GET: .*requests per second/);
+  }, 150_000);
+
+  test("redis-py replays LMCache's redis:// sequence for a 32 MiB chunk", async () => {
+    const script = `
+import os, sys, redis
+r = redis.Redis(host="127.0.0.1", port=${port})
+k = "vllm@llama@1@0@deadbeef"
+kv = os.urandom(32 * 1024 * 1024)
+meta = os.urandom(28)
+assert r.set(k + "kv_bytes", kv) is True
+assert r.set(k + "metadata", meta) is True
+assert r.exists(k + "metadata") == 1
+assert r.get(k + "metadata") == meta
+assert r.get(k + "kv_bytes") == kv
+assert r.exists(k + "nothing") == 0
+r3 = redis.Redis(host="127.0.0.1", port=${port}, protocol=3) if redis.__version__ >= "5" else r
+assert r3.get(k + "metadata") == meta
+print("ok")
+`;
+    const r = await run([python, "-c", script], { timeoutMs: 60_000 });
+    expect(r.stderr).toBe("");
+    expect(r.stdout.trim()).toBe("ok");
+  }, 70_000);
+
+  test("bad input: oversized bulk, garbage, disconnect mid-value", async () => {
+    const big = await raw("*3\r\n$3\r\nSET\r\n$1\r\nb\r\n$999999999999\r\n");
+    expect(big.text).toBe("-ERR Protocol error: invalid bulk length\r\n");
+    expect(big.closed).toBe(true);
+    const garbage = await raw("*1\r\nxyz\r\n");
+    expect(garbage.text).toStartWith("-ERR Protocol error");
+    expect(garbage.closed).toBe(true);
+    const inline = await raw(new Uint8Array([1, 2, 3, 0xff, 13, 10]), 1000);
+    expect(inline.text).toStartWith("-ERR unknown command");
+    // 1 MiB value announced, 1000 bytes sent, then gone.
+    await raw(`*3\r\n$3\r\nSET\r\n$4\r\nhalf\r\n$1048576\r\n${"x".repeat(1000)}`, 500, true);
+    await Bun.sleep(200);
+    expect(await cli("exists", "half")).toBe("0");
+    expect(await cli("set", "after", "fine")).toBe("OK");
+    expect(await cli("get", "after")).toBe("fine");
+  }, 30_000);
+});
