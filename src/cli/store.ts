@@ -1,7 +1,7 @@
 // `mooncake store`: run a store node that contributes memory to the pool. Reads the shared config
 // (LMCache YAML extra_config, MOONCAKE_CONFIG_PATH, MOONCAKE_* env) and these flags.
 
-import { type Command, Option } from "@commander-js/extra-typings";
+import type { Command } from "@commander-js/extra-typings";
 import { ConfigError } from "../config/errors.ts";
 import type { ConfigKey } from "../config/schema.ts";
 import { addConfigOptions, applyLogOptions, loadCommandConfig } from "./config-options.ts";
@@ -22,6 +22,10 @@ const STORE_KEYS: readonly ConfigKey[] = [
   "rpc_timeout_ms",
   "rpc_connect_timeout_ms",
   "remote_url",
+  "resp_port",
+  "lm_port",
+  "username",
+  "password",
 ];
 
 export function registerStore(program: Command<[], { logLevel: string; logFormat: string }>) {
@@ -32,12 +36,6 @@ export function registerStore(program: Command<[], { logLevel: string; logFormat
         "mount them at the master. local_hostname without a port gets a free one (it names the node).\n" +
         "Needs local_hostname, metadata_server and master_server_address (config file, env or flags).",
     );
-  store.addOption(
-    new Option(
-      "--resp-port <port>",
-      "also serve a RESP (Redis protocol) gateway on this port of the node's host, for LMCache redis:// or resp:// (off by default; 0 = any free port)",
-    ),
-  );
   addConfigOptions(store, STORE_KEYS).action(async (options) => {
     applyLogOptions(program.opts());
     const { config } = loadCommandConfig(options as Record<string, unknown>, STORE_KEYS, {
@@ -48,15 +46,7 @@ export function registerStore(program: Command<[], { logLevel: string; logFormat
     if (config.protocol === "rdma") {
       throw new ConfigError("protocol rdma: the RDMA transport is not implemented yet; use protocol tcp");
     }
-    const rawRespPort = (options as Record<string, unknown>).respPort as string | undefined;
-    let respPort: number | undefined;
-    if (rawRespPort !== undefined) {
-      respPort = Number(rawRespPort);
-      if (!/^\d+$/.test(rawRespPort) || respPort > 65535) {
-        throw new ConfigError(`--resp-port ${rawRespPort}: expected a port number (0-65535)`);
-      }
-    }
     const { runStoreNode } = await import("../store/run.ts");
-    await runStoreNode(config, { respPort });
+    await runStoreNode(config);
   });
 }

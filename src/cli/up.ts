@@ -11,6 +11,10 @@ function port(flag: string, text: string): number {
   return n;
 }
 
+function gatewayPort(flag: string, text: string): number {
+  return text === "0" ? 0 : port(flag, text);
+}
+
 export function registerUp(program: Command<[], { logLevel: string; logFormat: string }>) {
   program
     .command("up")
@@ -26,6 +30,8 @@ export function registerUp(program: Command<[], { logLevel: string; logFormat: s
     .addOption(new Option("--metrics-port <port>", "master admin/metrics HTTP port").default("9003"))
     .addOption(new Option("--metadata-port <port>", "metadata server port").default("8080"))
     .addOption(new Option("--store-memcpy <mode>", "same-host shared-memory copies: auto, on or off").default("auto"))
+    .addOption(new Option("--resp-port <port>", "RESP gateways for LMCache redis:// / resp://: node i on port+i (0 = free ports)"))
+    .addOption(new Option("--lm-port <port>", "LMCache lm:// gateways: node i on port+i (0 = free ports)"))
     .action(async (options) => {
       const globals = program.opts();
       applyLogOptions(globals);
@@ -46,6 +52,8 @@ export function registerUp(program: Command<[], { logLevel: string; logFormat: s
         metricsPort: port("--metrics-port", options.metricsPort),
         metadataPort: port("--metadata-port", options.metadataPort),
         storeArgs: ["--store-memcpy", options.storeMemcpy],
+        respPort: options.respPort === undefined ? null : gatewayPort("--resp-port", options.respPort),
+        lmPort: options.lmPort === undefined ? null : gatewayPort("--lm-port", options.lmPort),
         logLevel: globals.logLevel,
         logFormat: globals.logFormat,
       });

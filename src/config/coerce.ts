@@ -49,6 +49,14 @@ export function coerce(def: KeyDef, raw: unknown): Coerced {
       if (n < def.min) return { ok: false, error: `expected at least ${def.min}, got ${n}` };
       return { ok: true, value: n };
     }
+    case "port?": {
+      if (raw === null) return { ok: true, value: null };
+      const n = toNumber(raw);
+      if (n === null || !Number.isSafeInteger(n) || n < 0 || n > 65535) {
+        return { ok: false, error: `expected a port 0..65535, got ${show(raw)}` };
+      }
+      return { ok: true, value: n };
+    }
     case "size": {
       if (typeof raw === "number" && raw < 0) return { ok: false, error: `a size cannot be negative, got ${raw}` };
       const r = parseSize(raw);

@@ -48,7 +48,12 @@ interface BoolDef extends BaseDef {
   kind: "bool";
   default: boolean;
 }
-export type KeyDef = StringDef | NullableStringDef | EnumDef | IntDef | FloatDef | SizeDef | BoolDef;
+/** A TCP port that may be absent (a feature that is off unless given); 0 = any free port. */
+interface NullablePortDef extends BaseDef {
+  kind: "port?";
+  default: null;
+}
+export type KeyDef = StringDef | NullableStringDef | EnumDef | IntDef | FloatDef | SizeDef | BoolDef | NullablePortDef;
 
 const PORT_MAX = 65535;
 
@@ -183,8 +188,28 @@ export const KEYS = {
     doc: "Port of the client HTTP server.",
   },
   resp_num_threads: { scope: "store", kind: "int", default: 8, min: 1, max: 1024, doc: "LMCache resp:// threads." },
-  username: { scope: "store", kind: "string", default: "", doc: "User for RESP AUTH." },
-  password: { scope: "store", kind: "string", default: "", secret: true, doc: "Password for RESP AUTH." },
+  resp_port: {
+    scope: "store",
+    kind: "port?",
+    default: null,
+    env: ["MOONCAKE_RESP_PORT"],
+    doc: "Store node: serve a RESP (Redis protocol) gateway here for LMCache redis:// and resp:// (off unless set; 0 = any free port).",
+  },
+  lm_port: {
+    scope: "store",
+    kind: "port?",
+    default: null,
+    env: ["MOONCAKE_LM_PORT"],
+    doc: "Store node: serve the LMCache server protocol here for LMCache lm:// (off unless set; 0 = any free port).",
+  },
+  username: { scope: "store", kind: "string", default: "", doc: "User the RESP gateway's AUTH names (default user when empty)." },
+  password: {
+    scope: "store",
+    kind: "string",
+    default: "",
+    secret: true,
+    doc: "Password the RESP gateway requires (AUTH); empty = no AUTH.",
+  },
 
   // ---- Runtime tuning (MC_* env, as Mooncake reads them; also accepted in the store section) ----
   rpc_protocol: {
@@ -275,7 +300,9 @@ export type ConfigKey = keyof typeof KEYS;
 
 type ValueOf<D> = D extends { kind: "string" }
   ? string
-  : D extends { kind: "string?" }
+  : D extends { kind: "port?" }
+    ? number | null
+    : D extends { kind: "string?" }
     ? string | null
     : D extends { kind: "enum"; choices: readonly (infer C)[] }
       ? C

@@ -1,6 +1,7 @@
 // The `mooncake store` process: start the node, stop it cleanly on SIGINT/SIGTERM (unmount at the
-// master, remove its metadata entries, exit 0). With `respPort`, also a RESP gateway
-// (gateways/resp.ts) on the node's host, through a MooncakeStore client of the same pool.
+// master, remove its metadata entries, exit 0). With `resp_port`, also a RESP gateway
+// (gateways/resp.ts), with `lm_port` an LMCache lm:// gateway (gateways/lm.ts), on the node's host,
+// through one MooncakeStore client of the same pool.
 
 import { logger } from "../core/log.ts";
 import type { Config } from "../config/schema.ts";
@@ -8,21 +9,15 @@ import { watchParent } from "../runtime/parent-watch.ts";
 import { splitHostname } from "../transfer/engine.ts";
 import { startStoreNode } from "./node.ts";
 
-export interface RunStoreOptions {
-  /** Port of the RESP gateway (0 = any free one); undefined = no gateway. */
-  respPort?: number;
-}
-
-export async function runStoreNode(config: Config, options: RunStoreOptions = {}) {
+export async function runStoreNode(config: Config) {
   const log = logger("store");
   const node = await startStoreNode(config, log);
-  let gateway: { stop(): Promise<void> } | null = null;
+  const gateways: { stop(): Promise<void> }[] = [];
   let gatewayStore: { close(): Promise<number> } | null = null;
-  if (options.respPort !== undefined) {
+  if (config.resp_port !== null || config.lm_port !== null) {
     try {
       const { host } = splitHostname(config.local_hostname);
       const { MooncakeStore } = await import("../client/store.ts");
-      const { startRespGateway } = await import("./gateways/resp.ts");
       // Same master, metadata and host as the node: values on this node move by shared memory.
       const store = await MooncakeStore.setup({
         master_server_address: config.master_server_address,
@@ -35,8 +30,17 @@ export async function runStoreNode(config: Config, options: RunStoreOptions = {}
         metadata_cluster_id: config.metadata_cluster_id,
       });
       gatewayStore = store;
-      gateway = startRespGateway({ host, port: options.respPort, store, log: logger("resp") });
+      if (config.resp_port !== null) {
+        const { startRespGateway } = await import("./gateways/resp.ts");
+        const auth = config.password ? { password: config.password, ...(config.username ? { username: config.username } : {}) } : {};
+        gateways.push(startRespGateway({ host, port: config.resp_port, store, log: logger("resp"), ...auth }));
+      }
+      if (config.lm_port !== null) {
+        const { startLmGateway } = await import("./gateways/lm.ts");
+        gateways.push(startLmGateway({ host, port: config.lm_port, store, log: logger("lm") }));
+      }
     } catch (e) {
+      for (const g of gateways) await g.stop();
       await gatewayStore?.close();
       await node.stop();
       throw e;
@@ -46,7 +50,7 @@ export async function runStoreNode(config: Config, options: RunStoreOptions = {}
     const stop = (signal: string) => {
       log.info(`${signal}: unmounting ${node.name} and exiting`);
       (async () => {
-        await gateway?.stop();
+        for (const g of gateways) await g.stop();
         await gatewayStore?.close();
         await node.stop();
       })().then(resolve, (e: unknown) => {

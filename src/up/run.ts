@@ -15,6 +15,9 @@ export interface UpOptions {
   metadataPort: number;
   /** Extra flags for every store node (e.g. --store-memcpy off). */
   storeArgs: string[];
+  /** Gateways: node i serves on base + i (0 = a free port each); null = off. */
+  respPort: number | null;
+  lmPort: number | null;
   logLevel: string;
   logFormat: string;
 }
@@ -26,6 +29,11 @@ interface Child {
 }
 
 const STOP_GRACE_MS = 5000;
+
+function gatewayArgs(flag: string, base: number | null, index: number): string[] {
+  if (base === null) return [];
+  return [flag, String(base === 0 ? 0 : base + index)];
+}
 
 /** How to start this program again: the compiled binary itself, or `bun <main.ts>` from source. */
 export function selfCommand(): string[] {
@@ -158,6 +166,8 @@ export async function runUp(o: UpOptions): Promise<number> {
             "--global-segment-size",
             String(o.segmentSizeBytes),
             ...o.storeArgs,
+            ...gatewayArgs("--resp-port", o.respPort, i),
+            ...gatewayArgs("--lm-port", o.lmPort, i),
           ],
           /store node .* ready/,
         ),

@@ -144,3 +144,20 @@ print("ok")
     expect(await cli("get", "after")).toBe("fine");
   }, 30_000);
 });
+
+describe("resp gateway with a password from the shared config", () => {
+  test("NOAUTH until AUTH; redis-cli -a works; a wrong password is WRONGPASS", async () => {
+    const node = await cluster.startNode("64MB", "--resp-port", "0", "--password", "s3cret");
+    const [, p] = await node.process.waitFor(/RESP gateway listening on [\d.]+:(\d+)/, 20_000);
+    const redis = (...args: string[]) =>
+      run(["redis-cli", "-h", "127.0.0.1", "-p", p!, ...args], { timeoutMs: 20_000 }).then((r) => r.stdout.trim());
+    expect(await redis("set", "secret", "v")).toContain("NOAUTH");
+    expect(await redis("--no-auth-warning", "-a", "s3cret", "set", "secret", "v")).toBe("OK");
+    expect(await redis("--no-auth-warning", "-a", "s3cret", "get", "secret")).toBe("v");
+    // redis-cli reports the failed AUTH on stderr, and the command then meets NOAUTH.
+    const wrong = await run(["redis-cli", "-h", "127.0.0.1", "-p", p!, "--no-auth-warning", "-a", "wrong", "get", "secret"]);
+    expect(wrong.stderr + wrong.stdout).toContain("WRONGPASS");
+    expect(wrong.stdout).toContain("NOAUTH");
+    expect(await redis("ping")).toBe("PONG");
+  }, 60_000);
+});
