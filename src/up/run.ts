@@ -169,7 +169,8 @@ export async function runUp(o: UpOptions): Promise<number> {
             ...gatewayArgs("--resp-port", o.respPort, i),
             ...gatewayArgs("--lm-port", o.lmPort, i),
           ],
-          /store node .* ready/,
+          // Ready once its last part listens: the gateways start after the node itself.
+          o.lmPort !== null ? /LM gateway .* listening/ : o.respPort !== null ? /RESP gateway listening/ : /store node .* ready/,
         ),
       ),
     );
