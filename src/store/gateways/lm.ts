@@ -50,7 +50,8 @@ import {
   statusReply,
 } from "../../core/lm/protocol.ts";
 import type { Logger } from "../../core/log.ts";
-import { type StreamSocket, listenStream } from "../../runtime/stream-socket.ts";
+import { listenStream } from "../../runtime/stream-socket.ts";
+import { GatewayConnection } from "./connection.ts";
 
 export interface LmGatewayOptions {
   host: string;
@@ -105,20 +106,10 @@ export function decodeStored(object: Uint8Array): (StoredMeta & { value: Uint8Ar
   };
 }
 
-interface Conn {
-  socket: StreamSocket;
+interface Conn extends GatewayConnection {
   reader: LmRequestReader;
   queue: LmFrame[];
-  queuedBytes: number;
   running: boolean;
-  out: Uint8Array[];
-  outBytes: number;
-  drainWaiters: (() => void)[];
-  paused: boolean;
-  closeAfterFlush: boolean;
-  /** A protocol error: answered (400) after the requests before it, then the connection closes. */
-  failMessage: string | null;
-  closed: boolean;
 }
 
 const frameBytes = (f: LmFrame) => 186 + (f.value?.length ?? 0);
@@ -129,50 +120,6 @@ export function startLmGateway(options: LmGatewayOptions): LmGateway {
   const maxQueued = options.maxQueuedBytes ?? 8 * 1024 * 1024;
   const conns = new Set<Conn>();
   const stats = { connections: 0, requests: 0, putFailures: 0, protocolErrors: 0 };
-
-  // ---- output -----------------------------------------------------------------------------
-
-  const flush = (c: Conn) => {
-    while (c.out.length > 0) {
-      const head = c.out[0]!;
-      const n = c.socket.write(head);
-      if (n < 0) {
-        c.out = [];
-        c.outBytes = 0;
-        break;
-      }
-      c.outBytes -= n;
-      if (n < head.length) {
-        c.out[0] = head.subarray(n);
-        return;
-      }
-      c.out.shift();
-    }
-    for (const w of c.drainWaiters.splice(0)) w();
-    if (c.closeAfterFlush) c.socket.end();
-  };
-  const send = (c: Conn, ...parts: Uint8Array[]) => {
-    if (c.closed) return;
-    for (const p of parts) {
-      if (p.length === 0) continue;
-      c.out.push(p);
-      c.outBytes += p.length;
-    }
-    flush(c);
-  };
-  const waitDrained = (c: Conn) =>
-    c.outBytes <= maxQueued || c.closed ? Promise.resolve() : new Promise<void>((r) => c.drainWaiters.push(r));
-
-  const updatePause = (c: Conn) => {
-    const should = c.queuedBytes > maxQueued || c.outBytes > maxQueued || c.closeAfterFlush || c.failMessage !== null;
-    if (should && !c.paused) {
-      c.paused = true;
-      c.socket.pause();
-    } else if (!should && c.paused) {
-      c.paused = false;
-      c.socket.resume();
-    }
-  };
 
   // ---- requests -----------------------------------------------------------------------------
 
@@ -235,46 +182,37 @@ export function startLmGateway(options: LmGatewayOptions): LmGateway {
         c.queuedBytes -= frameBytes(frame);
         // The header goes out in one write (LMCache reads it with a plain recv(36)); the queue
         // is empty here whenever the previous reply was drained, which pump waits for.
-        send(c, ...reply);
-        updatePause(c);
-        await waitDrained(c);
-        updatePause(c);
+        c.send(...reply);
+        c.updatePause();
+        await c.waitDrained();
+        c.updatePause();
       }
     } finally {
       c.running = false;
     }
     if (c.failMessage !== null && !c.closeAfterFlush) {
       c.closeAfterFlush = true;
-      send(c, fail);
+      c.send(fail);
     }
     if (c.closeAfterFlush) {
       c.queue = [];
-      if (c.outBytes === 0) c.socket.end();
+      if (c.unsentBytes === 0) c.socket.end();
     }
   };
 
   const listener = listenStream(options.host, options.port, (socket) => {
-    const c: Conn = {
-      socket,
+    const c: Conn = Object.assign(new GatewayConnection(socket, maxQueued), {
       reader: new LmRequestReader({ maxValueBytes: maxValue }),
-      queue: [],
-      queuedBytes: 0,
+      queue: [] as LmFrame[],
       running: false,
-      out: [],
-      outBytes: 0,
-      drainWaiters: [],
-      paused: false,
-      closeAfterFlush: false,
-      failMessage: null,
-      closed: false,
-    };
+    });
     conns.add(c);
     stats.connections++;
     const protocolError = (message: string) => {
       stats.protocolErrors++;
       log.debug(`lm ${socket.remote}: ${message}; closing`);
       c.failMessage = message;
-      updatePause(c);
+      c.updatePause();
       void pump(c);
     };
     return {
@@ -301,18 +239,17 @@ export function startLmGateway(options: LmGatewayOptions): LmGateway {
           protocolError(c.reader.error.message);
           return;
         }
-        updatePause(c);
+        c.updatePause();
         void pump(c);
       },
       drain() {
-        flush(c);
-        updatePause(c);
+        c.flush();
+        c.updatePause();
       },
       close() {
-        c.closed = true;
+        c.markClosed();
         conns.delete(c);
         if (c.reader.midFrame) log.debug(`lm ${socket.remote}: closed mid-request; the partial request is dropped`);
-        for (const w of c.drainWaiters.splice(0)) w();
       },
     };
   });

@@ -38,7 +38,8 @@ import {
   nullReply,
   simpleString,
 } from "../../core/resp/codec.ts";
-import { type StreamSocket, listenStream } from "../../runtime/stream-socket.ts";
+import { listenStream } from "../../runtime/stream-socket.ts";
+import { GatewayConnection } from "./connection.ts";
 import { VERSION } from "../../version.ts";
 
 export interface RespGatewayOptions {
@@ -64,24 +65,14 @@ const decoder = new TextDecoder();
 const REDIS_VERSION = "7.0.0-mooncake";
 const NOAUTH = errorReply("NOAUTH Authentication required.");
 
-interface Conn {
+interface Conn extends GatewayConnection {
   id: number;
-  socket: StreamSocket;
   parser: RespParser;
   queue: Uint8Array[][];
-  queuedBytes: number;
   running: boolean;
-  out: Uint8Array[];
-  outBytes: number;
-  drainWaiters: (() => void)[];
-  paused: boolean;
   authed: boolean;
   resp3: boolean;
   name: string | null;
-  closeAfterFlush: boolean;
-  /** A protocol error: answered after the commands before it, then the connection closes. */
-  failMessage: string | null;
-  closed: boolean;
 }
 
 export function startRespGateway(options: RespGatewayOptions): RespGateway {
@@ -123,51 +114,6 @@ export function startRespGateway(options: RespGatewayOptions): RespGateway {
     }, ms);
     (timer as { unref?: () => void }).unref?.();
     expiries.set(key, { at: Date.now() + ms, timer });
-  };
-
-  // ---- output -----------------------------------------------------------------------------
-
-  const flush = (c: Conn) => {
-    while (c.out.length > 0) {
-      const head = c.out[0]!;
-      const n = c.socket.write(head);
-      if (n < 0) {
-        c.out = [];
-        c.outBytes = 0;
-        break;
-      }
-      stats.bytesOut += n;
-      c.outBytes -= n;
-      if (n < head.length) {
-        c.out[0] = head.subarray(n);
-        return;
-      }
-      c.out.shift();
-    }
-    for (const w of c.drainWaiters.splice(0)) w();
-    if (c.closeAfterFlush) c.socket.end();
-  };
-  const send = (c: Conn, ...parts: Uint8Array[]) => {
-    if (c.closed) return;
-    for (const p of parts) {
-      if (p.length === 0) continue;
-      c.out.push(p);
-      c.outBytes += p.length;
-    }
-    flush(c);
-  };
-  const waitDrained = (c: Conn) =>
-    c.outBytes <= maxQueued || c.closed ? Promise.resolve() : new Promise<void>((r) => c.drainWaiters.push(r));
-
-  const updatePause = (c: Conn) => {
-    const should = c.queuedBytes > maxQueued || c.outBytes > maxQueued || c.closeAfterFlush || c.failMessage !== null;
-    if (should && !c.paused) {
-      c.paused = true;
-      c.socket.pause();
-    } else if (!should && c.paused) {
-      c.paused = false;
-      c.socket.resume();
-    }
   };
 
   // ---- commands -----------------------------------------------------------------------------
@@ -426,10 +372,10 @@ export function startRespGateway(options: RespGatewayOptions): RespGateway {
         }
         if (reply[0]?.[0] === 0x2d /* - */) stats.errors++;
         c.queuedBytes -= size;
-        send(c, ...reply);
-        updatePause(c);
-        await waitDrained(c);
-        updatePause(c);
+        c.send(...reply);
+        c.updatePause();
+        await c.waitDrained();
+        c.updatePause();
       }
     } finally {
       c.running = false;
@@ -437,33 +383,24 @@ export function startRespGateway(options: RespGatewayOptions): RespGateway {
     if (c.failMessage !== null && !c.closeAfterFlush) {
       stats.errors++;
       c.closeAfterFlush = true;
-      send(c, errorReply(`ERR ${c.failMessage}`));
+      c.send(errorReply(`ERR ${c.failMessage}`));
     }
     if (c.closeAfterFlush) {
       c.queue = [];
-      if (c.outBytes === 0) c.socket.end();
+      if (c.unsentBytes === 0) c.socket.end();
     }
   };
 
   const listener = listenStream(options.host, options.port, (socket) => {
-    const c: Conn = {
+    const c: Conn = Object.assign(new GatewayConnection(socket, maxQueued, (n) => (stats.bytesOut += n)), {
       id: nextId++,
-      socket,
       parser: new RespParser({ maxBulkBytes: maxValue }),
-      queue: [],
-      queuedBytes: 0,
+      queue: [] as Uint8Array[][],
       running: false,
-      out: [],
-      outBytes: 0,
-      drainWaiters: [],
-      paused: false,
       authed: options.password === undefined,
       resp3: false,
-      name: null,
-      closeAfterFlush: false,
-      failMessage: null,
-      closed: false,
-    };
+      name: null as string | null,
+    });
     conns.add(c);
     stats.connections++;
     return {
@@ -478,7 +415,7 @@ export function startRespGateway(options: RespGatewayOptions): RespGateway {
           // Run what came before the bad bytes, then answer the error and close, as Redis does.
           log.debug(`resp ${socket.remote}: ${e.message}; closing`);
           c.failMessage = e.message;
-          updatePause(c);
+          c.updatePause();
           void pump(c);
           return;
         }
@@ -486,17 +423,16 @@ export function startRespGateway(options: RespGatewayOptions): RespGateway {
           c.queue.push(cmd);
           c.queuedBytes += cmd.reduce((t, a) => t + a.length, 0);
         }
-        updatePause(c);
+        c.updatePause();
         void pump(c);
       },
       drain() {
-        flush(c);
-        updatePause(c);
+        c.flush();
+        c.updatePause();
       },
       close() {
-        c.closed = true;
+        c.markClosed();
         conns.delete(c);
-        for (const w of c.drainWaiters.splice(0)) w();
       },
     };
   });
