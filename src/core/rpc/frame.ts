@@ -5,6 +5,8 @@
 // the server could not even decode (unknown method, malformed body).
 // The first byte 0x4D also tells this protocol apart from coro_rpc (0x15) on the same port.
 
+import { ChunkQueue } from "../chunk-queue.ts";
+
 export const FRAME_MAGIC = 0x4d;
 export const FRAME_VERSION = 1;
 export const FRAME_HEADER_BYTES = 12;
@@ -68,8 +70,7 @@ export class FrameError extends Error {
  * which the connection must be closed (the stream cannot be resynchronised).
  */
 export class FrameReader {
-  private chunks: Uint8Array[] = [];
-  private bufferedBytes = 0;
+  private readonly queue = new ChunkQueue();
   private readonly maxBodyBytes: number;
 
   constructor(options: { maxBodyBytes?: number } = {}) {
@@ -78,18 +79,18 @@ export class FrameReader {
 
   /** Bytes received but not yet returned as frames. */
   get pendingBytes(): number {
-    return this.bufferedBytes;
+    return this.queue.length;
   }
 
   /** Feeds one chunk; returns the frames it completed (bodies may alias `chunk`: copy to keep). */
   push(chunk: Uint8Array): Frame[] {
     const frames: Frame[] = [];
     if (chunk.length === 0) return frames;
-    this.chunks.push(chunk);
-    this.bufferedBytes += chunk.length;
+    const queue = this.queue;
+    queue.push(chunk);
     for (;;) {
-      if (this.bufferedBytes < FRAME_HEADER_BYTES) break;
-      const header = this.peek(FRAME_HEADER_BYTES);
+      if (queue.length < FRAME_HEADER_BYTES) break;
+      const header = queue.peek(FRAME_HEADER_BYTES);
       const view = new DataView(header.buffer, header.byteOffset, FRAME_HEADER_BYTES);
       if (view.getUint8(0) !== FRAME_MAGIC) throw new FrameError(`bad frame magic 0x${view.getUint8(0).toString(16)}`);
       if (view.getUint8(1) !== FRAME_VERSION) throw new FrameError(`unsupported frame version ${view.getUint8(1)}`);
@@ -97,55 +98,13 @@ export class FrameReader {
       if (bodyBytes > this.maxBodyBytes) {
         throw new FrameError(`frame body of ${bodyBytes} bytes is over the limit of ${this.maxBodyBytes}`);
       }
-      if (this.bufferedBytes < FRAME_HEADER_BYTES + bodyBytes) break;
+      if (queue.length < FRAME_HEADER_BYTES + bodyBytes) break;
       const method = view.getUint16(2, true);
       const requestId = view.getUint32(4, true);
-      this.consume(FRAME_HEADER_BYTES);
-      const body = this.take(bodyBytes);
+      queue.consume(FRAME_HEADER_BYTES);
+      const body = queue.take(bodyBytes);
       frames.push({ method, requestId, body });
     }
     return frames;
-  }
-
-  /** The first `n` buffered bytes, contiguous (copies only when they span chunks). */
-  private peek(n: number): Uint8Array {
-    const first = this.chunks[0]!;
-    if (first.length >= n) return first.subarray(0, n);
-    this.merge(n);
-    return this.chunks[0]!.subarray(0, n);
-  }
-
-  private take(n: number): Uint8Array {
-    if (n === 0) return new Uint8Array(0);
-    const out = this.peek(n);
-    this.consume(n);
-    return out;
-  }
-
-  private consume(n: number) {
-    this.bufferedBytes -= n;
-    while (n > 0) {
-      const first = this.chunks[0]!;
-      if (first.length > n) {
-        this.chunks[0] = first.subarray(n);
-        return;
-      }
-      n -= first.length;
-      this.chunks.shift();
-    }
-  }
-
-  /** Joins leading chunks until the first holds at least `n` bytes. */
-  private merge(n: number) {
-    let size = 0;
-    let count = 0;
-    while (size < n) size += this.chunks[count++]!.length;
-    const joined = new Uint8Array(size);
-    let offset = 0;
-    for (let i = 0; i < count; i++) {
-      joined.set(this.chunks[i]!, offset);
-      offset += this.chunks[i]!.length;
-    }
-    this.chunks.splice(0, count, joined);
   }
 }
