@@ -1,8 +1,18 @@
-// The master's RPC port: frames in, handler calls, frames out (DESIGN.md §5). Requests on one
-// connection are answered in order, and all replies to one read are sent in one write, which is
-// what makes pipelined clients fast. A connection that sends garbage, an oversized frame or an
-// unknown protocol is closed with one log line; other connections never notice.
+// The master's RPC port: frames in, handler calls, frames out (DESIGN.md §5). Two protocols share
+// it, told apart by a connection's first byte: 0x4D, our protobuf frames; 0x15, coro_rpc from
+// Mooncake's own clients (coro-rpc-service.ts). Requests on one connection are answered in order,
+// and all replies to one read are sent in one write, which is what makes pipelined clients fast.
+// A connection that sends garbage, an oversized frame or an unknown protocol is closed with one
+// log line; other connections never notice.
 
+import {
+  CORO_RPC_MAGIC,
+  CoroFrameError,
+  CoroFrameReader,
+  type CoroRequest,
+  type CoroResponse,
+  encodeResponses,
+} from "../core/coro-rpc/frame.ts";
 import { ErrorCode } from "../core/errors.ts";
 import type { Logger } from "../core/log.ts";
 import {
@@ -18,15 +28,15 @@ import {
 } from "../core/rpc/frame.ts";
 import { METHOD_BY_ID, METHODS, type MethodName } from "../core/rpc/methods.ts";
 import { type Connection, listenTcp, type TcpServer } from "../runtime/tcp.ts";
+import { answerCoro, type CoroHandlers, coroHandlerFailure } from "./coro-rpc-service.ts";
 import { Encoded, type Handlers } from "./rpc-service.ts";
-
-/** First byte of a coro_rpc request: Mooncake's own clients (issue 7); not served yet. */
-const CORO_RPC_MAGIC = 0x15;
 
 export interface RpcServerOptions {
   host: string;
   port: number;
   handlers: Handlers;
+  /** Mooncake's coro_rpc calls; without them such connections are closed. */
+  coroHandlers?: CoroHandlers;
   log: Logger;
   maxBodyBytes?: number;
   /** Close a connection with more unsent reply bytes than this (a client that stops reading). */
@@ -41,9 +51,13 @@ export interface RpcServer {
   stop(): void;
 }
 
-interface ConnectionState {
-  reader: FrameReader | null; // null until the first byte says which protocol
-}
+/** Null until the connection's first byte says which protocol it speaks. */
+type ConnectionState = { protocol: "frame"; reader: FrameReader } | { protocol: "coro"; reader: CoroFrameReader<CoroRequest> };
+
+/** A coro_rpc name's protobuf method (ServiceReady → serviceReady), for the shared metrics. */
+const PROTOBUF_NAME: ReadonlyMap<string, MethodName> = new Map(
+  (Object.keys(METHODS) as MethodName[]).map((m) => [m[0]!.toUpperCase() + m.slice(1), m]),
+);
 
 export function startRpcServer(options: RpcServerOptions): RpcServer {
   const { handlers, log } = options;
@@ -70,50 +84,78 @@ export function startRpcServer(options: RpcServerOptions): RpcServer {
     return { method: frame.method | RESPONSE_BIT, requestId: frame.requestId, body };
   };
 
+  /** Reads protobuf frames; returns the replies to send, or null (nothing complete, or closed). */
+  const onFrames = (connection: Connection, reader: FrameReader, chunk: Uint8Array): Uint8Array | null => {
+    let frames: Frame[];
+    try {
+      frames = reader.push(chunk);
+    } catch (e) {
+      if (!(e instanceof FrameError)) throw e;
+      log.warn(`closing RPC connection from ${connection.remoteAddress}: ${e.message}`);
+      connection.close();
+      return null;
+    }
+    if (frames.length === 0) return null;
+    const replies = new Array<Frame>(frames.length);
+    for (let i = 0; i < frames.length; i++) {
+      try {
+        replies[i] = answer(frames[i]!);
+      } catch (e) {
+        // A handler bug must not take the master down: answer INTERNAL_ERROR and say so.
+        log.error(`RPC handler failed: ${(e as Error).stack ?? e}`);
+        replies[i] = { method: ERROR_METHOD, requestId: frames[i]!.requestId, body: encodeErrorBody(ErrorCode.INTERNAL_ERROR) };
+      }
+    }
+    return encodeFrames(replies);
+  };
+
+  /** The same for coro_rpc requests. */
+  const onCoro = (connection: Connection, reader: CoroFrameReader<CoroRequest>, chunk: Uint8Array): Uint8Array | null => {
+    let requests: CoroRequest[];
+    try {
+      requests = reader.push(chunk);
+    } catch (e) {
+      if (!(e instanceof CoroFrameError)) throw e;
+      log.warn(`closing coro_rpc connection from ${connection.remoteAddress}: ${e.message}`);
+      connection.close();
+      return null;
+    }
+    if (requests.length === 0) return null;
+    const replies = new Array<CoroResponse>(requests.length);
+    for (let i = 0; i < requests.length; i++) {
+      try {
+        const { response, rpc, errorCode } = answerCoro(options.coroHandlers!, requests[i]!);
+        replies[i] = response;
+        const method = rpc === null ? undefined : PROTOBUF_NAME.get(rpc);
+        if (method !== undefined) options.onRequest?.(method, errorCode);
+      } catch (e) {
+        log.error(`coro_rpc handler failed: ${(e as Error).stack ?? e}`);
+        replies[i] = coroHandlerFailure(requests[i]!);
+      }
+    }
+    return encodeResponses(replies);
+  };
+
   const server: TcpServer = listenTcp(
     options.host,
     options.port,
     {
       onData(connection, chunk) {
         let state = states.get(connection);
-        if (!state) {
-          state = { reader: null };
-          states.set(connection, state);
-        }
-        if (state.reader === null) {
-          if (chunk[0] === FRAME_MAGIC) state.reader = new FrameReader({ maxBodyBytes });
-          else {
-            const what = chunk[0] === CORO_RPC_MAGIC ? "a coro_rpc (Mooncake client) request" : "an unknown protocol";
-            log.warn(`closing RPC connection from ${connection.remoteAddress}: ${what}, not supported yet`);
+        if (state === undefined) {
+          if (chunk[0] === FRAME_MAGIC) state = { protocol: "frame", reader: new FrameReader({ maxBodyBytes }) };
+          else if (chunk[0] === CORO_RPC_MAGIC && options.coroHandlers) {
+            state = { protocol: "coro", reader: new CoroFrameReader<CoroRequest>("request", maxBodyBytes) };
+          } else {
+            const what = chunk[0] === CORO_RPC_MAGIC ? "coro_rpc is not served here" : "an unknown protocol";
+            log.warn(`closing RPC connection from ${connection.remoteAddress}: ${what}`);
             connection.close();
             return;
           }
+          states.set(connection, state);
         }
-        let frames: Frame[];
-        try {
-          frames = state.reader.push(chunk);
-        } catch (e) {
-          if (!(e instanceof FrameError)) throw e;
-          log.warn(`closing RPC connection from ${connection.remoteAddress}: ${e.message}`);
-          connection.close();
-          return;
-        }
-        if (frames.length === 0) return;
-        const replies = new Array<Frame>(frames.length);
-        for (let i = 0; i < frames.length; i++) {
-          try {
-            replies[i] = answer(frames[i]!);
-          } catch (e) {
-            // A handler bug must not take the master down: answer INTERNAL_ERROR and say so.
-            log.error(`RPC handler failed: ${(e as Error).stack ?? e}`);
-            replies[i] = {
-              method: ERROR_METHOD,
-              requestId: frames[i]!.requestId,
-              body: encodeErrorBody(ErrorCode.INTERNAL_ERROR),
-            };
-          }
-        }
-        connection.send(encodeFrames(replies));
+        const reply = state.protocol === "frame" ? onFrames(connection, state.reader, chunk) : onCoro(connection, state.reader, chunk);
+        if (reply !== null) connection.send(reply);
       },
       onClose(connection, reason) {
         states.delete(connection);

@@ -41,7 +41,7 @@ export interface RpcServiceHooks {
 }
 
 /** Tenants other than the default need multi-tenancy, which this master does not implement. */
-function tenantError(tenantId: string | null | undefined): number {
+export function tenantError(tenantId: string | null | undefined): number {
   return !tenantId || tenantId === "default" ? ErrorCode.OK : ErrorCode.UNAVAILABLE_IN_CURRENT_MODE;
 }
 
@@ -86,12 +86,12 @@ function configFromWire(c: pb.IReplicateConfig | null | undefined): ReplicateCon
 }
 
 /** Only ALL (the default) and MEMORY replicas exist here; DISK-type targets have nothing to act on. */
-function replicaTypeError(type: number | null | undefined): number {
+export function replicaTypeError(type: number | null | undefined): number {
   const ok = type === null || type === undefined || type === pb.ReplicaType.ALL || type === pb.ReplicaType.MEMORY;
   return ok ? ErrorCode.OK : ErrorCode.INVALID_PARAMS;
 }
 
-function code<T>(r: Result<T>): number {
+export function code<T>(r: Result<T>): number {
   return r.ok ? ErrorCode.OK : r.code;
 }
 

@@ -13,6 +13,7 @@ import { watchParent } from "../runtime/parent-watch.ts";
 import { createAdminApp } from "./admin.ts";
 import type { MasterSettings } from "./flags.ts";
 import { MetricsSummary } from "./metrics.ts";
+import { createCoroHandlers } from "./coro-rpc-service.ts";
 import { startRpcServer } from "./rpc-server.ts";
 import { createHandlers } from "./rpc-service.ts";
 
@@ -70,6 +71,7 @@ export async function startMaster(settings: MasterSettings): Promise<RunningMast
       host: settings.rpcAddress,
       port: settings.rpcPort,
       log,
+      coroHandlers: createCoroHandlers(master),
       handlers: createHandlers(master, {
         scheduleUnmount(segmentId, clientId, graceMs) {
           const timer = setTimeout(
