@@ -11,6 +11,7 @@ export function registerMaster(program: Command<[], { logLevel: string; logForma
     .description(
       "run the master: places objects, tracks replicas and leases, evicts, watches store nodes.\n" +
         "Serves RPC on 50051, admin/metrics HTTP on 9003 and the metadata server on 8080 by default.\n" +
+        "The RPC port also speaks Mooncake's coro_rpc: unmodified Mooncake/LMCache clients work (docs/PROTOCOLS.md).\n" +
         "Flags take Mooncake's spelling too: --rpc_port=50051, --eviction_high_watermark_ratio=0.9",
     )
     .addOption(new Option("--config-path <file>", "JSON or YAML file with flag values (flags win)"));
