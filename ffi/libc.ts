@@ -1,5 +1,6 @@
 // bun:ffi bindings to libc for the data path's memory: mmap/munmap/madvise, memfd_create +
-// ftruncate for shareable segments, open/close for mapping a peer's segment, getpid/getuid, errno.
+// ftruncate for shareable segments, open/close for mapping a peer's segment, getpid/getuid, errno,
+// and execve (src/runtime/allocator.ts restarts a server with allocator settings).
 // Declarations and the thinnest wrappers only (-1 / MAP_FAILED -> LibcError); the logic that uses
 // them is in src/transfer/shared-memory.ts.
 //
@@ -26,6 +27,7 @@ export const LIBC_SYMBOLS = {
   open: { args: ["cstring", "i32", "u32"], returns: "i32" },
   getpid: { args: [], returns: "i32" },
   getuid: { args: [], returns: "u32" },
+  execve: { args: ["ptr", "ptr", "ptr"], returns: "i32" },
   __errno_location: { args: [], returns: "ptr" },
 } as const;
 
@@ -174,4 +176,24 @@ export function getuid(): number {
  */
 export function arrayBufferAt(address: number, lengthBytes: number): ArrayBuffer {
   return bunFfi().toArrayBuffer(address as Pointer, 0, lengthBytes);
+}
+
+/**
+ * Replaces this process with `path` run as `argv` under `env` (PID and open descriptors stay).
+ * Returns only on failure, with a LibcError.
+ */
+export function execve(path: string, argv: readonly string[], env: readonly string[]): never {
+  const { ptr } = bunFfi();
+  const strings = [path, ...argv, ...env].map(cstr); // kept alive until the call
+  const table = (list: Uint8Array[]) => {
+    const pointers = new BigUint64Array(list.length + 1); // NULL-terminated
+    list.forEach((s, i) => {
+      pointers[i] = BigInt(ptr(s));
+    });
+    return pointers;
+  };
+  const argvTable = table(strings.slice(1, 1 + argv.length));
+  const envTable = table(strings.slice(1 + argv.length));
+  libc().execve(ptr(strings[0]!), ptr(argvTable), ptr(envTable));
+  fail("execve", JSON.stringify(path));
 }

@@ -8,6 +8,7 @@ import { MASTER_BENCH_OPERATIONS } from "../bench/master-operations.ts";
 import { ConfigError } from "../config/errors.ts";
 import { CONFIG_KEYS, type ConfigKey } from "../config/schema.ts";
 import { addConfigOptions, applyLogOptions, loadCommandConfig } from "./config-options.ts";
+import { keepFreedMemory } from "./allocator-env.ts";
 
 const BENCH_CONFIG_KEYS = ["master_server_address", "rpc_timeout_ms"] as const;
 const DATA_BENCH_CONFIG_KEYS = [
@@ -59,6 +60,7 @@ export function registerBench(program: Command<[], { logLevel: string; logFormat
     const { config } = loadCommandConfig(options as Record<string, unknown>, BENCH_CONFIG_KEYS, {
       command: "mooncake bench master",
     });
+    await keepFreedMemory();
     const duration = parseDuration(options.duration);
     if (!duration.ok) throw new ConfigError(`--duration: ${duration.error}`);
     const valueSize = parseSize(options.valueSize);
@@ -121,6 +123,7 @@ function registerDataBench(
     const loaded = loadCommandConfig(options as Record<string, unknown>, DATA_BENCH_CONFIG_KEYS, {
       command: `mooncake bench ${verb}`,
     });
+    await keepFreedMemory();
     const sizes = options.sizes.split(",").map((text) => {
       const size = parseSize(text.trim());
       if (!size.ok) throw new ConfigError(`--sizes: ${size.error}`);
@@ -211,6 +214,7 @@ function registerTransferBench(
       if (options.mode === "initiator" && !options.segment_id) {
         throw new ConfigError("--segment_id is required for --mode initiator (the target prints its name)");
       }
+      await keepFreedMemory();
       const { runTransferBench } = await import("../bench/transfer-bench.ts");
       await runTransferBench({
         mode: options.mode,

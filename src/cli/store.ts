@@ -5,6 +5,7 @@ import type { Command } from "@commander-js/extra-typings";
 import { ConfigError } from "../config/errors.ts";
 import type { ConfigKey } from "../config/schema.ts";
 import { addConfigOptions, applyLogOptions, loadCommandConfig } from "./config-options.ts";
+import { keepFreedMemory } from "./allocator-env.ts";
 
 const STORE_KEYS: readonly ConfigKey[] = [
   "local_hostname",
@@ -46,6 +47,7 @@ export function registerStore(program: Command<[], { logLevel: string; logFormat
     if (config.protocol === "rdma") {
       throw new ConfigError("protocol rdma: the RDMA transport is not implemented yet; use protocol tcp");
     }
+    await keepFreedMemory();
     const { runStoreNode } = await import("../store/run.ts");
     await runStoreNode(config);
   });

@@ -4,6 +4,7 @@ import { type Command, Option } from "@commander-js/extra-typings";
 import { parseSize } from "../core/units.ts";
 import { ConfigError } from "../config/errors.ts";
 import { applyLogOptions } from "./config-options.ts";
+import { keepFreedMemory } from "./allocator-env.ts";
 
 function port(flag: string, text: string): number {
   const n = Number(text);
@@ -43,6 +44,7 @@ export function registerUp(program: Command<[], { logLevel: string; logFormat: s
       if (!size.ok || size.bytes <= 0) {
         throw new ConfigError(`--segment-size: ${size.ok ? "must be greater than 0" : size.error}`);
       }
+      await keepFreedMemory();
       const { runUp } = await import("../up/run.ts");
       process.exitCode = await runUp({
         nodes,

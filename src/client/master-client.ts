@@ -93,6 +93,15 @@ export class MasterClient {
 
   /** Calls `method`; resolves with the decoded response (check its errorCode), rejects on transport errors. */
   async call<M extends MethodName>(method: M, request: RequestProps<M>): Promise<ResponseOf<M>> {
+    const def = METHODS[method];
+    return this.callEncoded(method, def.hot?.encodeRequest ? def.hot.encodeRequest(request) : def.request.encode(request).finish());
+  }
+
+  /**
+   * Calls `method` with a request body already encoded (load generators build theirs straight
+   * from bytes); the reply is decoded as for call().
+   */
+  async callEncoded<M extends MethodName>(method: M, body: Uint8Array): Promise<ResponseOf<M>> {
     if (this.closed) throw new MooncakeError(ErrorCode.RPC_FAIL, `client for ${this.address} is closed`);
     if (this.pending.size >= this.maxInFlight) {
       throw new MooncakeError(ErrorCode.RPC_FAIL, `${this.pending.size} calls already in flight to ${this.address}`);
@@ -101,7 +110,6 @@ export class MasterClient {
     const def = METHODS[method];
     const requestId = this.nextId;
     this.nextId = this.nextId === 0xffffffff ? 1 : this.nextId + 1;
-    const body = def.request.encode(request).finish();
     return new Promise<ResponseOf<M>>((resolve, reject) => {
       this.pending.set(requestId, {
         method,
@@ -185,7 +193,7 @@ export class MasterClient {
         continue;
       }
       try {
-        pending.resolve(def.response.decode(frame.body));
+        pending.resolve(def.hot?.decodeResponse ? def.hot.decodeResponse(frame.body) : def.response.decode(frame.body));
       } catch (e) {
         pending.reject(new MooncakeError(ErrorCode.RPC_FAIL, `undecodable reply to ${pending.method}: ${(e as Error).message}`));
       }

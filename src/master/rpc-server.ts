@@ -72,7 +72,7 @@ export function startRpcServer(options: RpcServerOptions): RpcServer {
     const def = METHODS[name];
     let request: unknown;
     try {
-      request = def.request.decode(frame.body);
+      request = def.hot?.decodeRequest ? def.hot.decodeRequest(frame.body) : def.request.decode(frame.body);
     } catch {
       options.onRequest?.(name, ErrorCode.INVALID_PARAMS);
       return { method: ERROR_METHOD, requestId: frame.requestId, body: encodeErrorBody(ErrorCode.INVALID_PARAMS) };

@@ -5,6 +5,15 @@
 // Deno reads the generated declarations only when told (tsc finds mooncake.d.ts by itself).
 // @ts-types="../../proto/mooncake.d.ts"
 import { mooncake as pb } from "../../proto/mooncake.js";
+import {
+  decodeBatchExist,
+  decodeBatchPutEndRequest,
+  decodeBatchPutStartRequest,
+  decodeBatchReplicaList,
+  decodeKeyListRequest,
+  decodeReplicaList,
+  encodeKeyListRequest,
+} from "./hot-decoding.ts";
 
 interface MessageType<T> {
   decode(reader: Uint8Array): T;
@@ -13,9 +22,22 @@ interface MessageType<T> {
   new (properties?: any): T;
 }
 
-function method<Req, Res>(id: number, request: MessageType<Req>, response: MessageType<Res>) {
-  return { id, request, response };
+/**
+ * Hand-written codecs that replace protobufjs for a method's hottest directions (hot-decoding.ts).
+ * Their results have the generated types' property shapes; the server and the client use them
+ * when present.
+ */
+export interface HotCodec {
+  encodeRequest?(request: object): Uint8Array;
+  decodeRequest?(bytes: Uint8Array): object;
+  decodeResponse?(bytes: Uint8Array): object;
 }
+
+function method<Req, Res>(id: number, request: MessageType<Req>, response: MessageType<Res>, hot: HotCodec | null = null) {
+  return { id, request, response, hot };
+}
+
+const keyListRequest = { encodeRequest: encodeKeyListRequest, decodeRequest: decodeKeyListRequest };
 
 const M = pb.MethodId;
 
@@ -31,19 +53,32 @@ export const METHODS = {
     pb.GracefulUnmountSegmentResponse,
   ),
   existKey: method(M.EXIST_KEY, pb.ExistKeyRequest, pb.ExistKeyResponse),
-  batchExistKey: method(M.BATCH_EXIST_KEY, pb.BatchExistKeyRequest, pb.BatchExistKeyResponse),
-  getReplicaList: method(M.GET_REPLICA_LIST, pb.GetReplicaListRequest, pb.GetReplicaListResponse),
-  batchGetReplicaList: method(M.BATCH_GET_REPLICA_LIST, pb.BatchGetReplicaListRequest, pb.BatchGetReplicaListResponse),
+  batchExistKey: method(M.BATCH_EXIST_KEY, pb.BatchExistKeyRequest, pb.BatchExistKeyResponse, {
+    ...keyListRequest,
+    decodeResponse: decodeBatchExist,
+  }),
+  getReplicaList: method(M.GET_REPLICA_LIST, pb.GetReplicaListRequest, pb.GetReplicaListResponse, {
+    decodeResponse: decodeReplicaList,
+  }),
+  batchGetReplicaList: method(M.BATCH_GET_REPLICA_LIST, pb.BatchGetReplicaListRequest, pb.BatchGetReplicaListResponse, {
+    ...keyListRequest,
+    decodeResponse: decodeBatchReplicaList,
+  }),
   getReplicaListByRegex: method(
     M.GET_REPLICA_LIST_BY_REGEX,
     pb.GetReplicaListByRegexRequest,
     pb.GetReplicaListByRegexResponse,
   ),
-  putStart: method(M.PUT_START, pb.PutStartRequest, pb.PutStartResponse),
+  putStart: method(M.PUT_START, pb.PutStartRequest, pb.PutStartResponse, { decodeResponse: decodeReplicaList }),
   putEnd: method(M.PUT_END, pb.PutEndRequest, pb.PutEndResponse),
   putRevoke: method(M.PUT_REVOKE, pb.PutRevokeRequest, pb.PutRevokeResponse),
-  batchPutStart: method(M.BATCH_PUT_START, pb.BatchPutStartRequest, pb.BatchPutStartResponse),
-  batchPutEnd: method(M.BATCH_PUT_END, pb.BatchPutEndRequest, pb.BatchPutEndResponse),
+  batchPutStart: method(M.BATCH_PUT_START, pb.BatchPutStartRequest, pb.BatchPutStartResponse, {
+    decodeRequest: (bytes) => decodeBatchPutStartRequest(bytes, (config) => pb.ReplicateConfig.decode(config)),
+    decodeResponse: decodeBatchReplicaList,
+  }),
+  batchPutEnd: method(M.BATCH_PUT_END, pb.BatchPutEndRequest, pb.BatchPutEndResponse, {
+    decodeRequest: decodeBatchPutEndRequest,
+  }),
   batchPutRevoke: method(M.BATCH_PUT_REVOKE, pb.BatchPutRevokeRequest, pb.BatchPutRevokeResponse),
   remove: method(M.REMOVE, pb.RemoveRequest, pb.RemoveResponse),
   batchRemove: method(M.BATCH_REMOVE, pb.BatchRemoveRequest, pb.BatchRemoveResponse),

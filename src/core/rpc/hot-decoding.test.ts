@@ -1,0 +1,143 @@
+// The hand-written codecs against protobufjs: what one writes the other reads, field for field,
+// including negative error codes, unknown fields, packed and unpacked lengths, non-ASCII keys;
+// and broken bytes fail with ProtoError instead of reading past the end.
+
+import { describe, expect, test } from "bun:test";
+import {
+  decodeBatchExist,
+  decodeBatchPutEndRequest,
+  decodeBatchPutStartRequest,
+  decodeBatchReplicaList,
+  decodeKeyListRequest,
+  decodeReplicaList,
+  encodeKeyListRequest,
+  ProtoError,
+} from "./hot-decoding.ts";
+import { pb } from "./methods.ts";
+
+/** A plain-object view of a protobufjs message, with every field present (defaults included). */
+const plain = (m: { toJSON(): unknown }) => JSON.parse(JSON.stringify(m, (_k, v) => v));
+
+const replica = (i: number) => ({
+  id: i + 1,
+  status: 3,
+  memory: {
+    bufferDescriptor: {
+      size: 32 * 2 ** 20,
+      bufferAddress: 0x7f1f3d600000 + i * 4096,
+      protocol: "tcp",
+      transportEndpoint: `10.0.0.${i % 3}:12345`,
+    },
+  },
+});
+
+describe("key-list requests", () => {
+  const keys = ["a", "model@1@0@abc@bfloat16", "ключ", "😀 emoji", "x".repeat(300), "\ud800lone"];
+  test("our encoding decodes with protobufjs, and protobufjs' with ours", () => {
+    const wellFormed = keys.slice(0, 5);
+    const ours = encodeKeyListRequest({ keys: wellFormed, tenantId: "default" });
+    expect(Array.from(ours)).toEqual(Array.from(pb.BatchGetReplicaListRequest.encode({ keys: wellFormed, tenantId: "default" }).finish()));
+    // A lone surrogate becomes U+FFFD, as TextEncoder writes it (protobufjs writes CESU-8 bytes).
+    expect(pb.BatchExistKeyRequest.decode(encodeKeyListRequest({ keys })).keys).toEqual([...wellFormed, "\ufffdlone"]);
+    const theirs = pb.BatchGetReplicaListRequest.encode({ keys: keys.slice(0, 5), tenantId: "t" }).finish();
+    expect(decodeKeyListRequest(theirs)).toEqual({ keys: keys.slice(0, 5), tenantId: "t" });
+    expect(decodeKeyListRequest(encodeKeyListRequest({}))).toEqual({ keys: [], tenantId: "" });
+  });
+  test("unknown fields are skipped", () => {
+    const body = Uint8Array.from([0x18, 0x96, 0x01, ...encodeKeyListRequest({ keys: ["k"] }), 0x25, 1, 2, 3, 4]);
+    expect(decodeKeyListRequest(body).keys).toEqual(["k"]);
+  });
+});
+
+describe("replies", () => {
+  test("GetReplicaListResponse, with and without checksum, and an error", () => {
+    for (const props of [
+      { replicas: [replica(0), replica(1)], leaseTtlMs: 10_000 },
+      { replicas: [replica(2)], leaseTtlMs: 5000, objectChecksum: 2 ** 52 + 7 },
+      { errorCode: -704 },
+    ]) {
+      const bytes = pb.GetReplicaListResponse.encode(props).finish();
+      const ours = decodeReplicaList(bytes);
+      const theirs = plain(pb.GetReplicaListResponse.decode(bytes));
+      expect(ours.errorCode).toBe(theirs.errorCode ?? 0);
+      expect(ours.leaseTtlMs).toBe(Number(theirs.leaseTtlMs ?? 0));
+      expect(ours.objectChecksum).toBe(theirs.objectChecksum === undefined ? null : Number(theirs.objectChecksum));
+      expect(ours.replicas).toEqual(props.replicas ?? []);
+    }
+  });
+  test("Batch replica lists and BatchPutStart replies keep order and per-key errors", () => {
+    const bytes = pb.BatchGetReplicaListResponse.encode({
+      results: [{ replicas: [replica(0)], leaseTtlMs: 1 }, { errorCode: -704 }, { errorCode: -706 }],
+    }).finish();
+    const out = decodeBatchReplicaList(bytes);
+    expect(out.results.map((r) => r.errorCode)).toEqual([0, -704, -706]);
+    expect(out.results[0]!.replicas).toEqual([replica(0)]);
+    const put = pb.BatchPutStartResponse.encode({ results: [{ replicas: [replica(4), replica(5)] }, { errorCode: -705 }] }).finish();
+    expect(decodeBatchReplicaList(put).results.map((r) => [r.errorCode, r.replicas.length])).toEqual([
+      [0, 2],
+      [-705, 0],
+    ]);
+  });
+  test("BatchExistKeyResponse", () => {
+    const bytes = pb.BatchExistKeyResponse.encode({ results: [{ exists: true }, {}, { errorCode: -600 }] }).finish();
+    expect(decodeBatchExist(bytes)).toEqual({
+      errorCode: 0,
+      results: [
+        { errorCode: 0, exists: true },
+        { errorCode: 0, exists: false },
+        { errorCode: -600, exists: false },
+      ],
+    });
+  });
+});
+
+describe("put requests", () => {
+  const clientId = { first: 2 ** 40 + 5, second: 77 };
+  const keys = ["p1", "p2", "p3"];
+  test("BatchPutStartRequest: client id, keys, packed lens, config, tenant", () => {
+    const config = { replicaNum: 2, softPinAction: 1, softPinTtlMs: 5000, preferredSegments: ["n1"] };
+    const bytes = pb.BatchPutStartRequest.encode({ clientId, keys, lens: [1, 2 ** 33, 4096], config, tenantId: "default" }).finish();
+    const ours = decodeBatchPutStartRequest(bytes, (b) => pb.ReplicateConfig.decode(b));
+    expect(ours.clientId).toEqual(clientId);
+    expect(ours.keys).toEqual(keys);
+    expect(ours.lens).toEqual([1, 2 ** 33, 4096]);
+    expect(ours.tenantId).toBe("default");
+    expect(plain(ours.config!)).toEqual(plain(pb.ReplicateConfig.decode(pb.ReplicateConfig.encode(config).finish())));
+    // Unpacked lens (another encoder's choice) read the same.
+    const unpacked = Uint8Array.from([0x18, 0x05, 0x18, 0x80, 0x20]);
+    expect(decodeBatchPutStartRequest(unpacked, () => null).lens).toEqual([5, 4096]);
+  });
+  test("BatchPutEndRequest: metas with and without checksum, replica type", () => {
+    const metas = [{ key: "p1" }, { key: "p2", objectChecksum: 12345 }];
+    const bytes = pb.BatchPutEndRequest.encode({ clientId, metas, replicaType: 4, tenantId: "x" }).finish();
+    expect(decodeBatchPutEndRequest(bytes)).toEqual({
+      clientId,
+      metas: [
+        { key: "p1", objectChecksum: null },
+        { key: "p2", objectChecksum: 12345 },
+      ],
+      replicaType: 4,
+      tenantId: "x",
+    });
+    expect(decodeBatchPutEndRequest(pb.BatchPutEndRequest.encode({ metas }).finish()).replicaType).toBeNull();
+  });
+});
+
+describe("broken bytes", () => {
+  const valid = pb.BatchGetReplicaListResponse.encode({ results: [{ replicas: [replica(0)], leaseTtlMs: 1 }] }).finish();
+  test("every truncation fails with ProtoError or decodes a prefix, never reads past the end", () => {
+    for (let n = 0; n < valid.length; n++) {
+      const cut = valid.slice(0, n);
+      try {
+        decodeBatchReplicaList(cut);
+      } catch (e) {
+        expect(e).toBeInstanceOf(ProtoError);
+      }
+    }
+  });
+  test("a length beyond the body, an endless varint, a bad wire type", () => {
+    expect(() => decodeKeyListRequest(Uint8Array.from([0x0a, 0x7f, 0x61]))).toThrow(ProtoError);
+    expect(() => decodeKeyListRequest(Uint8Array.from([0x08, ...new Array(11).fill(0xff)]))).toThrow(ProtoError);
+    expect(() => decodeKeyListRequest(Uint8Array.from([0x0f]))).toThrow("wire type");
+  });
+});

@@ -1,0 +1,44 @@
+// Server commands restart themselves in place with MIMALLOC_PURGE_DELAY=-1 (src/runtime/allocator.ts):
+// same PID, same arguments, the variable set; a value the operator chose is left alone.
+
+import { expect, test } from "bun:test";
+import { readFileSync } from "node:fs";
+import { CLI_FROM_SOURCE, start } from "../helpers/process.ts";
+
+const MASTER = [
+  ...CLI_FROM_SOURCE,
+  "master",
+  "--rpc_port=0",
+  "--rpc_address=127.0.0.1",
+  "--metrics_port=0",
+  "--metrics_host=127.0.0.1",
+  "--enable_http_metadata_server=false",
+];
+
+function environ(pid: number): string[] {
+  return readFileSync(`/proc/${pid}/environ`, "utf8").split("\0");
+}
+
+test("a master started without MIMALLOC_PURGE_DELAY runs with -1, same PID and arguments", async () => {
+  // An operator's own value, even an empty one, is kept.
+  const master = start(MASTER, { env: { MIMALLOC_PURGE_DELAY: "" } });
+  try {
+    await master.waitFor(/Master service started on port \d+/);
+    expect(environ(master.proc.pid)).toContain("MIMALLOC_PURGE_DELAY=");
+  } finally {
+    master.kill();
+  }
+  // Unset (an undefined value drops the variable from the child's environment).
+  const clean = start(MASTER, { env: { MIMALLOC_PURGE_DELAY: undefined as unknown as string } });
+  try {
+    await clean.waitFor(/Master service started on port \d+/);
+    const pid = clean.proc.pid;
+    expect(environ(pid)).toContain("MIMALLOC_PURGE_DELAY=-1");
+    const argv = readFileSync(`/proc/${pid}/cmdline`, "utf8").split("\0").slice(0, -1);
+    expect(argv.slice(-MASTER.length + 1)).toEqual(MASTER.slice(1));
+    // Exactly one start line: the restart happened before anything was logged or bound.
+    expect(clean.stderr().match(/Master service started/g)).toHaveLength(1);
+  } finally {
+    clean.kill();
+  }
+}, 30_000);
