@@ -16,7 +16,7 @@ import {
 import { pb } from "./methods.ts";
 
 /** A plain-object view of a protobufjs message, with every field present (defaults included). */
-const plain = (m: { toJSON(): unknown }) => JSON.parse(JSON.stringify(m, (_k, v) => v));
+const plain = (m: object) => JSON.parse(JSON.stringify(m));
 
 const replica = (i: number) => ({
   id: i + 1,

@@ -11,6 +11,10 @@ import { logger } from "../../core/log.ts";
 import { ArrayRegion, BufferRegistry } from "../memory.ts";
 import { TcpDataClient, type TcpPeer } from "./client.ts";
 import { startTcpDataServer } from "./server.ts";
+import { keepFreedMemory } from "../../runtime/allocator.ts";
+
+// Measured under the allocator settings our servers run with (src/runtime/allocator.ts).
+keepFreedMemory();
 
 const MiB = 1024 * 1024;
 const MESSAGE_BYTES = 32 * MiB;
