@@ -32,6 +32,7 @@ import {
   type TcpProtoVersion,
 } from "../../core/transfer/tcp-wire.ts";
 import { connectStream, type StreamEvents, type StreamSocket } from "../../runtime/stream-socket.ts";
+import { noteReceived } from "../../runtime/receive-pressure.ts";
 
 export interface TcpPeer {
   host: string;
@@ -297,6 +298,7 @@ class Lane implements StreamEvents {
   // ---- receiving -------------------------------------------------------------------------------
 
   data(chunk: Uint8Array): void {
+    noteReceived(chunk.length);
     let at = 0;
     const length = chunk.length;
     while (at < length && this.state !== "failed") {

@@ -25,6 +25,7 @@ import {
 } from "../../core/transfer/tcp-wire.ts";
 import { listenStream, type StreamEvents, type StreamSocket } from "../../runtime/stream-socket.ts";
 import type { BufferRegistry } from "../memory.ts";
+import { noteReceived } from "../../runtime/receive-pressure.ts";
 
 export interface TcpDataServerOptions {
   host: string;
@@ -107,6 +108,7 @@ class DataConnection implements StreamEvents {
   }
 
   data(chunk: Uint8Array): void {
+    noteReceived(chunk.length);
     this.lastProgressMs = Date.now();
     if (this.state === "closing" || this.state === "closed") return;
     if (this.state === "sending") {
