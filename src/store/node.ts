@@ -10,8 +10,9 @@ import type { Logger } from "../core/log.ts";
 import { pb, randomUuid } from "../core/rpc/methods.ts";
 import { formatBytes } from "../core/units.ts";
 import type { Config } from "../config/schema.ts";
-import { TransferEngine } from "../transfer/engine.ts";
+import { isIpLiteral, splitHostname, TransferEngine } from "../transfer/engine.ts";
 import { SharedSegment } from "../transfer/shared-memory.ts";
+import { TcpDataClient } from "../transfer/tcp/client.ts";
 
 /** The largest single segment: one JS view is capped at 4 GiB, and so is one mapping window. */
 export const MAX_SEGMENT_BYTES = 4 * 1024 ** 3;
@@ -67,6 +68,7 @@ export async function startStoreNode(config: Config, log: Logger): Promise<Store
       log,
     });
     for (const s of segments) engine.registerSegment(s);
+    await warmReceivePath(warmupHost(config.local_hostname), engine.dataPort, segments[0]!, log);
     await engine.publish();
   } catch (e) {
     master.close();
@@ -150,3 +152,37 @@ export async function startStoreNode(config: Config, log: Logger): Promise<Store
   };
 }
 
+
+/** Where the node's own data port answers: its IP when it binds one, else loopback. */
+function warmupHost(localHostname: string): string {
+  const { host } = splitHostname(localHostname);
+  return isIpLiteral(host) ? host : "127.0.0.1"; // the data server binds exactly what engine.ts binds
+}
+
+/** Bytes sent through the node's own TCP data port at start (4 transfers of 32 MiB). */
+const WARMUP_BYTES = 128 * 1024 * 1024;
+const WARMUP_TRANSFER_BYTES = 32 * 1024 * 1024;
+
+/**
+ * Sends WARMUP_BYTES from the node's first segment to itself over its own TCP data port, before it
+ * mounts (the segment is empty, so nothing can be overwritten). The segment is prefaulted, but the
+ * buffers a TCP receive allocates are not: the first ~4 transfers into a new process each paid
+ * ~8,000 page faults (docs/PERFORMANCE.md, "A fresh node"). Kept freed pages (allocator.ts) make
+ * this a one-off. Failures are logged, never fatal: it only saves time.
+ */
+async function warmReceivePath(host: string, dataPort: number, segment: SharedSegment, log: Logger): Promise<void> {
+  const transferBytes = Math.min(WARMUP_TRANSFER_BYTES, segment.lengthBytes);
+  const client = new TcpDataClient({ lanesPerPeer: 1, log });
+  const startedMs = performance.now();
+  try {
+    const from = segment.view(0, transferBytes);
+    for (let sent = 0; sent < WARMUP_BYTES; sent += transferBytes) {
+      await client.write({ host, port: dataPort, protoVersion: 2 }, segment.address, from);
+    }
+    log.debug(`receive path warmed with ${WARMUP_BYTES} bytes in ${Math.round(performance.now() - startedMs)} ms`);
+  } catch (e) {
+    log.debug(`receive path warm-up skipped: ${(e as Error).message}`);
+  } finally {
+    client.close();
+  }
+}
