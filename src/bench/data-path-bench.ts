@@ -4,8 +4,8 @@
 // Not a test. Run: bun src/bench/data-path-bench.ts [--seconds 3] [--rounds 1000]
 //   or against a running cluster (e.g. `mooncake up --nodes 1 --segment-size 2GB`):
 //   bun src/bench/data-path-bench.ts --master 127.0.0.1:50051 --metadata http://127.0.0.1:8080/metadata
-// 32 MiB TCP operations are bimodal on these machines (~15 ms or ~100+ ms each; see
-// docs/PERFORMANCE.md): read the p10/p90 beside each median.
+// A process's first few 32 MiB TCP transfers fault in its receive buffers (~100 ms each here); they
+// are reported apart as the warm-up, so the cases measure the steady state (docs/PERFORMANCE.md).
 // (docs/PERFORMANCE.md pairs it with bench-tcp.ts's bare-socket baseline and iperf3 in the same run.)
 
 import { MooncakeStore } from "../client/store.ts";
