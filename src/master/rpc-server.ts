@@ -51,7 +51,7 @@ export interface RpcServer {
   stop(): void;
 }
 
-/** Null until the connection's first byte says which protocol it speaks. */
+/** Set once the connection's first byte says which protocol it speaks. */
 type ConnectionState = { protocol: "frame"; reader: FrameReader } | { protocol: "coro"; reader: CoroFrameReader<CoroRequest> };
 
 /** A coro_rpc name's protobuf method (ServiceReady → serviceReady), for the shared metrics. */
@@ -84,56 +84,52 @@ export function startRpcServer(options: RpcServerOptions): RpcServer {
     return { method: frame.method | RESPONSE_BIT, requestId: frame.requestId, body };
   };
 
-  /** Reads protobuf frames; returns the replies to send, or null (nothing complete, or closed). */
-  const onFrames = (connection: Connection, reader: FrameReader, chunk: Uint8Array): Uint8Array | null => {
-    let frames: Frame[];
+  /**
+   * Feeds one chunk to a connection's reader and answers every request it completes, in order;
+   * returns the replies to send, or null (nothing complete, or the connection was closed). A
+   * stream that cannot be parsed closes the connection; a handler that throws is a bug: that
+   * request gets `failed`'s answer and one error line, the rest are served.
+   */
+  const serve = <Req, Res>(
+    connection: Connection,
+    what: string,
+    read: () => Req[],
+    respond: (request: Req) => Res,
+    failed: (request: Req) => Res,
+    encode: (replies: Res[]) => Uint8Array,
+  ): Uint8Array | null => {
+    let requests: Req[];
     try {
-      frames = reader.push(chunk);
+      requests = read();
     } catch (e) {
-      if (!(e instanceof FrameError)) throw e;
-      log.warn(`closing RPC connection from ${connection.remoteAddress}: ${e.message}`);
-      connection.close();
-      return null;
-    }
-    if (frames.length === 0) return null;
-    const replies = new Array<Frame>(frames.length);
-    for (let i = 0; i < frames.length; i++) {
-      try {
-        replies[i] = answer(frames[i]!);
-      } catch (e) {
-        // A handler bug must not take the master down: answer INTERNAL_ERROR and say so.
-        log.error(`RPC handler failed: ${(e as Error).stack ?? e}`);
-        replies[i] = { method: ERROR_METHOD, requestId: frames[i]!.requestId, body: encodeErrorBody(ErrorCode.INTERNAL_ERROR) };
-      }
-    }
-    return encodeFrames(replies);
-  };
-
-  /** The same for coro_rpc requests. */
-  const onCoro = (connection: Connection, reader: CoroFrameReader<CoroRequest>, chunk: Uint8Array): Uint8Array | null => {
-    let requests: CoroRequest[];
-    try {
-      requests = reader.push(chunk);
-    } catch (e) {
-      if (!(e instanceof CoroFrameError)) throw e;
-      log.warn(`closing coro_rpc connection from ${connection.remoteAddress}: ${e.message}`);
+      if (!(e instanceof FrameError || e instanceof CoroFrameError)) throw e;
+      log.warn(`closing ${what} connection from ${connection.remoteAddress}: ${e.message}`);
       connection.close();
       return null;
     }
     if (requests.length === 0) return null;
-    const replies = new Array<CoroResponse>(requests.length);
-    for (let i = 0; i < requests.length; i++) {
+    const replies = requests.map((request) => {
       try {
-        const { response, rpc, errorCode } = answerCoro(options.coroHandlers!, requests[i]!);
-        replies[i] = response;
-        const method = rpc === null ? undefined : PROTOBUF_NAME.get(rpc);
-        if (method !== undefined) options.onRequest?.(method, errorCode);
+        return respond(request);
       } catch (e) {
-        log.error(`coro_rpc handler failed: ${(e as Error).stack ?? e}`);
-        replies[i] = coroHandlerFailure(requests[i]!);
+        log.error(`${what} handler failed: ${(e as Error).stack ?? e}`);
+        return failed(request);
       }
-    }
-    return encodeResponses(replies);
+    });
+    return encode(replies);
+  };
+
+  const answerFrameFailure = (frame: Frame): Frame => ({
+    method: ERROR_METHOD,
+    requestId: frame.requestId,
+    body: encodeErrorBody(ErrorCode.INTERNAL_ERROR),
+  });
+
+  const answerCoroRequest = (request: CoroRequest): CoroResponse => {
+    const { response, rpc, errorCode } = answerCoro(options.coroHandlers!, request);
+    const method = rpc === null ? undefined : PROTOBUF_NAME.get(rpc);
+    if (method !== undefined) options.onRequest?.(method, errorCode);
+    return response;
   };
 
   const server: TcpServer = listenTcp(
@@ -154,7 +150,11 @@ export function startRpcServer(options: RpcServerOptions): RpcServer {
           }
           states.set(connection, state);
         }
-        const reply = state.protocol === "frame" ? onFrames(connection, state.reader, chunk) : onCoro(connection, state.reader, chunk);
+        const current = state;
+        const reply =
+          current.protocol === "frame"
+            ? serve(connection, "RPC", () => current.reader.push(chunk), answer, answerFrameFailure, encodeFrames)
+            : serve(connection, "coro_rpc", () => current.reader.push(chunk), answerCoroRequest, coroHandlerFailure, encodeResponses);
         if (reply !== null) connection.send(reply);
       },
       onClose(connection, reason) {

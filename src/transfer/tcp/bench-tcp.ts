@@ -6,7 +6,7 @@
 // Prints one line per case: median (p10, p90) GB/s over the individual 32 MiB operations; the cases
 // run interleaved in 1 s slices so that the machine's changing load is shared fairly.
 
-import type { Socket } from "bun";
+import { connectBareSocketClient, startBareSocketServer } from "../../bench/baselines.ts";
 import { logger } from "../../core/log.ts";
 import { ArrayRegion, BufferRegistry } from "../memory.ts";
 import { TcpDataClient, type TcpPeer } from "./client.ts";
@@ -20,7 +20,6 @@ const MiB = 1024 * 1024;
 const MESSAGE_BYTES = 32 * MiB;
 const BASE_ADDRESS = 0x7f0000000000;
 const REGION_BYTES = 64 * MiB;
-const ACK_BYTES = 8;
 
 interface Ports {
   data: number;
@@ -35,144 +34,9 @@ function serve(): void {
   registry.register(new ArrayRegion(BASE_ADDRESS, bytes));
   const data = startTcpDataServer({ host: "127.0.0.1", port: 0, registry, log: logger("bench server") });
 
-  // Baseline wire: u64 LE length | body → 8-byte ack after the body is copied (a WRITE),
-  // or u64 LE (length | 2^63) → the server writes `length` bytes back zero-copy (a READ).
-  const destination = new Uint8Array(MESSAGE_BYTES).fill(1);
-  interface Conn {
-    header: Uint8Array;
-    headerFill: number;
-    remaining: number;
-    filled: number;
-    out: Uint8Array | null;
-  }
-  const ack = new Uint8Array(ACK_BYTES);
-  const send = (socket: Socket<Conn>) => {
-    const conn = socket.data;
-    while (conn.out && conn.out.length > 0) {
-      const n = socket.write(conn.out);
-      if (n <= 0) return;
-      conn.out = conn.out.subarray(n);
-    }
-    conn.out = null;
-  };
-  const baseline = Bun.listen<Conn>({
-    hostname: "127.0.0.1",
-    port: 0,
-    socket: {
-      binaryType: "uint8array",
-      open(socket) {
-        socket.setNoDelay(true);
-        socket.data = { header: new Uint8Array(8), headerFill: 0, remaining: 0, filled: 0, out: null };
-      },
-      data(socket, chunk: Uint8Array) {
-        const conn = socket.data;
-        let at = 0;
-        while (at < chunk.length) {
-          if (conn.remaining === 0) {
-            const take = Math.min(8 - conn.headerFill, chunk.length - at);
-            conn.header.set(chunk.subarray(at, at + take), conn.headerFill);
-            conn.headerFill += take;
-            at += take;
-            if (conn.headerFill < 8) return;
-            conn.headerFill = 0;
-            const word = new DataView(conn.header.buffer).getBigUint64(0, true);
-            if (word >> 63n) {
-              conn.out = destination.subarray(0, Number(word & 0x7fffffffffffffffn));
-              send(socket);
-            } else {
-              conn.remaining = Number(word);
-              conn.filled = 0;
-            }
-            continue;
-          }
-          const take = Math.min(conn.remaining, chunk.length - at);
-          destination.set(chunk.subarray(at, at + take), conn.filled);
-          conn.filled += take;
-          conn.remaining -= take;
-          at += take;
-          if (conn.remaining === 0) socket.write(ack);
-        }
-      },
-      drain(socket) {
-        send(socket);
-      },
-    },
-  });
+  const baseline = startBareSocketServer(MESSAGE_BYTES);
   const ports: Ports = { data: data.port, baseline: baseline.port };
   console.log(JSON.stringify(ports));
-}
-
-/** One baseline client: serial 32 MiB messages, waiting for each reply. */
-async function baselineClient(port: number) {
-  let waiting: (() => void) | null = null;
-  let expect = 0;
-  let into: Uint8Array | null = null;
-  let filled = 0;
-  let pending: Uint8Array[] = [];
-  const pump = (socket: Socket<undefined>) => {
-    while (pending.length > 0) {
-      const head = pending[0]!;
-      const n = socket.write(head);
-      if (n < head.length) {
-        if (n > 0) pending[0] = head.subarray(n);
-        return;
-      }
-      pending.shift();
-    }
-  };
-  const socket = await Bun.connect({
-    hostname: "127.0.0.1",
-    port,
-    socket: {
-      binaryType: "uint8array",
-      open(s) {
-        s.setNoDelay(true);
-      },
-      data(_s, chunk: Uint8Array) {
-        if (into) into.set(chunk, filled);
-        filled += chunk.length;
-        if (filled >= expect && waiting) {
-          const done = waiting;
-          waiting = null;
-          done();
-        }
-      },
-      drain(s) {
-        pump(s);
-      },
-    },
-  });
-  const header = new Uint8Array(8);
-  const headerView = new DataView(header.buffer);
-  return {
-    write(body: Uint8Array): Promise<void> {
-      headerView.setBigUint64(0, BigInt(body.length), true);
-      expect = ACK_BYTES;
-      into = null;
-      filled = 0;
-      const done = new Promise<void>((resolve) => {
-        waiting = resolve;
-      });
-      pending = [header, body];
-      pump(socket);
-      return done;
-    },
-    read(target: Uint8Array): Promise<void> {
-      headerView.setBigUint64(0, BigInt(target.length) | (1n << 63n), true);
-      expect = target.length;
-      into = target;
-      filled = 0;
-      const done = new Promise<void>((resolve) => {
-        waiting = resolve;
-      });
-      pending = [header];
-      pump(socket);
-      return done;
-    },
-    close() {
-      socket.end();
-    },
-  };
 }
 
 interface Case {
@@ -225,7 +89,7 @@ async function main(): Promise<void> {
     const local = new Uint8Array(MESSAGE_BYTES);
     local.fill(3); // fault the pages in before measuring
 
-    const baseline = await baselineClient(ports.baseline);
+    const baseline = await connectBareSocketClient(ports.baseline);
     const peer: TcpPeer = { host: "127.0.0.1", port: ports.data, protoVersion: 2 };
     const cases: Case[] = [
       { name: "baseline bare socket WRITE+ack", operation: () => baseline.write(local), gbPerSecond: [] },
