@@ -69,12 +69,15 @@ export async function runMasterBench(o: MasterBenchOptions): Promise<MasterBench
   let written = 0; // keys [0, written) exist under the prefix
 
   try {
+    // Requests are written straight from bytes: building 128 key strings and encoding them cost
+    // the bench client more than the master spends on the batch (docs/PERFORMANCE.md), on a
+    // machine where both share two cores. Replies are still fully decoded, as a real client does.
+    const writer = new BenchRequestWriter(prefix, nodeId);
     const putBatch = async (client: MasterClient, first: number, count: number) => {
-      const keys = Array.from({ length: count }, (_, i) => `${prefix}${first + i}`);
-      const lens = keys.map(() => o.valueSizeBytes);
-      const started = await client.call("batchPutStart", { clientId: nodeId, keys, lens });
-      const ok = keys.filter((_, i) => started.results[i]?.errorCode === 0);
-      const ended = await client.call("batchPutEnd", { clientId: nodeId, metas: ok.map((key) => ({ key })) });
+      const ns = Array.from({ length: count }, (_, i) => first + i);
+      const started = await client.callEncoded("batchPutStart", writer.putStart(ns, o.valueSizeBytes));
+      const ok = ns.filter((_, i) => started.results[i]?.errorCode === 0);
+      const ended = await client.callEncoded("batchPutEnd", writer.putEnd(ok));
       return [...started.results.filter((r) => r.errorCode !== 0), ...ended.results.filter((r) => r.errorCode !== 0)];
     };
 
@@ -97,10 +100,11 @@ export async function runMasterBench(o: MasterBenchOptions): Promise<MasterBench
     let keysDone = 0;
     let nextKey = written;
     const randomKey = () => `${prefix}${Math.floor(Math.random() * written)}`;
-    // Batch requests are written straight from bytes: building 128 key strings and encoding them
-    // cost the bench client more than the master spends on the batch (docs/PERFORMANCE.md), on a
-    // machine where both share two cores. Replies are still fully decoded, as a real client does.
-    const batchBody = randomKeyListWriter(prefix, () => Math.floor(Math.random() * written), o.batchSize);
+    const randomNs = new Float64Array(o.batchSize);
+    const batchBody = () => {
+      for (let i = 0; i < randomNs.length; i++) randomNs[i] = Math.floor(Math.random() * written);
+      return writer.keyList(randomNs);
+    };
     const started = performance.now();
     const deadline = started + o.durationMs;
     const keysPerOp = o.operation.startsWith("batch-") ? o.batchSize : 1;
@@ -200,30 +204,88 @@ export async function runMasterBench(o: MasterBenchOptions): Promise<MasterBench
 }
 
 /**
- * A BatchGetReplicaList / BatchExistKey request body (`repeated string keys = 1`) of `count` keys
- * `<prefix><n>`, n from `pick()`, written byte by byte into a fresh buffer (the client may still
- * hold the previous one).
+ * Writes bench request bodies straight from bytes: keys are `<prefix><n>`, so a key is the
+ * prefix's bytes and n's digits, with no string built. Each body is a fresh buffer (the client may
+ * still hold the previous one).
  */
-export function randomKeyListWriter(prefix: string, pick: () => number, count: number): () => Uint8Array {
-  const prefixBytes = new TextEncoder().encode(prefix);
-  if (prefixBytes.length + 16 >= 128) throw new Error("bench key prefix too long for a 1-byte length");
-  const digits = new Uint8Array(16);
-  return () => {
-    const out = new Uint8Array(count * (2 + prefixBytes.length + 16));
+export class BenchRequestWriter {
+  readonly #prefix: Uint8Array;
+  readonly #digits = new Uint8Array(16);
+  readonly #clientId: Uint8Array;
+
+  constructor(prefix: string, clientId: { first: number; second: number }) {
+    this.#prefix = new TextEncoder().encode(prefix);
+    if (this.#prefix.length + 16 + 2 >= 128) throw new Error("bench key prefix too long for 1-byte lengths");
+    const id = [0x08, ...varintBytes(clientId.first), 0x10, ...varintBytes(clientId.second)];
+    this.#clientId = Uint8Array.from([0x0a, id.length, ...id]); // client_id = 1
+  }
+
+  /** BatchGetReplicaListRequest / BatchExistKeyRequest: `repeated string keys = 1`. */
+  keyList(ns: ArrayLike<number>): Uint8Array {
+    const out = new Uint8Array(ns.length * (2 + this.#prefix.length + 16));
     let at = 0;
-    for (let i = 0; i < count; i++) {
-      let n = pick();
-      let d = 0;
-      do {
-        digits[d++] = 0x30 + (n % 10);
-        n = Math.floor(n / 10);
-      } while (n > 0);
-      out[at++] = 0x0a; // keys = 1, length-delimited
-      out[at++] = prefixBytes.length + d;
-      out.set(prefixBytes, at);
-      at += prefixBytes.length;
-      while (d > 0) out[at++] = digits[--d]!;
+    for (let i = 0; i < ns.length; i++) at = this.#key(out, at, 0x0a, ns[i]!);
+    return out.subarray(0, at);
+  }
+
+  /** BatchPutStartRequest: client_id = 1, `repeated string keys = 2`, packed `lens = 3`, default config. */
+  putStart(ns: ArrayLike<number>, sizeBytes: number): Uint8Array {
+    const size = varintBytes(sizeBytes);
+    const lensBytes = ns.length * size.length;
+    const out = new Uint8Array(this.#clientId.length + ns.length * (2 + this.#prefix.length + 16) + 6 + lensBytes);
+    out.set(this.#clientId);
+    let at = this.#clientId.length;
+    for (let i = 0; i < ns.length; i++) at = this.#key(out, at, 0x12, ns[i]!);
+    out[at++] = 0x1a; // lens = 3, packed
+    at = writeVarint(out, at, lensBytes);
+    for (let i = 0; i < ns.length; i++) {
+      out.set(size, at);
+      at += size.length;
     }
     return out.subarray(0, at);
-  };
+  }
+
+  /** BatchPutEndRequest: client_id = 1, `repeated ObjectMeta metas = 2` holding only `key = 1`. */
+  putEnd(ns: ArrayLike<number>): Uint8Array {
+    const out = new Uint8Array(this.#clientId.length + ns.length * (4 + this.#prefix.length + 16));
+    out.set(this.#clientId);
+    let at = this.#clientId.length;
+    for (let i = 0; i < ns.length; i++) {
+      out[at] = 0x12; // metas = 2; its length (key field + 2) is known once the key is written
+      const keyEnd = this.#key(out, at + 2, 0x0a, ns[i]!);
+      out[at + 1] = keyEnd - at - 2;
+      at = keyEnd;
+    }
+    return out.subarray(0, at);
+  }
+
+  /** One length-delimited key field `<prefix><n>` with `tag`; returns the position after it. */
+  #key(out: Uint8Array, at: number, tag: number, n: number): number {
+    const digits = this.#digits;
+    let d = 0;
+    do {
+      digits[d++] = 0x30 + (n % 10);
+      n = Math.floor(n / 10);
+    } while (n > 0);
+    out[at++] = tag;
+    out[at++] = this.#prefix.length + d;
+    out.set(this.#prefix, at);
+    at += this.#prefix.length;
+    while (d > 0) out[at++] = digits[--d]!;
+    return at;
+  }
+}
+
+function writeVarint(out: Uint8Array, at: number, n: number): number {
+  while (n >= 128) {
+    out[at++] = (n % 128) | 128;
+    n = Math.floor(n / 128);
+  }
+  out[at++] = n;
+  return at;
+}
+
+function varintBytes(n: number): Uint8Array {
+  const out = new Uint8Array(10);
+  return out.subarray(0, writeVarint(out, 0, n));
 }

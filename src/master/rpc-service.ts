@@ -18,6 +18,7 @@ import {
 } from "../core/master/index.ts";
 import { type MethodName, pb, type RequestOf, type ResponseProps, uuidToString } from "../core/rpc/methods.ts";
 import {
+  encodeBatchErrorCodes,
   encodeBatchPutStart,
   encodeBatchReplicaList,
   encodePutStart,
@@ -227,13 +228,13 @@ export function createHandlers(master: Master, hooks: RpcServiceHooks): Handlers
           m.objectChecksum === null || m.objectChecksum === undefined ? null : BigInt(m.objectChecksum),
         ),
       });
-      return { errorCode: ErrorCode.OK, results: rs.map((r) => ({ errorCode: code(r) })) };
+      return new Encoded(encodeBatchErrorCodes(rs), ErrorCode.OK);
     },
     batchPutRevoke: (req) => {
       const t = tenantError(req.tenantId) || replicaTypeError(req.replicaType);
       if (t) return { errorCode: t };
       const rs = submit({ op: "batchPutRevoke", clientId: uuidToString(req.clientId), keys: req.keys });
-      return { errorCode: ErrorCode.OK, results: rs.map((r) => ({ errorCode: code(r) })) };
+      return new Encoded(encodeBatchErrorCodes(rs), ErrorCode.OK);
     },
 
     remove: (req) => {
@@ -245,7 +246,7 @@ export function createHandlers(master: Master, hooks: RpcServiceHooks): Handlers
       const t = tenantError(req.tenantId);
       if (t) return { errorCode: t };
       const rs = submit({ op: "batchRemove", keys: req.keys, force: req.force });
-      return { errorCode: ErrorCode.OK, results: rs.map((r) => ({ errorCode: code(r) })) };
+      return new Encoded(encodeBatchErrorCodes(rs), ErrorCode.OK);
     },
     removeByRegex: (req) => {
       const t = tenantError(req.tenantId);

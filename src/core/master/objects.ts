@@ -13,6 +13,7 @@
 //   PROCESSING object needs its start time (zombie preemption, housekeeping).
 // - Soft-pin times and checksums, which few objects have, live in side maps on the state.
 
+import type { Placement } from "./placement.ts";
 import type { MountedSegment } from "./segments.ts";
 import { type ReplicaDescriptor, ReplicaStatus } from "./types.ts";
 import { utf8Length } from "../utf8.ts";
@@ -58,16 +59,32 @@ export class ObjectMeta {
   /** Single replica: its offset in the segment. */
   offset: number;
 
-  constructor(sizeBytes: number, writer: string, putStartMs: number, flags: number, replicas: readonly Replica[]) {
-    if (replicas.length === 0) throw new Error("an object needs at least one replica");
+  /** Replica ids are `firstReplicaId`, `firstReplicaId + 1`, … in placement order. */
+  constructor(
+    sizeBytes: number,
+    writer: string,
+    putStartMs: number,
+    flags: number,
+    placements: readonly Placement[],
+    firstReplicaId: number,
+  ) {
+    if (placements.length === 0) throw new Error("an object needs at least one replica");
     this.sizeBytes = sizeBytes;
     this.writer = writer;
-    this.flags = flags;
     this.timeMs = putStartMs;
-    this.replicaId = 0;
-    this.place = replicas[0]!.segment;
-    this.offset = 0;
-    setReplicas(this, replicas);
+    const first = placements[0]!;
+    if (placements.length === 1) {
+      // The common case, inline, without building a Replica.
+      this.flags = flags & ~F_MULTI;
+      this.replicaId = firstReplicaId;
+      this.place = first.segment;
+      this.offset = first.offset;
+    } else {
+      this.flags = flags | F_MULTI;
+      this.replicaId = 0;
+      this.place = placements.map((p, i) => ({ id: firstReplicaId + i, segment: p.segment, offset: p.offset }));
+      this.offset = 0;
+    }
   }
 
   get complete(): boolean {

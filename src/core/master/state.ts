@@ -22,8 +22,8 @@ import {
   forEachReplica,
   isValidKey,
   ObjectMeta,
-  type Replica,
 } from "./objects.ts";
+import { KeyTable } from "./key-table.ts";
 import { placeReplicas } from "./placement.ts";
 import { compileSafeRegex } from "./regex.ts";
 import { type MountedSegment, SegmentTable } from "./segments.ts";
@@ -68,7 +68,7 @@ export class MasterState {
   readonly random: () => number;
   readonly segments = new SegmentTable();
   /** key → object. Insertion-ordered, which fixes the order of every scan (determinism). */
-  readonly objects = new Map<string, ObjectMeta>();
+  readonly objects = new KeyTable<ObjectMeta>();
   /** key → CRC-64 given at PutEnd. A side table: most deployments never send checksums. */
   readonly checksums = new Map<string, bigint>();
   /**
@@ -211,8 +211,8 @@ export class MasterState {
       flags |= F_SOFT_PIN_PENDING;
       this.softPins.set(key, softPinTtlMs);
     }
-    const replicas: Replica[] = placements.map((p) => ({ id: this.nextReplicaId++, segment: p.segment, offset: p.offset }));
-    const o = new ObjectMeta(sizeBytes, clientId, nowMs, flags, replicas);
+    const o = new ObjectMeta(sizeBytes, clientId, nowMs, flags, placements, this.nextReplicaId);
+    this.nextReplicaId += placements.length;
     this.objects.set(key, o);
     observeValueSize(this.counters, sizeBytes);
     return ok(describeAll(o));

@@ -4,6 +4,7 @@
 
 import { describe, expect, test } from "bun:test";
 import {
+  decodeBatchErrorCodes,
   decodeBatchExist,
   decodeBatchPutEndRequest,
   decodeBatchPutStartRequest,
@@ -50,6 +51,14 @@ describe("key-list requests", () => {
 });
 
 describe("replies", () => {
+  test("error-code batches: order, negative codes, unknown fields", () => {
+    const bytes = pb.BatchPutEndResponse.encode({ errorCode: -1, results: [{ errorCode: 0 }, { errorCode: -704 }, {}] }).finish();
+    expect(decodeBatchErrorCodes(Uint8Array.from([...bytes, 0x18, 0x05]))).toEqual({
+      errorCode: -1,
+      results: [{ errorCode: 0 }, { errorCode: -704 }, { errorCode: 0 }],
+    });
+    expect(() => decodeBatchErrorCodes(bytes.subarray(0, bytes.length - 3))).toThrow(ProtoError);
+  });
   test("GetReplicaListResponse, with and without checksum, and an error", () => {
     for (const props of [
       { replicas: [replica(0), replica(1)], leaseTtlMs: 10_000 },

@@ -287,6 +287,28 @@ export function decodeBatchExist(bytes: Uint8Array): { errorCode: number; result
   return out;
 }
 
+/** BatchPutEnd/BatchPutRevoke/BatchRemove responses: results are `{ int32 error_code = 1; }`. */
+export function decodeBatchErrorCodes(bytes: Uint8Array): { errorCode: number; results: { errorCode: number }[] } {
+  begin(bytes);
+  const end = bytes.length;
+  const out = { errorCode: 0, results: [] as { errorCode: number }[] };
+  while (pos < end) {
+    const tag = varint(end);
+    if (tag === 0x08) out.errorCode = int32(end);
+    else if (tag === 0x12) {
+      const resultEnd = span(end);
+      const result = { errorCode: 0 };
+      while (pos < resultEnd) {
+        const t = varint(resultEnd);
+        if (t === 0x08) result.errorCode = int32(resultEnd);
+        else skip(t & 7, resultEnd);
+      }
+      out.results.push(result);
+    } else skip(tag & 7, end);
+  }
+  return out;
+}
+
 // ---- put requests (BatchPutStartRequest, BatchPutEndRequest) --------------------------------
 
 export interface DecodedUuid {

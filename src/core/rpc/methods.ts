@@ -6,6 +6,7 @@
 // @ts-types="../../proto/mooncake.d.ts"
 import { mooncake as pb } from "../../proto/mooncake.js";
 import {
+  decodeBatchErrorCodes,
   decodeBatchExist,
   decodeBatchPutEndRequest,
   decodeBatchPutStartRequest,
@@ -78,10 +79,15 @@ export const METHODS = {
   }),
   batchPutEnd: method(M.BATCH_PUT_END, pb.BatchPutEndRequest, pb.BatchPutEndResponse, {
     decodeRequest: decodeBatchPutEndRequest,
+    decodeResponse: decodeBatchErrorCodes,
   }),
-  batchPutRevoke: method(M.BATCH_PUT_REVOKE, pb.BatchPutRevokeRequest, pb.BatchPutRevokeResponse),
+  batchPutRevoke: method(M.BATCH_PUT_REVOKE, pb.BatchPutRevokeRequest, pb.BatchPutRevokeResponse, {
+    decodeResponse: decodeBatchErrorCodes,
+  }),
   remove: method(M.REMOVE, pb.RemoveRequest, pb.RemoveResponse),
-  batchRemove: method(M.BATCH_REMOVE, pb.BatchRemoveRequest, pb.BatchRemoveResponse),
+  batchRemove: method(M.BATCH_REMOVE, pb.BatchRemoveRequest, pb.BatchRemoveResponse, {
+    decodeResponse: decodeBatchErrorCodes,
+  }),
   removeByRegex: method(M.REMOVE_BY_REGEX, pb.RemoveByRegexRequest, pb.RemoveByRegexResponse),
   removeAll: method(M.REMOVE_ALL, pb.RemoveAllRequest, pb.RemoveAllResponse),
   querySegmentStatus: method(M.QUERY_SEGMENT_STATUS, pb.QuerySegmentStatusRequest, pb.QuerySegmentStatusResponse),

@@ -1,6 +1,7 @@
 import { describe, expect, test } from "bun:test";
 import { pb } from "./methods.ts";
 import {
+  encodeBatchErrorCodes,
   encodeBatchPutStart,
   encodeBatchReplicaList,
   encodePutStart,
@@ -82,6 +83,15 @@ describe("hand-written replica encoding equals protobufjs", () => {
     const decoded = pb.BatchPutStartResponse.decode(batch);
     expect(decoded.results.map((r) => r.errorCode)).toEqual([0, -705]);
     expect(decoded.results[0]!.replicas).toHaveLength(2);
+  });
+
+  test("error-code batches (BatchPutEnd/BatchPutRevoke/BatchRemove) are protobufjs' bytes", () => {
+    const items = [{ ok: true as const }, { ok: false as const, code: -704 }, { ok: true as const }, { ok: false as const, code: -601 }];
+    const props = { errorCode: 0, results: items.map((r) => ({ errorCode: r.ok ? 0 : r.code })) };
+    const ours = encodeBatchErrorCodes(items);
+    expect([...ours]).toEqual([...pb.BatchPutEndResponse.encode(props).finish()]);
+    expect(pb.BatchRemoveResponse.decode(ours).results.map((r) => r.errorCode)).toEqual([0, -704, 0, -601]);
+    expect(encodeBatchErrorCodes([])).toHaveLength(0);
   });
 
   test("an empty batch", () => {

@@ -1,5 +1,6 @@
 // Hand-written protobuf encoding of the master's hottest replies: GetReplicaListResponse,
-// PutStartResponse and their batch forms. They carry a replica descriptor per key (three nested
+// PutStartResponse and their batch forms, and the batch replies that are only error codes
+// (BatchPutEnd / BatchPutRevoke / BatchRemove). They carry a replica descriptor per key (three nested
 // messages deep), and encoding them through generic protobufjs objects cost more than the state
 // lookup itself. These write the same fields straight from the state's descriptors, sizes first,
 // no intermediate objects. Tests decode the output with the generated code to prove equivalence.
@@ -24,6 +25,13 @@ const encoder = new TextEncoder();
 const stringCache = new Map<string, Uint8Array>();
 const STRING_CACHE_MAX = 4096;
 
+// Every replica of a segment carries the same two strings (one object each, from the segment), so
+// a one-entry memo per field answers almost every lookup by identity, before the Map.
+let lastProtocol = "";
+let lastProtocolBytes: Uint8Array = new Uint8Array(0);
+let lastEndpoint = "";
+let lastEndpointBytes: Uint8Array = new Uint8Array(0);
+
 function utf8(s: string): Uint8Array {
   let b = stringCache.get(s);
   if (b === undefined) {
@@ -32,6 +40,22 @@ function utf8(s: string): Uint8Array {
     stringCache.set(s, b);
   }
   return b;
+}
+
+function protocolBytes(s: string): Uint8Array {
+  if (s !== lastProtocol) {
+    lastProtocolBytes = utf8(s);
+    lastProtocol = s;
+  }
+  return lastProtocolBytes;
+}
+
+function endpointBytes(s: string): Uint8Array {
+  if (s !== lastEndpoint) {
+    lastEndpointBytes = utf8(s);
+    lastEndpoint = s;
+  }
+  return lastEndpointBytes;
 }
 
 /** Bytes of an unsigned varint (numbers up to 2^53). */
@@ -119,19 +143,38 @@ function msgField(size: number): number {
   return 1 + varintSize(size) + size;
 }
 
-// Sizes of the nested messages of one replica, innermost first.
+// Sizes of the nested messages of one replica, innermost first. A reply is sized in one pass and
+// written in a second; the sizing pass queues each replica's buffer-descriptor size here and the
+// writing pass takes them back in the same order, so no size is computed twice.
+let descriptorSizes = new Int32Array(1024);
+let queued = 0;
+let taken = 0;
+
 function bufferDescriptorSize(r: WireReplica): number {
   return (
-    varField(r.sizeBytes) + varField(r.bufferAddress) + strField(utf8(r.protocol)) + strField(utf8(r.transportEndpoint))
+    varField(r.sizeBytes) +
+    varField(r.bufferAddress) +
+    strField(protocolBytes(r.protocol)) +
+    strField(endpointBytes(r.transportEndpoint))
   );
 }
 
-function replicaSize(r: WireReplica): number {
-  return varField(r.id) + varField(r.status) + msgField(msgField(bufferDescriptorSize(r)));
+/** Size of the `replicas = 2` field for `r` (tag and length included); queues its descriptor size. */
+function sizeReplica(r: WireReplica): number {
+  const bd = bufferDescriptorSize(r);
+  if (queued === descriptorSizes.length) {
+    const grown = new Int32Array(queued * 2);
+    grown.set(descriptorSizes);
+    descriptorSizes = grown;
+  }
+  descriptorSizes[queued++] = bd;
+  return msgField(varField(r.id) + varField(r.status) + msgField(msgField(bd)));
 }
 
 function writeReplica(out: Out, r: WireReplica) {
-  const bd = bufferDescriptorSize(r);
+  const bd = descriptorSizes[taken++]!;
+  out.byte(0x12); // replicas = 2
+  out.varint(varField(r.id) + varField(r.status) + msgField(msgField(bd)));
   writeVarField(out, 0x08, r.id); // id = 1
   writeVarField(out, 0x10, r.status); // status = 2
   out.byte(0x1a); // memory = 3
@@ -140,22 +183,28 @@ function writeReplica(out: Out, r: WireReplica) {
   out.varint(bd);
   writeVarField(out, 0x08, r.sizeBytes); // size = 1
   writeVarField(out, 0x10, r.bufferAddress); // buffer_address = 2
-  writeStrField(out, 0x1a, utf8(r.protocol)); // protocol = 3
-  writeStrField(out, 0x22, utf8(r.transportEndpoint)); // transport_endpoint = 4
+  writeStrField(out, 0x1a, protocolBytes(r.protocol)); // protocol = 3
+  writeStrField(out, 0x22, endpointBytes(r.transportEndpoint)); // transport_endpoint = 4
 }
 
 function replicasSize(replicas: readonly WireReplica[]): number {
   let size = 0;
-  for (const r of replicas) size += msgField(replicaSize(r));
+  for (const r of replicas) size += sizeReplica(r);
   return size;
 }
 
 function writeReplicas(out: Out, replicas: readonly WireReplica[]) {
-  for (const r of replicas) {
-    out.byte(0x12); // replicas = 2
-    out.varint(replicaSize(r));
-    writeReplica(out, r);
-  }
+  for (const r of replicas) writeReplica(out, r);
+}
+
+/** Sizes with `size`, then writes with `write`: the two passes every encoder below makes. */
+function encode(size: () => number, write: (out: Out) => void): Uint8Array {
+  queued = 0;
+  taken = 0;
+  const out = new Out(new Uint8Array(size()));
+  write(out);
+  if (taken !== queued || out.pos !== out.buf.length) throw new Error("replica encoding: sizing and writing disagree");
+  return out.buf;
 }
 
 /** Body size of a GetReplicaListResponse (without its own tag/length). */
@@ -191,9 +240,10 @@ function writePutStart(out: Out, item: PutStartItem) {
 
 /** A GetReplicaListResponse. */
 export function encodeReplicaList(item: ReplicaListItem): Uint8Array {
-  const out = new Out(new Uint8Array(replicaListSize(item)));
-  writeReplicaList(out, item);
-  return out.buf;
+  return encode(
+    () => replicaListSize(item),
+    (out) => writeReplicaList(out, item),
+  );
 }
 
 /** A BatchGetReplicaListResponse: error_code 0 and one GetReplicaListResponse per key. */
@@ -203,9 +253,10 @@ export function encodeBatchReplicaList(items: readonly ReplicaListItem[]): Uint8
 
 /** A PutStartResponse. */
 export function encodePutStart(item: PutStartItem): Uint8Array {
-  const out = new Out(new Uint8Array(putStartSize(item)));
-  writePutStart(out, item);
-  return out.buf;
+  return encode(
+    () => putStartSize(item),
+    (out) => writePutStart(out, item),
+  );
 }
 
 /** A BatchPutStartResponse. */
@@ -213,15 +264,38 @@ export function encodeBatchPutStart(items: readonly PutStartItem[]): Uint8Array 
   return encodeBatch(items, putStartSize, writePutStart);
 }
 
-function encodeBatch<T>(items: readonly T[], sizeOf: (item: T) => number, write: (out: Out, item: T) => void) {
-  const sizes = items.map(sizeOf);
-  let total = 0; // error_code 0 is the default: not written
-  for (const s of sizes) total += msgField(s);
-  const out = new Out(new Uint8Array(total));
-  for (let i = 0; i < items.length; i++) {
-    out.byte(0x12); // results = 2
-    out.varint(sizes[i]!);
-    write(out, items[i]!);
-  }
-  return out.buf;
+/**
+ * A batch reply whose results are `{ int32 error_code = 1; }` messages: BatchPutEndResponse,
+ * BatchPutRevokeResponse, BatchRemoveResponse. Through protobufjs its 128 nested messages cost
+ * more than the master's whole PutEnd work.
+ */
+export function encodeBatchErrorCodes(items: readonly ({ ok: true } | { ok: false; code: number })[]): Uint8Array {
+  return encodeBatch(items, (item) => (item.ok ? 0 : int32Field(item.code)), (out, item) => {
+    if (!item.ok) writeInt32Field(out, 0x08, item.code);
+  });
 }
+
+function encodeBatch<T>(items: readonly T[], sizeOf: (item: T) => number, write: (out: Out, item: T) => void) {
+  if (itemSizes.length < items.length) itemSizes = new Int32Array(Math.max(items.length, itemSizes.length * 2));
+  const sizes = itemSizes;
+  return encode(
+    () => {
+      let total = 0; // error_code 0 is the default: not written
+      for (let i = 0; i < items.length; i++) {
+        sizes[i] = sizeOf(items[i]!);
+        total += msgField(sizes[i]!);
+      }
+      return total;
+    },
+    (out) => {
+      for (let i = 0; i < items.length; i++) {
+        out.byte(0x12); // results = 2
+        out.varint(sizes[i]!);
+        write(out, items[i]!);
+      }
+    },
+  );
+}
+
+/** Per-item body sizes of the batch being encoded (reused: encoding is synchronous). */
+let itemSizes = new Int32Array(1024);

@@ -1,0 +1,107 @@
+// KeyTable against Map, the behaviour it stands in for: random mixes of set/delete/get must leave
+// both with the same answers and the same iteration order, through growth, backward-shift
+// deletion and compaction; plus the documented iteration rules.
+
+import { describe, expect, test } from "bun:test";
+import { KeyTable } from "./key-table.ts";
+import { seededRandom } from "./random.ts";
+
+function expectSame(table: KeyTable<number>, map: Map<string, number>) {
+  expect(table.size).toBe(map.size);
+  expect([...table]).toEqual([...map]);
+}
+
+describe("KeyTable", () => {
+  test("behaves as Map under 60,000 random operations (growth, deletes, compaction)", () => {
+    const random = seededRandom(7);
+    for (const keySpace of [50, 5000, 40_000]) {
+      const table = new KeyTable<number>(12345);
+      const map = new Map<string, number>();
+      for (let i = 0; i < 20_000; i++) {
+        const key = `k/${Math.floor(random() * keySpace)}`;
+        const r = random();
+        if (r < 0.5) {
+          table.set(key, i);
+          map.set(key, i);
+        } else if (r < 0.8) {
+          expect(table.delete(key)).toBe(map.delete(key));
+        } else {
+          expect(table.get(key)).toBe(map.get(key));
+          expect(table.has(key)).toBe(map.has(key));
+        }
+      }
+      expectSame(table, map);
+      for (const key of map.keys()) expect(table.get(key)).toBe(map.get(key));
+    }
+  });
+
+  test("a seed that makes every hash collide in the low bits still finds everything", () => {
+    // Keys differing only in the last char, in a table of 1024 slots: long probe runs.
+    const table = new KeyTable<number>(0);
+    const map = new Map<string, number>();
+    for (let i = 0; i < 500; i++) {
+      table.set(`same-prefix-${String.fromCharCode(0x100 + i)}`, i);
+      map.set(`same-prefix-${String.fromCharCode(0x100 + i)}`, i);
+    }
+    for (let i = 0; i < 500; i += 3) {
+      table.delete(`same-prefix-${String.fromCharCode(0x100 + i)}`);
+      map.delete(`same-prefix-${String.fromCharCode(0x100 + i)}`);
+    }
+    expectSame(table, map);
+    for (let i = 0; i < 500; i++) {
+      const key = `same-prefix-${String.fromCharCode(0x100 + i)}`;
+      expect(table.get(key)).toBe(map.get(key));
+    }
+  });
+
+  test("keeps insertion order; re-setting a key keeps its place; keys/values/entries agree", () => {
+    const table = new KeyTable<number>();
+    for (const [i, key] of ["c", "a", "b", "ключ", "😀"].entries()) table.set(key, i);
+    table.set("a", 10);
+    expect([...table.keys()]).toEqual(["c", "a", "b", "ключ", "😀"]);
+    expect([...table.values()]).toEqual([0, 10, 2, 3, 4]);
+    expect([...table.entries()][1]).toEqual(["a", 10]);
+    expect(table.get("")).toBeUndefined();
+  });
+
+  test("getOrInsert returns the stored value or stores the new one", () => {
+    const table = new KeyTable<{ n: number }>();
+    const first = { n: 1 };
+    expect(table.getOrInsert("k", first)).toBe(first);
+    expect(table.getOrInsert("k", { n: 2 })).toBe(first);
+    expect(table.size).toBe(1);
+  });
+
+  test("deleting while iterating is safe, as with Map", () => {
+    const table = new KeyTable<number>();
+    for (let i = 0; i < 5000; i++) table.set(`k${i}`, i);
+    const seen: number[] = [];
+    for (const [key, value] of table) {
+      seen.push(value);
+      if (value % 2 === 0) table.delete(key);
+      if (value < 1000) table.delete(`k${value + 1000}`); // entries deleted ahead of the cursor are skipped
+    }
+    expect(seen).toEqual([...Array.from({ length: 1000 }, (_, i) => i), ...Array.from({ length: 3000 }, (_, i) => 2000 + i)]);
+    expect(table.size).toBe(5000 - 1000 - 2000);
+  });
+
+  test("an insert that compacts during iteration makes the iterator throw instead of skipping keys", () => {
+    const table = new KeyTable<number>();
+    for (let i = 0; i < 4000; i++) table.set(`k${i}`, i);
+    for (let i = 0; i < 3000; i++) table.delete(`k${i}`); // 3000 holes, 1000 live: next insert compacts
+    expect(() => {
+      for (const [key] of table) table.set(`${key}/new`, 0);
+    }).toThrow(/compacted during iteration/);
+  });
+
+  test("clear empties it and it stays usable", () => {
+    const table = new KeyTable<number>();
+    for (let i = 0; i < 3000; i++) table.set(`k${i}`, i);
+    table.clear();
+    expect(table.size).toBe(0);
+    expect([...table]).toEqual([]);
+    table.set("x", 1);
+    expect(table.get("x")).toBe(1);
+    expect(table.get("k1")).toBeUndefined();
+  });
+});
