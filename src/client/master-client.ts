@@ -15,6 +15,7 @@ import {
 } from "../core/rpc/frame.ts";
 import { METHODS, type MethodName, type RequestProps, type ResponseOf } from "../core/rpc/methods.ts";
 import { type Connection, connectTcp } from "../runtime/tcp.ts";
+import { useFastUtf8 } from "../runtime/utf8.ts";
 import { STORE_PROTOCOL_VERSION } from "../version.ts";
 
 export interface MasterClientOptions {
@@ -75,6 +76,7 @@ export class MasterClient {
 
   /** Connects and checks the master's version (ServiceReady); throws MooncakeError on failure. */
   static async connect(address: string, options: MasterClientOptions = {}): Promise<MasterClient> {
+    useFastUtf8();
     const client = new MasterClient(address, options);
     try {
       const ready = await client.call("serviceReady", { clientVersion: STORE_PROTOCOL_VERSION });

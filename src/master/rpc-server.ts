@@ -28,6 +28,7 @@ import {
 } from "../core/rpc/frame.ts";
 import { METHOD_BY_ID, METHODS, type MethodName } from "../core/rpc/methods.ts";
 import { type Connection, listenTcp, type TcpServer } from "../runtime/tcp.ts";
+import { useFastUtf8 } from "../runtime/utf8.ts";
 import { answerCoro, type CoroHandlers, coroHandlerFailure } from "./coro-rpc-service.ts";
 import { Encoded, type Handlers } from "./rpc-service.ts";
 
@@ -61,6 +62,7 @@ const PROTOBUF_NAME: ReadonlyMap<string, MethodName> = new Map(
 
 export function startRpcServer(options: RpcServerOptions): RpcServer {
   const { handlers, log } = options;
+  useFastUtf8();
   const maxBodyBytes = options.maxBodyBytes ?? DEFAULT_MAX_BODY_BYTES;
   const states = new Map<Connection, ConnectionState>();
 

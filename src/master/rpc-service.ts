@@ -220,13 +220,17 @@ export function createHandlers(master: Master, hooks: RpcServiceHooks): Handlers
       const t = tenantError(req.tenantId) || replicaTypeError(req.replicaType);
       if (t) return { errorCode: t };
       const metas = req.metas ?? [];
+      const checksummed = metas.some((m) => m.objectChecksum !== null && m.objectChecksum !== undefined);
       const rs = submit({
         op: "batchPutEnd",
         clientId: uuidToString(req.clientId),
         keys: metas.map((m) => m.key ?? ""),
-        objectChecksums: metas.map((m) =>
-          m.objectChecksum === null || m.objectChecksum === undefined ? null : BigInt(m.objectChecksum),
-        ),
+        // Most writers send no checksums: then no per-key array at all.
+        ...(checksummed && {
+          objectChecksums: metas.map((m) =>
+            m.objectChecksum === null || m.objectChecksum === undefined ? null : BigInt(m.objectChecksum),
+          ),
+        }),
       });
       return new Encoded(encodeBatchErrorCodes(rs), ErrorCode.OK);
     },

@@ -140,18 +140,23 @@ export class OffsetAllocator {
     if (block === null) return null;
 
     const offset = block.start;
-    this.#unlinkFromBin(block);
     if (block.size === need) {
+      this.#unlinkFromBin(block);
       this.#byStart.delete(block.start);
       this.#byEnd.delete(block.start + block.size);
       this.#freeBlocks--;
     } else {
-      // Keep the tail as the same block object: its end (and byEnd entry) does not change.
+      // Keep the tail as the same block object: its end (and byEnd entry) does not change. A
+      // large block usually stays in its bin (bins are 1/8 of a power of two wide): then it
+      // needs no relinking.
       this.#byStart.delete(block.start);
       block.start += need;
       block.size -= need;
       this.#byStart.set(block.start, block);
-      this.#linkIntoBin(block);
+      if (binOf(block.size / ALLOC_ALIGNMENT) !== block.bin) {
+        this.#unlinkFromBin(block);
+        this.#linkIntoBin(block);
+      }
     }
     this.#usedBytes += need;
     return offset;

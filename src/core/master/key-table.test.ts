@@ -62,6 +62,10 @@ describe("KeyTable", () => {
     expect([...table.values()]).toEqual([0, 10, 2, 3, 4]);
     expect([...table.entries()][1]).toEqual(["a", 10]);
     expect(table.get("")).toBeUndefined();
+    table.set("", 99); // the empty key hashes like any other, before and after other lookups
+    expect(table.get("")).toBe(99);
+    expect(table.get("a")).toBe(10);
+    expect(table.get("")).toBe(99);
   });
 
   test("getOrInsert returns the stored value or stores the new one", () => {

@@ -37,6 +37,8 @@ export class KeyTable<V> implements Iterable<[string, V]> {
   #size = 0;
   /** Bumped by compaction, which moves entries: live iterators check it. */
   #epoch = 0;
+  #lastKey: string | null = null;
+  #lastHash = 0;
 
   constructor(seed: number = randomSeed()) {
     this.#seed = seed;
@@ -118,13 +120,19 @@ export class KeyTable<V> implements Iterable<[string, V]> {
   }
 
   #hash(key: string): number {
+    // A PutStart looks a key up and then inserts it: remember the last hash rather than walk the
+    // key twice (comparing two strings is a native memcmp, cheaper than hashing in JS).
+    if (key === this.#lastKey) return this.#lastHash;
     let h = this.#seed;
     for (let i = 0; i < key.length; i++) h = Math.imul(h ^ key.charCodeAt(i), 0x01000193);
     h ^= h >>> 16;
     h = Math.imul(h, 0x85ebca6b);
     h ^= h >>> 13;
     h = Math.imul(h, 0xc2b2ae35);
-    return h ^ (h >>> 16);
+    h ^= h >>> 16;
+    this.#lastKey = key;
+    this.#lastHash = h;
+    return h;
   }
 
   /** The slot holding `key`, or ~(the free slot where it would go). */

@@ -189,9 +189,8 @@ export function describeReplica(o: ObjectMeta, id: number, segment: MountedSegme
 
 /** Descriptors of every replica (PutStart's answer). */
 export function describeAll(o: ObjectMeta): ReplicaDescriptor[] {
-  const out: ReplicaDescriptor[] = [];
-  forEachReplica(o, (id, seg, offset) => out.push(describeReplica(o, id, seg, offset)));
-  return out;
+  if ((o.flags & F_MULTI) === 0) return [describeReplica(o, o.replicaId, o.place as MountedSegment, o.offset)];
+  return (o.place as Replica[]).map((r) => describeReplica(o, r.id, r.segment, r.offset));
 }
 
 /** Descriptors of the replicas a reader may use: COMPLETE and on a readable segment. */

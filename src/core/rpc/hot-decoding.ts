@@ -16,6 +16,20 @@ export class ProtoError extends Error {
 const utf8Encoder = new TextEncoder();
 const utf8Decoder = new TextDecoder();
 
+/** UTF-8 → string for bytes[start, end); invalid sequences become U+FFFD (TextDecoder's rules). */
+export type Utf8Slicer = (bytes: Uint8Array, start: number, end: number) => string;
+
+let utf8Slice: Utf8Slicer = (bytes, start, end) => utf8Decoder.decode(bytes.subarray(start, end));
+
+/**
+ * Installs a faster decoder with TextDecoder's semantics. Keys are decoded once per key per
+ * request, and TextDecoder needs a view object for each: Bun's Buffer#utf8Slice takes the range
+ * itself and halves that cost (src/runtime/utf8.ts installs it).
+ */
+export function setUtf8Slicer(slicer: Utf8Slicer): void {
+  utf8Slice = slicer;
+}
+
 // The decoders below are synchronous and not re-entrant, so they share one cursor instead of
 // allocating a reader object and closures per nested message (that cost more than protobufjs).
 let buf: Uint8Array = new Uint8Array(0);
@@ -64,11 +78,11 @@ function string(end: number, intern: boolean): string {
   pos = stop;
   const n = stop - start;
   // Unique strings (keys): TextDecoder measured fastest; only repeated ones go the interning way.
-  if (!intern || n > 64) return utf8Decoder.decode(buf.subarray(start, stop));
+  if (!intern || n > 64) return utf8Slice(buf, start, stop);
   let hash = 0x811c9dc5;
   for (let i = start; i < stop; i++) {
     const c = buf[i]!;
-    if (c >= 0x80) return utf8Decoder.decode(buf.subarray(start, stop));
+    if (c >= 0x80) return utf8Slice(buf, start, stop);
     hash = Math.imul(hash ^ c, 0x01000193);
   }
   const known = interned.get(hash);

@@ -98,7 +98,9 @@ class Out {
     this.buf[this.pos++] = 0x01;
   }
   bytes(b: Uint8Array) {
-    this.buf.set(b, this.pos);
+    // Endpoints and protocol names are a few dozen bytes: a loop beats a native set() call.
+    if (b.length > 64) this.buf.set(b, this.pos);
+    else for (let i = 0; i < b.length; i++) this.buf[this.pos + i] = b[i]!;
     this.pos += b.length;
   }
 }
