@@ -1,8 +1,15 @@
-// The server commands' first step once their options are valid: restart in place with allocator
-// settings that keep freed memory (src/runtime/allocator.ts says why). Loaded lazily so `--help`
+// The server commands' first step once their options are valid: restart in place with the
+// allocator settings of their role (src/runtime/allocator.ts says why). Loaded lazily so `--help`
 // and the short commands never touch bun:ffi.
 
+/** Store nodes, `up` and the benches: keep freed memory (the data path's received buffers). */
 export async function keepFreedMemory(): Promise<void> {
   const { keepFreedMemory: restart } = await import("../runtime/allocator.ts");
   restart();
+}
+
+/** The master: hand freed memory back after a second. */
+export async function useMasterAllocator(): Promise<void> {
+  const { MASTER_PURGE_DELAY_MS, restartWithPurgeDelay } = await import("../runtime/allocator.ts");
+  restartWithPurgeDelay(MASTER_PURGE_DELAY_MS);
 }

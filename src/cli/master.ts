@@ -4,7 +4,7 @@
 import { type Command, Option } from "@commander-js/extra-typings";
 import { MASTER_FLAG_NAMES, MASTER_FLAGS, type MasterFlagName } from "../master/flags.ts";
 import { applyLogOptions } from "./config-options.ts";
-import { keepFreedMemory } from "./allocator-env.ts";
+import { useMasterAllocator } from "./allocator-env.ts";
 
 export function registerMaster(program: Command<[], { logLevel: string; logFormat: string }>) {
   const command = program
@@ -32,7 +32,7 @@ export function registerMaster(program: Command<[], { logLevel: string; logForma
     }
     const { resolveMasterSettings } = await import("../master/flags.ts");
     const settings = resolveMasterSettings(flags, raw.configPath as string | undefined);
-    await keepFreedMemory();
+    await useMasterAllocator();
     const { runMaster } = await import("../master/run.ts");
     await runMaster(settings);
   });

@@ -1,24 +1,32 @@
-// Keeps the allocator from handing freed memory back to the kernel in our long-running processes.
+// Chooses how soon the allocator hands freed memory back to the kernel, per kind of process.
 // Bun gives every socket read to JS as a freshly allocated buffer, and its allocator (mimalloc)
-// returns freed pages to the kernel after a short delay; on these VMs a page fault costs ~12 µs
+// returns freed pages to the kernel after 100 ms by default; on these VMs a page fault costs ~12 µs
 // per 4 KiB, so a 32 MiB transfer that lands in returned pages pays ~8,000 faults, ~100 ms, on
-// top of a 15 ms transfer. That was the "bimodal TCP" of docs/PERFORMANCE.md, and a tenth of the
-// master bench client's time. mimalloc reads its options from the environment at start-up only,
-// so a server that finds MIMALLOC_PURGE_DELAY unset restarts itself in place (execve: same PID,
-// same arguments) with MIMALLOC_PURGE_DELAY=-1, which keeps freed pages for reuse. Set the
-// variable yourself (any value) to choose otherwise; processes we spawn inherit it.
+// top of a 15 ms transfer. That was the "bimodal TCP" of docs/PERFORMANCE.md. mimalloc reads its
+// options from the environment at start-up only, so a server that finds MIMALLOC_PURGE_DELAY
+// unset restarts itself in place (execve: same PID, same arguments) with the delay its role wants:
+// - data path (store, up, bench): -1, freed pages are kept for reuse forever;
+// - master: 1000 ms. Its garbage is small RPC buffers, and keeping it all made its resident size
+//   the peak of heap plus garbage: 354 B per stored object at 1M objects instead of 245 B
+//   (docs/PERFORMANCE.md), for ~20 % more batch-put throughput. A second is long enough for
+//   steady traffic to reuse what it frees, short enough for idle memory to go back.
+// Set the variable yourself (any value) to choose otherwise; processes we spawn inherit it.
 
 import { readFileSync } from "node:fs";
 import { execve } from "../../ffi/libc.ts";
 import type { Logger } from "../core/log.ts";
 
 export const PURGE_ENV = "MIMALLOC_PURGE_DELAY";
+/** The data path's setting: never purge. */
+export const KEEP_FREED_MEMORY = -1;
+/** The master's setting (see the file comment). */
+export const MASTER_PURGE_DELAY_MS = 1000;
 
 /**
- * Restarts this process with MIMALLOC_PURGE_DELAY=-1 unless the variable is already set. Returns
- * (doing nothing) where that is not possible: not Linux, no /proc, execve refused.
+ * Restarts this process with MIMALLOC_PURGE_DELAY=`delayMs` unless the variable is already set.
+ * Returns (doing nothing) where that is not possible: not Linux, no /proc, execve refused.
  */
-export function keepFreedMemory(log?: Logger): void {
+export function restartWithPurgeDelay(delayMs: number, log?: Logger): void {
   if (process.env[PURGE_ENV] !== undefined || process.platform !== "linux") return;
   let argv: string[];
   try {
@@ -27,10 +35,15 @@ export function keepFreedMemory(log?: Logger): void {
   } catch {
     return;
   }
-  const env = Object.entries({ ...process.env, [PURGE_ENV]: "-1" }).map(([k, v]) => `${k}=${v}`);
+  const env = Object.entries({ ...process.env, [PURGE_ENV]: String(delayMs) }).map(([k, v]) => `${k}=${v}`);
   try {
     execve("/proc/self/exe", argv, env);
   } catch (e) {
-    log?.debug(`could not restart with ${PURGE_ENV}=-1 (${(e as Error).message}); large transfers may stall on page faults`);
+    log?.debug(`could not restart with ${PURGE_ENV}=${delayMs} (${(e as Error).message}); large transfers may stall on page faults`);
   }
+}
+
+/** The data path's restart: MIMALLOC_PURGE_DELAY=-1 unless set. */
+export function keepFreedMemory(log?: Logger): void {
+  restartWithPurgeDelay(KEEP_FREED_MEMORY, log);
 }

@@ -1,5 +1,6 @@
-// Server commands restart themselves in place with MIMALLOC_PURGE_DELAY=-1 (src/runtime/allocator.ts):
-// same PID, same arguments, the variable set; a value the operator chose is left alone.
+// Server commands restart themselves in place with their role's MIMALLOC_PURGE_DELAY
+// (src/runtime/allocator.ts): -1 on the data path, 1000 for the master; same PID, same arguments,
+// the variable set; a value the operator chose is left alone.
 
 import { expect, test } from "bun:test";
 import { readFileSync } from "node:fs";
@@ -19,7 +20,7 @@ function environ(pid: number): string[] {
   return readFileSync(`/proc/${pid}/environ`, "utf8").split("\0");
 }
 
-test("a master started without MIMALLOC_PURGE_DELAY runs with -1, same PID and arguments", async () => {
+test("a master started without MIMALLOC_PURGE_DELAY runs with 1000, same PID and arguments", async () => {
   // An operator's own value, even an empty one, is kept.
   const master = start(MASTER, { env: { MIMALLOC_PURGE_DELAY: "" } });
   try {
@@ -33,7 +34,7 @@ test("a master started without MIMALLOC_PURGE_DELAY runs with -1, same PID and a
   try {
     await clean.waitFor(/Master service started on port \d+/);
     const pid = clean.proc.pid;
-    expect(environ(pid)).toContain("MIMALLOC_PURGE_DELAY=-1");
+    expect(environ(pid)).toContain("MIMALLOC_PURGE_DELAY=1000");
     const argv = readFileSync(`/proc/${pid}/cmdline`, "utf8").split("\0").slice(0, -1);
     expect(argv.slice(-MASTER.length + 1)).toEqual(MASTER.slice(1));
     // Exactly one start line: the restart happened before anything was logged or bound.
@@ -41,4 +42,24 @@ test("a master started without MIMALLOC_PURGE_DELAY runs with -1, same PID and a
   } finally {
     clean.kill();
   }
+}, 30_000);
+
+test("the data path's restart sets -1 and keeps the PID", async () => {
+  const script = `
+    const { keepFreedMemory } = await import(${JSON.stringify(`${process.cwd()}/src/runtime/allocator.ts`)});
+    const before = process.pid;
+    keepFreedMemory();
+    console.log("pid", before, "delay", process.env.MIMALLOC_PURGE_DELAY);
+  `;
+  const proc = Bun.spawn([process.execPath, "-e", script], {
+    env: { ...process.env, MIMALLOC_PURGE_DELAY: undefined },
+    stdout: "pipe",
+    stderr: "pipe",
+  });
+  const timer = setTimeout(() => proc.kill(9), 20_000);
+  const out = await new Response(proc.stdout).text();
+  clearTimeout(timer);
+  expect(await proc.exited).toBe(0);
+  // Printed once, by the restarted process: same PID, the variable set.
+  expect(out.trim()).toBe(`pid ${proc.pid} delay -1`);
 }, 30_000);
