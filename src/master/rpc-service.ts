@@ -19,6 +19,7 @@ import {
 import { type MethodName, pb, type RequestOf, type ResponseProps, uuidToString } from "../core/rpc/methods.ts";
 import {
   encodeBatchErrorCodes,
+  encodeBatchExist,
   encodeBatchPutStart,
   encodeBatchReplicaList,
   encodePutStart,
@@ -148,11 +149,7 @@ export function createHandlers(master: Master, hooks: RpcServiceHooks): Handlers
     batchExistKey: (req) => {
       const t = tenantError(req.tenantId);
       if (t) return { errorCode: t };
-      const rs = submit({ op: "batchExistKey", keys: req.keys });
-      return {
-        errorCode: ErrorCode.OK,
-        results: rs.map((r) => (r.ok ? { errorCode: ErrorCode.OK, exists: r.value } : { errorCode: r.code })),
-      };
+      return new Encoded(encodeBatchExist(submit({ op: "batchExistKey", keys: req.keys })), ErrorCode.OK);
     },
     getReplicaList: (req) => {
       const t = tenantError(req.tenantId);

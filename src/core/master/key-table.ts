@@ -1,9 +1,10 @@
 // The master's key → object index: what `Map<string, V>` does for the object table, built for
 // millions of keys. JSC's Map spent ~1 µs per new key at a million entries (a miss, an insert and
 // the table's growth; docs/PERFORMANCE.md), a third of the master's BatchPut cost. Here the hash
-// index is an Int32Array (open addressing, linear probing, at most half full), so probing touches
-// one flat array the collector never scans, and the keys and values sit in dense arrays in
-// insertion order, which keeps every scan's order deterministic exactly as Map's did.
+// index is an Int32Array of (hash, entry) pairs (open addressing, linear probing, at most half
+// full) that the collector never scans, and the entries are (key, value) pairs in one dense array
+// in insertion order, which keeps every scan's order deterministic exactly as Map's did. A lookup
+// touches one slot pair, one entry pair and the key's characters.
 //
 // - Hashing: FNV-1a over UTF-16 code units with a per-table random seed, finished with murmur3's
 //   mixer. The seed keeps a hostile client from choosing keys that all collide (iteration order
@@ -26,14 +27,17 @@ function randomSeed(): number {
 
 export class KeyTable<V> implements Iterable<[string, V]> {
   readonly #seed: number;
-  /** entry index + 1 per slot; EMPTY when free. Length is a power of two. */
-  #slots = new Int32Array(MIN_SLOTS);
+  /**
+   * Per slot, two words: the key's hash and its entry index + 1 (EMPTY when free). The slot count
+   * is a power of two. Keeping the hash here means growth and deletion never rehash strings, and a
+   * probe rejects other keys without touching their entries.
+   */
+  #slots = new Int32Array(2 * MIN_SLOTS);
   #mask = MIN_SLOTS - 1;
-  /** Per entry: its key's hash (kept so growth and deletion never rehash strings). */
-  #hashes = new Int32Array(MIN_SLOTS / 2);
-  /** Per entry, in insertion order; undefined marks a hole left by delete. */
-  #keys: (string | undefined)[] = [];
-  #values: (V | undefined)[] = [];
+  /** Per entry, two cells: key, value. In insertion order; an undefined key marks a deleted entry. */
+  #entries: (string | V | undefined)[] = [];
+  /** Entries used, holes included. */
+  #used = 0;
   #size = 0;
   /** Bumped by compaction, which moves entries: live iterators check it. */
   #epoch = 0;
@@ -50,7 +54,7 @@ export class KeyTable<V> implements Iterable<[string, V]> {
 
   get(key: string): V | undefined {
     const slot = this.#find(key, this.#hash(key));
-    return slot < 0 ? undefined : this.#values[this.#slots[slot]! - 1];
+    return slot < 0 ? undefined : (this.#entries[2 * this.#slots[2 * slot + 1]! - 1] as V);
   }
 
   has(key: string): boolean {
@@ -60,7 +64,7 @@ export class KeyTable<V> implements Iterable<[string, V]> {
   set(key: string, value: V): this {
     const hash = this.#hash(key);
     const slot = this.#find(key, hash);
-    if (slot >= 0) this.#values[this.#slots[slot]! - 1] = value;
+    if (slot >= 0) this.#entries[2 * this.#slots[2 * slot + 1]! - 1] = value;
     else this.#append(~slot, key, hash, value);
     return this;
   }
@@ -69,7 +73,7 @@ export class KeyTable<V> implements Iterable<[string, V]> {
   getOrInsert(key: string, value: V): V {
     const hash = this.#hash(key);
     const slot = this.#find(key, hash);
-    if (slot >= 0) return this.#values[this.#slots[slot]! - 1]!;
+    if (slot >= 0) return this.#entries[2 * this.#slots[2 * slot + 1]! - 1] as V;
     this.#append(~slot, key, hash, value);
     return value;
   }
@@ -77,33 +81,32 @@ export class KeyTable<V> implements Iterable<[string, V]> {
   delete(key: string): boolean {
     const slot = this.#find(key, this.#hash(key));
     if (slot < 0) return false;
-    const entry = this.#slots[slot]! - 1;
-    this.#keys[entry] = undefined;
-    this.#values[entry] = undefined;
+    const entry = this.#slots[2 * slot + 1]! - 1;
+    this.#entries[2 * entry] = undefined;
+    this.#entries[2 * entry + 1] = undefined;
     this.#size--;
     this.#freeSlot(slot);
-    if (entry === this.#keys.length - 1) this.#trimTail();
+    if (entry === this.#used - 1) this.#trimTail();
     return true;
   }
 
   clear(): void {
-    this.#slots = new Int32Array(MIN_SLOTS);
+    this.#slots = new Int32Array(2 * MIN_SLOTS);
     this.#mask = MIN_SLOTS - 1;
-    this.#hashes = new Int32Array(MIN_SLOTS / 2);
-    this.#keys = [];
-    this.#values = [];
+    this.#entries = [];
+    this.#used = 0;
     this.#size = 0;
     this.#epoch++;
   }
 
   *entries(): IterableIterator<[string, V]> {
     const epoch = this.#epoch;
-    // Re-reads the length each step: entries appended during iteration are visited, like Map.
+    // Re-reads the count each step: entries appended during iteration are visited, like Map.
     for (let i = 0; ; i++) {
       if (this.#epoch !== epoch) throw new Error("KeyTable compacted during iteration (an insert while iterating)");
-      if (i >= this.#keys.length) return;
-      const key = this.#keys[i];
-      if (key !== undefined) yield [key, this.#values[i]!];
+      if (i >= this.#used) return;
+      const key = this.#entries[2 * i] as string | undefined;
+      if (key !== undefined) yield [key, this.#entries[2 * i + 1] as V];
     }
   }
 
@@ -140,27 +143,21 @@ export class KeyTable<V> implements Iterable<[string, V]> {
     const slots = this.#slots;
     const mask = this.#mask;
     for (let slot = hash & mask; ; slot = (slot + 1) & mask) {
-      const e = slots[slot]!;
+      const e = slots[2 * slot + 1]!;
       if (e === EMPTY) return ~slot;
-      if (this.#hashes[e - 1] === hash && this.#keys[e - 1] === key) return slot;
+      if (slots[2 * slot] === hash && this.#entries[2 * e - 2] === key) return slot;
     }
   }
 
   #append(slot: number, key: string, hash: number, value: V): void {
-    const entry = this.#keys.length;
-    if (entry === this.#hashes.length) {
-      const grown = new Int32Array(entry * 2);
-      grown.set(this.#hashes);
-      this.#hashes = grown;
-    }
-    this.#hashes[entry] = hash;
-    this.#keys.push(key);
-    this.#values.push(value);
+    const entry = this.#used++;
+    this.#entries.push(key, value);
     this.#size++;
-    this.#slots[slot] = entry + 1;
-    const holes = this.#keys.length - this.#size;
+    this.#slots[2 * slot] = hash;
+    this.#slots[2 * slot + 1] = entry + 1;
+    const holes = this.#used - this.#size;
     if (holes >= MIN_HOLES_TO_COMPACT && holes > this.#size) this.#compact();
-    else if (this.#keys.length * 2 > this.#slots.length) this.#rebuildSlots(this.#slots.length * 2);
+    else if (this.#size * 2 > this.#mask + 1) this.#resize(2 * (this.#mask + 1), null);
   }
 
   /** Empties `slot` and shifts later members of its probe run back, so lookups never stop early. */
@@ -168,13 +165,16 @@ export class KeyTable<V> implements Iterable<[string, V]> {
     const slots = this.#slots;
     const mask = this.#mask;
     let hole = slot;
-    slots[hole] = EMPTY;
-    for (let next = (hole + 1) & mask; slots[next] !== EMPTY; next = (next + 1) & mask) {
-      const home = this.#hashes[slots[next]! - 1]! & mask;
+    slots[2 * hole] = 0;
+    slots[2 * hole + 1] = EMPTY;
+    for (let next = (hole + 1) & mask; slots[2 * next + 1] !== EMPTY; next = (next + 1) & mask) {
+      const home = slots[2 * next]! & mask;
       // The entry at `next` may move back to `hole` only if its home is not in (hole, next].
       if (((next - home) & mask) >= ((next - hole) & mask)) {
-        slots[hole] = slots[next]!;
-        slots[next] = EMPTY;
+        slots[2 * hole] = slots[2 * next]!;
+        slots[2 * hole + 1] = slots[2 * next + 1]!;
+        slots[2 * next] = 0;
+        slots[2 * next + 1] = EMPTY;
         hole = next;
       }
     }
@@ -182,39 +182,44 @@ export class KeyTable<V> implements Iterable<[string, V]> {
 
   /** Drops trailing holes, so a table used as a stack or emptied from the end stays compact. */
   #trimTail(): void {
-    let n = this.#keys.length;
-    while (n > 0 && this.#keys[n - 1] === undefined) n--;
-    this.#keys.length = n;
-    this.#values.length = n;
+    let n = this.#used;
+    while (n > 0 && this.#entries[2 * n - 2] === undefined) n--;
+    this.#used = n;
+    this.#entries.length = 2 * n;
   }
 
   /** Moves the live entries to the front, in order, and rebuilds the index. */
   #compact(): void {
+    const moved = new Int32Array(this.#used); // old entry → new entry + 1
     let at = 0;
-    for (let i = 0; i < this.#keys.length; i++) {
-      const key = this.#keys[i];
+    for (let i = 0; i < this.#used; i++) {
+      const key = this.#entries[2 * i];
       if (key === undefined) continue;
-      this.#keys[at] = key;
-      this.#values[at] = this.#values[i];
-      this.#hashes[at] = this.#hashes[i]!;
-      at++;
+      this.#entries[2 * at] = key;
+      this.#entries[2 * at + 1] = this.#entries[2 * i + 1];
+      moved[i] = ++at;
     }
-    this.#keys.length = at;
-    this.#values.length = at;
+    this.#used = at;
+    this.#entries.length = 2 * at;
     this.#epoch++;
     let slots = MIN_SLOTS;
     while (at * 2 > slots) slots *= 2;
-    this.#rebuildSlots(slots);
+    this.#resize(slots, moved);
   }
 
-  #rebuildSlots(length: number): void {
-    const slots = new Int32Array(length);
-    const mask = length - 1;
-    for (let e = 0; e < this.#keys.length; e++) {
-      if (this.#keys[e] === undefined) continue;
-      let slot = this.#hashes[e]! & mask;
-      while (slots[slot] !== EMPTY) slot = (slot + 1) & mask;
-      slots[slot] = e + 1;
+  /** Rebuilds the index with `slotCount` slots; `moved` renumbers entries after a compaction. */
+  #resize(slotCount: number, moved: Int32Array | null): void {
+    const old = this.#slots;
+    const slots = new Int32Array(2 * slotCount);
+    const mask = slotCount - 1;
+    for (let i = 0; i < old.length; i += 2) {
+      const e = old[i + 1]!;
+      if (e === EMPTY) continue;
+      const hash = old[i]!;
+      let slot = hash & mask;
+      while (slots[2 * slot + 1] !== EMPTY) slot = (slot + 1) & mask;
+      slots[2 * slot] = hash;
+      slots[2 * slot + 1] = moved === null ? e : moved[e - 1]!;
     }
     this.#slots = slots;
     this.#mask = mask;

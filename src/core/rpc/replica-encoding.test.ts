@@ -2,6 +2,7 @@ import { describe, expect, test } from "bun:test";
 import { pb } from "./methods.ts";
 import {
   encodeBatchErrorCodes,
+  encodeBatchExist,
   encodeBatchPutStart,
   encodeBatchReplicaList,
   encodePutStart,
@@ -92,6 +93,23 @@ describe("hand-written replica encoding equals protobufjs", () => {
     expect([...ours]).toEqual([...pb.BatchPutEndResponse.encode(props).finish()]);
     expect(pb.BatchRemoveResponse.decode(ours).results.map((r) => r.errorCode)).toEqual([0, -704, 0, -601]);
     expect(encodeBatchErrorCodes([])).toHaveLength(0);
+  });
+
+  test("BatchExistKeyResponse is protobufjs' bytes", () => {
+    const items = [
+      { ok: true as const, value: true },
+      { ok: true as const, value: false },
+      { ok: false as const, code: -600 },
+      { ok: true as const, value: true },
+    ];
+    const props = {
+      errorCode: 0,
+      results: items.map((r) => (r.ok ? { errorCode: 0, exists: r.value } : { errorCode: r.code })),
+    };
+    const ours = encodeBatchExist(items);
+    expect([...ours]).toEqual([...pb.BatchExistKeyResponse.encode(props).finish()]);
+    const decoded = pb.BatchExistKeyResponse.decode(ours);
+    expect(decoded.results.map((r) => [r.errorCode, r.exists])).toEqual([[0, true], [0, false], [-600, false], [0, true]]);
   });
 
   test("an empty batch", () => {

@@ -1,6 +1,6 @@
 // Hand-written protobuf encoding of the master's hottest replies: GetReplicaListResponse,
-// PutStartResponse and their batch forms, and the batch replies that are only error codes
-// (BatchPutEnd / BatchPutRevoke / BatchRemove). They carry a replica descriptor per key (three nested
+// PutStartResponse and their batch forms, the batch replies that are only error codes
+// (BatchPutEnd / BatchPutRevoke / BatchRemove), and BatchExistKeyResponse. They carry a replica descriptor per key (three nested
 // messages deep), and encoding them through generic protobufjs objects cost more than the state
 // lookup itself. These write the same fields straight from the state's descriptors, sizes first,
 // no intermediate objects. Tests decode the output with the generated code to prove equivalence.
@@ -275,6 +275,21 @@ export function encodeBatchErrorCodes(items: readonly ({ ok: true } | { ok: fals
   return encodeBatch(items, (item) => (item.ok ? 0 : int32Field(item.code)), (out, item) => {
     if (!item.ok) writeInt32Field(out, 0x08, item.code);
   });
+}
+
+/** A BatchExistKeyResponse: error_code 0 and one `{ int32 error_code = 1; bool exists = 2; }` per key. */
+export function encodeBatchExist(items: readonly ({ ok: true; value: boolean } | { ok: false; code: number })[]): Uint8Array {
+  return encodeBatch(
+    items,
+    (item) => (item.ok ? (item.value ? 2 : 0) : int32Field(item.code)),
+    (out, item) => {
+      if (!item.ok) writeInt32Field(out, 0x08, item.code);
+      else if (item.value) {
+        out.byte(0x10); // exists = 2
+        out.byte(1);
+      }
+    },
+  );
 }
 
 function encodeBatch<T>(items: readonly T[], sizeOf: (item: T) => number, write: (out: Out, item: T) => void) {
