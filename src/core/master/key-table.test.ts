@@ -98,6 +98,22 @@ describe("KeyTable", () => {
     }).toThrow(/compacted during iteration/);
   });
 
+  test("the index shrinks as keys are deleted, and everything left is still found", () => {
+    const table = new KeyTable<number>();
+    for (let i = 0; i < 100_000; i++) table.set(`k${i}`, i);
+    expect(table.indexSlots).toBe(262_144);
+    // Delete all but every 100th key, in an order that leaves holes everywhere.
+    for (let i = 0; i < 100_000; i++) if (i % 100 !== 0) table.delete(`k${i}`);
+    expect(table.size).toBe(1000);
+    expect(table.indexSlots).toBeLessThanOrEqual(8192);
+    for (let i = 0; i < 100_000; i += 100) expect(table.get(`k${i}`)).toBe(i);
+    expect(table.get("k1")).toBeUndefined();
+    expect([...table.values()]).toEqual(Array.from({ length: 1000 }, (_, i) => i * 100));
+    table.set("new", -1); // compacts: 99,000 holes
+    expect(table.get("new")).toBe(-1);
+    expect(table.get("k99900")).toBe(99_900);
+  });
+
   test("clear empties it and it stays usable", () => {
     const table = new KeyTable<number>();
     for (let i = 0; i < 3000; i++) table.set(`k${i}`, i);

@@ -52,6 +52,11 @@ export class KeyTable<V> implements Iterable<[string, V]> {
     return this.#size;
   }
 
+  /** Slots in the hash index (≥ 2 × size; shrinks as keys are deleted). */
+  get indexSlots(): number {
+    return this.#mask + 1;
+  }
+
   get(key: string): V | undefined {
     const slot = this.#find(key, this.#hash(key));
     return slot < 0 ? undefined : (this.#entries[2 * this.#slots[2 * slot + 1]! - 1] as V);
@@ -87,6 +92,15 @@ export class KeyTable<V> implements Iterable<[string, V]> {
     this.#size--;
     this.#freeSlot(slot);
     if (entry === this.#used - 1) this.#trimTail();
+    // Shrink the index once it is mostly empty: a table that once held millions of keys would
+    // otherwise spread a few thousand over tens of MB, and every lookup would miss the cache.
+    // (Only the index moves, never the entries, so deleting while iterating stays safe.)
+    const slotCount = this.#mask + 1;
+    if (slotCount > MIN_SLOTS && this.#size * 8 < slotCount) {
+      let smaller = MIN_SLOTS;
+      while (smaller < this.#size * 4) smaller *= 2;
+      this.#resize(smaller, null);
+    }
     return true;
   }
 
