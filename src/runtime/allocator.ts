@@ -8,7 +8,7 @@
 // - data path (store, up, bench): -1, freed pages are kept for reuse forever;
 // - master: 1000 ms. Its garbage is small RPC buffers, and keeping it all made its resident size
 //   the peak of heap plus garbage: 354 B per stored object at 1M objects instead of 245 B
-//   (docs/PERFORMANCE.md), for ~20 % more batch-put throughput. A second is long enough for
+//   (docs/PERFORMANCE.md), for 26–56 % more BatchPut throughput. A second is long enough for
 //   steady traffic to reuse what it frees, short enough for idle memory to go back.
 // Set the variable yourself (any value) to choose otherwise; processes we spawn inherit it.
 
