@@ -8,7 +8,7 @@ export async function keepFreedMemory(): Promise<void> {
   restart();
 }
 
-/** The master: hand freed memory back after a second. */
+/** The master: hand freed memory back after 10 s. */
 export async function useMasterAllocator(): Promise<void> {
   const { MASTER_PURGE_DELAY_MS, restartWithPurgeDelay } = await import("../runtime/allocator.ts");
   restartWithPurgeDelay(MASTER_PURGE_DELAY_MS);

@@ -6,10 +6,10 @@
 // options from the environment at start-up only, so a server that finds MIMALLOC_PURGE_DELAY
 // unset restarts itself in place (execve: same PID, same arguments) with the delay its role wants:
 // - data path (store, up, bench): -1, freed pages are kept for reuse forever;
-// - master: 1000 ms. Its garbage is small RPC buffers, and keeping it all made its resident size
-//   the peak of heap plus garbage: 354 B per stored object at 1M objects instead of 245 B
-//   (docs/PERFORMANCE.md), for 26–56 % more BatchPut throughput. A second is long enough for
-//   steady traffic to reuse what it frees, short enough for idle memory to go back.
+// - master: 10 s. Its garbage is small RPC buffers, and keeping it all made its resident size the
+//   peak of heap plus garbage: 348 B per stored object at 1M objects against 249–256 B with 10 s
+//   and 240 B with 1 s (docs/PERFORMANCE.md, target 300). 10 s keeps most of -1's speed (1 s cost
+//   a fifth of BatchGet and a tenth of single-key reads) and gives idle memory back.
 // Set the variable yourself (any value) to choose otherwise; processes we spawn inherit it.
 
 import { readFileSync } from "node:fs";
@@ -20,7 +20,7 @@ export const PURGE_ENV = "MIMALLOC_PURGE_DELAY";
 /** The data path's setting: never purge. */
 export const KEEP_FREED_MEMORY = -1;
 /** The master's setting (see the file comment). */
-export const MASTER_PURGE_DELAY_MS = 1000;
+export const MASTER_PURGE_DELAY_MS = 10_000;
 
 /**
  * Restarts this process with MIMALLOC_PURGE_DELAY=`delayMs` unless the variable is already set.

@@ -1,5 +1,5 @@
 // Server commands restart themselves in place with their role's MIMALLOC_PURGE_DELAY
-// (src/runtime/allocator.ts): -1 on the data path, 1000 for the master; same PID, same arguments,
+// (src/runtime/allocator.ts): -1 on the data path, 10000 for the master; same PID, same arguments,
 // the variable set; a value the operator chose is left alone.
 
 import { expect, test } from "bun:test";
@@ -20,7 +20,7 @@ function environ(pid: number): string[] {
   return readFileSync(`/proc/${pid}/environ`, "utf8").split("\0");
 }
 
-test("a master started without MIMALLOC_PURGE_DELAY runs with 1000, same PID and arguments", async () => {
+test("a master started without MIMALLOC_PURGE_DELAY runs with 10000, same PID and arguments", async () => {
   // An operator's own value, even an empty one, is kept.
   const master = start(MASTER, { env: { MIMALLOC_PURGE_DELAY: "" } });
   try {
@@ -34,7 +34,7 @@ test("a master started without MIMALLOC_PURGE_DELAY runs with 1000, same PID and
   try {
     await clean.waitFor(/Master service started on port \d+/);
     const pid = clean.proc.pid;
-    expect(environ(pid)).toContain("MIMALLOC_PURGE_DELAY=1000");
+    expect(environ(pid)).toContain("MIMALLOC_PURGE_DELAY=10000");
     const argv = readFileSync(`/proc/${pid}/cmdline`, "utf8").split("\0").slice(0, -1);
     expect(argv.slice(-MASTER.length + 1)).toEqual(MASTER.slice(1));
     // Exactly one start line: the restart happened before anything was logged or bound.
