@@ -8,6 +8,7 @@
 //
 // A variant is `name=binary [VAR=value ...]`. The bench client is always dist/mooncake.
 
+import { existsSync } from "node:fs";
 import { parseArgs } from "node:util";
 
 const LINES: [operation: string, connections: number, inFlight: number][] = [
@@ -20,18 +21,37 @@ const LINES: [operation: string, connections: number, inFlight: number][] = [
 ];
 const RPC_PORT = 50_561;
 
-const { values, positionals } = parseArgs({
-  args: Bun.argv.slice(2),
-  options: { rounds: { type: "string", default: "3" }, seconds: { type: "string", default: "4" } },
-  allowPositionals: true,
-});
+function usage(message: string): never {
+  console.error(`master-ab: ${message}\nusage: bun src/bench/master-ab.ts [--rounds N] [--seconds S] name=binary [VAR=value ...] ...`);
+  process.exit(2);
+}
+
+let parsed: ReturnType<typeof parseOptions>;
+function parseOptions() {
+  return parseArgs({
+    args: Bun.argv.slice(2),
+    options: { rounds: { type: "string", default: "3" }, seconds: { type: "string", default: "4" } },
+    allowPositionals: true,
+  });
+}
+try {
+  parsed = parseOptions();
+} catch (e) {
+  usage((e as Error).message);
+}
+const { values, positionals } = parsed;
+const rounds = Number(values.rounds);
+const seconds = Number(values.seconds);
+if (!Number.isInteger(rounds) || rounds < 1) usage(`--rounds must be a positive integer, got ${values.rounds}`);
+if (!(seconds > 0)) usage(`--seconds must be positive, got ${values.seconds}`);
 const variants = positionals.map((spec) => {
-  const [name, rest] = [spec.slice(0, spec.indexOf("=")), spec.slice(spec.indexOf("=") + 1)];
-  const [binary, ...vars] = rest.split(" ");
-  if (!name || !binary) throw new Error(`variant "${spec}" is not name=binary [VAR=value ...]`);
-  return { name, binary, env: Object.fromEntries(vars.map((v) => v.split("=") as [string, string])) };
+  const eq = spec.indexOf("=");
+  const [binary, ...vars] = spec.slice(eq + 1).split(" ");
+  if (eq < 1 || !binary) usage(`variant "${spec}" is not name=binary [VAR=value ...]`);
+  if (!existsSync(binary)) usage(`variant "${spec}": no file ${binary}`);
+  return { name: spec.slice(0, eq), binary, env: Object.fromEntries(vars.map((v) => v.split("=") as [string, string])) };
 });
-if (variants.length === 0) throw new Error("give at least one variant: name=binary [VAR=value ...]");
+if (variants.length === 0) usage("give at least one variant");
 
 async function bench(operation: string, connections: number, inFlight: number, seconds: number): Promise<number> {
   const args = ["bench", "master", "--master", `127.0.0.1:${RPC_PORT}`, "--operation", operation];
@@ -46,7 +66,7 @@ async function bench(operation: string, connections: number, inFlight: number, s
 }
 
 const results = new Map<string, number[]>();
-for (let round = 0; round < Number(values.rounds); round++) {
+for (let round = 0; round < rounds; round++) {
   for (const v of variants) {
     const master = Bun.spawn(
       [
@@ -65,7 +85,7 @@ for (let round = 0; round < Number(values.rounds); round++) {
       await bench("batch-put", 2, 4, 2);
       for (const [op, c, f] of LINES) {
         const key = `${v.name}|${op}|${c}x${f}`;
-        results.set(key, [...(results.get(key) ?? []), await bench(op, c, f, Number(values.seconds))]);
+        results.set(key, [...(results.get(key) ?? []), await bench(op, c, f, seconds)]);
       }
     } finally {
       master.kill(9);

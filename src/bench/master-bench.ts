@@ -6,6 +6,7 @@
 import { MasterClient } from "../client/master-client.ts";
 import { ErrorCode, errorName } from "../core/errors.ts";
 import { randomUuid } from "../core/rpc/methods.ts";
+import { writeVarint } from "../core/rpc/varint.ts";
 import { LatencyRecorder, type Percentiles } from "./stats.ts";
 import type { MasterBenchOperation } from "./master-operations.ts";
 
@@ -274,15 +275,6 @@ export class BenchRequestWriter {
     while (d > 0) out[at++] = digits[--d]!;
     return at;
   }
-}
-
-function writeVarint(out: Uint8Array, at: number, n: number): number {
-  while (n >= 128) {
-    out[at++] = (n % 128) | 128;
-    n = Math.floor(n / 128);
-  }
-  out[at++] = n;
-  return at;
 }
 
 function varintBytes(n: number): Uint8Array {

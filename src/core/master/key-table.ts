@@ -36,8 +36,6 @@ export class KeyTable<V> implements Iterable<[string, V]> {
   #mask = MIN_SLOTS - 1;
   /** Per entry, two cells: key, value. In insertion order; an undefined key marks a deleted entry. */
   #entries: (string | V | undefined)[] = [];
-  /** Entries used, holes included. */
-  #used = 0;
   #size = 0;
   /** Bumped by compaction, which moves entries: live iterators check it. */
   #epoch = 0;
@@ -46,6 +44,11 @@ export class KeyTable<V> implements Iterable<[string, V]> {
 
   constructor(seed: number = randomSeed()) {
     this.#seed = seed;
+  }
+
+  /** Entries used, holes included. */
+  get #used(): number {
+    return this.#entries.length / 2;
   }
 
   get size(): number {
@@ -108,7 +111,6 @@ export class KeyTable<V> implements Iterable<[string, V]> {
     this.#slots = new Int32Array(2 * MIN_SLOTS);
     this.#mask = MIN_SLOTS - 1;
     this.#entries = [];
-    this.#used = 0;
     this.#size = 0;
     this.#epoch++;
   }
@@ -164,7 +166,7 @@ export class KeyTable<V> implements Iterable<[string, V]> {
   }
 
   #append(slot: number, key: string, hash: number, value: V): void {
-    const entry = this.#used++;
+    const entry = this.#used;
     this.#entries.push(key, value);
     this.#size++;
     this.#slots[2 * slot] = hash;
@@ -198,7 +200,6 @@ export class KeyTable<V> implements Iterable<[string, V]> {
   #trimTail(): void {
     let n = this.#used;
     while (n > 0 && this.#entries[2 * n - 2] === undefined) n--;
-    this.#used = n;
     this.#entries.length = 2 * n;
   }
 
@@ -213,7 +214,6 @@ export class KeyTable<V> implements Iterable<[string, V]> {
       this.#entries[2 * at + 1] = this.#entries[2 * i + 1];
       moved[i] = ++at;
     }
-    this.#used = at;
     this.#entries.length = 2 * at;
     this.#epoch++;
     let slots = MIN_SLOTS;

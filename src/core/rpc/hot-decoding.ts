@@ -6,6 +6,8 @@
 // generated code (tests compare both ways) from one pass over the bytes. Malformed input throws
 // ProtoError; unknown fields are skipped as protobuf requires.
 
+import { varintSize, writeVarint } from "./varint.ts";
+
 export class ProtoError extends Error {
   constructor(message: string) {
     super(message);
@@ -139,12 +141,7 @@ export function encodeKeyListRequest(request: { keys?: readonly string[] | null;
   let at = 0;
   const put = (tag: number, text: string, n: number) => {
     out[at++] = tag;
-    let v = n;
-    while (v >= 128) {
-      out[at++] = (v & 0x7f) | 0x80;
-      v >>>= 7;
-    }
-    out[at++] = v;
+    at = writeVarint(out, at, n);
     if (n === text.length) for (let i = 0; i < n; i++) out[at++] = text.charCodeAt(i);
     else at += utf8Encoder.encodeInto(text, out.subarray(at, at + n)).written;
   };
@@ -179,15 +176,6 @@ export function decodeKeyListRequest(bytes: Uint8Array): KeyListRequest {
     else skip(tag & 7, end);
   }
   return request;
-}
-
-function varintSize(n: number): number {
-  let size = 1;
-  while (n >= 128) {
-    n = Math.floor(n / 128);
-    size++;
-  }
-  return size;
 }
 
 // ---- replies ---------------------------------------------------------------------------------

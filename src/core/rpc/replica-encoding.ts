@@ -5,6 +5,8 @@
 // lookup itself. These write the same fields straight from the state's descriptors, sizes first,
 // no intermediate objects. Tests decode the output with the generated code to prove equivalence.
 
+import { varintSize, writeVarint } from "./varint.ts";
+
 export interface WireReplica {
   id: number;
   status: number;
@@ -58,16 +60,6 @@ function endpointBytes(s: string): Uint8Array {
   return lastEndpointBytes;
 }
 
-/** Bytes of an unsigned varint (numbers up to 2^53). */
-function varintSize(n: number): number {
-  let size = 1;
-  while (n >= 128) {
-    n = Math.floor(n / 128);
-    size++;
-  }
-  return size;
-}
-
 /** int32 as protobuf encodes it: negatives are sign-extended to 10 bytes. */
 function int32Size(n: number): number {
   return n < 0 ? 10 : varintSize(n);
@@ -80,11 +72,7 @@ class Out {
     this.buf[this.pos++] = b;
   }
   varint(n: number) {
-    while (n >= 128) {
-      this.buf[this.pos++] = (n % 128) | 128;
-      n = Math.floor(n / 128);
-    }
-    this.buf[this.pos++] = n;
+    this.pos = writeVarint(this.buf, this.pos, n);
   }
   int32(n: number) {
     if (n >= 0) return this.varint(n);
