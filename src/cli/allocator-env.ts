@@ -8,8 +8,8 @@ export async function keepFreedMemory(): Promise<void> {
   restart();
 }
 
-/** The master: hand freed memory back after 10 s. */
+/** The master: hand freed memory back after 10 s, no JSC heap-block warm-up thread. */
 export async function useMasterAllocator(): Promise<void> {
-  const { MASTER_PURGE_DELAY_MS, restartWithPurgeDelay } = await import("../runtime/allocator.ts");
-  restartWithPurgeDelay(MASTER_PURGE_DELAY_MS);
+  const { useMasterAllocators } = await import("../runtime/allocator.ts");
+  useMasterAllocators();
 }

@@ -1,6 +1,7 @@
-// Server commands restart themselves in place with their role's MIMALLOC_PURGE_DELAY
-// (src/runtime/allocator.ts): -1 on the data path, 10000 for the master; same PID, same arguments,
-// the variable set; a value the operator chose is left alone.
+// Server commands restart themselves in place with their role's allocator settings
+// (src/runtime/allocator.ts): MIMALLOC_PURGE_DELAY -1 on the data path, 10000 for the master, and
+// BUN_JSC_useWarmUpMarkedBlocks=0 for the master; same PID, same arguments, the variables set; a
+// value the operator chose is left alone.
 
 import { expect, test } from "bun:test";
 import { readFileSync } from "node:fs";
@@ -20,21 +21,23 @@ function environ(pid: number): string[] {
   return readFileSync(`/proc/${pid}/environ`, "utf8").split("\0");
 }
 
-test("a master started without MIMALLOC_PURGE_DELAY runs with 10000, same PID and arguments", async () => {
-  // An operator's own value, even an empty one, is kept.
-  const master = start(MASTER, { env: { MIMALLOC_PURGE_DELAY: "" } });
+test("a master started without its allocator settings runs with them, same PID and arguments", async () => {
+  const unset = undefined as unknown as string; // an undefined value drops the variable
+  // An operator's own value, even an empty one, is kept; the other variable is still added.
+  const master = start(MASTER, { env: { MIMALLOC_PURGE_DELAY: "", BUN_JSC_useWarmUpMarkedBlocks: unset } });
   try {
     await master.waitFor(/Master service started on port \d+/);
     expect(environ(master.proc.pid)).toContain("MIMALLOC_PURGE_DELAY=");
+    expect(environ(master.proc.pid)).toContain("BUN_JSC_useWarmUpMarkedBlocks=0");
   } finally {
     master.kill();
   }
-  // Unset (an undefined value drops the variable from the child's environment).
-  const clean = start(MASTER, { env: { MIMALLOC_PURGE_DELAY: undefined as unknown as string } });
+  const clean = start(MASTER, { env: { MIMALLOC_PURGE_DELAY: unset, BUN_JSC_useWarmUpMarkedBlocks: unset } });
   try {
     await clean.waitFor(/Master service started on port \d+/);
     const pid = clean.proc.pid;
     expect(environ(pid)).toContain("MIMALLOC_PURGE_DELAY=10000");
+    expect(environ(pid)).toContain("BUN_JSC_useWarmUpMarkedBlocks=0");
     const argv = readFileSync(`/proc/${pid}/cmdline`, "utf8").split("\0").slice(0, -1);
     expect(argv.slice(-MASTER.length + 1)).toEqual(MASTER.slice(1));
     // Exactly one start line: the restart happened before anything was logged or bound.

@@ -41,7 +41,7 @@
 // Without eviction pressure, the first does the same once per release timeout, and the second as
 // soon as any discarded buffer's release time has come.
 
-import type { ObjectMeta } from "./objects.ts";
+import { F_SOFT_PINNED, type ObjectMeta } from "./objects.ts";
 import type { MasterState } from "./state.ts";
 
 export interface EvictionReport {
@@ -124,21 +124,24 @@ function batchEvict(state: MasterState, nowMs: number, target: number, lowerboun
   state.counters.evictionAttempts++;
   report.discardedProcessing = discardExpiredProcessing(state, nowMs);
 
-  // One scan collects the candidates; insertion order makes ties deterministic.
-  const plainKeys: string[] = [];
+  // One scan collects the candidates (as key-table ids: keys are decoded only for the evicted);
+  // insertion order makes ties deterministic. Evicting deletes entries, which leaves ids valid.
+  const objects = state.objects;
+  const plainIds: number[] = [];
   const plainObjs: ObjectMeta[] = [];
-  const pinnedKeys: string[] = [];
+  const pinnedIds: number[] = [];
   const pinnedObjs: ObjectMeta[] = [];
   let base = 0;
-  for (const [key, o] of state.objects) {
+  for (const id of objects.ids()) {
+    const o = objects.valueAt(id);
     if (!inEvictionBase(o)) continue;
     base++;
     if (protectedByLease(state, o, nowMs)) continue;
-    if (!state.softPinActive(key, o, nowMs)) {
-      plainKeys.push(key);
+    if ((o.flags & F_SOFT_PINNED) === 0 || !state.softPinActive(objects.keyAt(id), o, nowMs)) {
+      plainIds.push(id);
       plainObjs.push(o);
     } else if (state.config.allowEvictSoftPinnedObjects) {
-      pinnedKeys.push(key);
+      pinnedIds.push(id);
       pinnedObjs.push(o);
     }
   }
@@ -151,12 +154,12 @@ function batchEvict(state: MasterState, nowMs: number, target: number, lowerboun
   // Pass 1: the ceil(base × target) oldest plain candidates.
   const evictNum = Math.min(Math.ceil(base * target), plainObjs.length);
   const chosen = oldest(plainObjs, evictNum);
-  const leftoverKeys: string[] = [];
+  const leftoverIds: number[] = [];
   const leftoverObjs: ObjectMeta[] = [];
   for (let i = 0; i < plainObjs.length; i++) {
-    if (chosen[i] === 1) evict(state, plainKeys[i]!, plainObjs[i]!, report);
+    if (chosen[i] === 1) evict(state, plainIds[i]!, plainObjs[i]!, report);
     else {
-      leftoverKeys.push(plainKeys[i]!);
+      leftoverIds.push(plainIds[i]!);
       leftoverObjs.push(plainObjs[i]!);
     }
   }
@@ -165,14 +168,14 @@ function batchEvict(state: MasterState, nowMs: number, target: number, lowerboun
 
   // Pass 2: top up to the lower bound, plain leftovers first, then soft-pinned objects.
   let need = Math.ceil(base * lowerbound) - report.evictedKeys - report.releasedDiscarded;
-  for (const [keys, objs] of [
-    [leftoverKeys, leftoverObjs],
-    [pinnedKeys, pinnedObjs],
+  for (const [ids, objs] of [
+    [leftoverIds, leftoverObjs],
+    [pinnedIds, pinnedObjs],
   ] as const) {
     if (need <= 0) break;
     const n = Math.min(need, objs.length);
     const pick = oldest(objs, n);
-    for (let i = 0; i < objs.length; i++) if (pick[i] === 1) evict(state, keys[i]!, objs[i]!, report);
+    for (let i = 0; i < objs.length; i++) if (pick[i] === 1) evict(state, ids[i]!, objs[i]!, report);
     need -= n;
   }
 
@@ -182,9 +185,10 @@ function batchEvict(state: MasterState, nowMs: number, target: number, lowerboun
   }
 }
 
-function evict(state: MasterState, key: string, o: ObjectMeta, report: EvictionReport): void {
+/** Evicts the object at key-table id `id`. */
+function evict(state: MasterState, id: number, o: ObjectMeta, report: EvictionReport): void {
   const bytes = o.sizeBytes * o.replicaCount;
-  state.eraseObject(key, o, true);
+  state.eraseObject(state.objects.keyAt(id), o, true);
   report.evictedKeys++;
   report.evictedBytes += bytes;
   state.counters.evictedKeys++;
@@ -257,9 +261,11 @@ function kthSmallest(a: Float64Array, k: number): number {
 export function discardExpiredProcessing(state: MasterState, nowMs: number): number {
   const limit = state.config.putStartReleaseTimeoutMs;
   let dropped = 0;
-  for (const [key, o] of state.objects) {
+  const objects = state.objects;
+  for (const id of objects.ids()) {
+    const o = objects.valueAt(id);
     if (!o.complete && nowMs - o.putStartMs > limit) {
-      state.eraseObject(key, o, true);
+      state.eraseObject(objects.keyAt(id), o, true);
       dropped++;
     }
   }

@@ -124,4 +124,57 @@ describe("KeyTable", () => {
     expect(table.get("x")).toBe(1);
     expect(table.get("k1")).toBeUndefined();
   });
+
+  test("keys are compared by UTF-8 bytes: non-ASCII keys, and keys that share bytes only in part", () => {
+    const table = new KeyTable<number>(1);
+    const map = new Map<string, number>();
+    const keys = ["é", "e\u0301", "ключ", "ключи", "😀", "😀😀", "a😀b", "\u00ff", "\u0100", "x".repeat(300), `${"é".repeat(200)}!`];
+    keys.forEach((k, i) => {
+      table.set(k, i);
+      map.set(k, i);
+    });
+    expectSame(table, map);
+    for (const k of keys) expect(table.get(k)).toBe(map.get(k));
+    expect(table.get("ключ ")).toBeUndefined();
+    expect(table.keyBytes).toBe(keys.reduce((n, k) => n + new TextEncoder().encode(k).length, 0));
+  });
+
+  test("a key with a lone surrogate cannot be stored and is never found", () => {
+    const table = new KeyTable<number>();
+    table.set("\ufffd", 1); // what TextEncoder would turn a lone surrogate into
+    expect(() => table.set("\ud800", 2)).toThrow(RangeError);
+    expect(table.get("\ud800")).toBeUndefined();
+    expect(table.has("a\udc00b")).toBe(false);
+    expect(table.delete("\ud800")).toBe(false);
+    expect(table.get("\ufffd")).toBe(1);
+    expect(table.size).toBe(1);
+  });
+
+  test("ids() and keyAt/valueAt walk live entries; deleting during the walk is safe", () => {
+    const table = new KeyTable<number>();
+    for (let i = 0; i < 3000; i++) table.set(`k${i}`, i);
+    const seen: string[] = [];
+    for (const id of table.ids()) {
+      if (table.valueAt(id) % 3 === 0) table.delete(table.keyAt(id));
+      else seen.push(table.keyAt(id));
+    }
+    expect(seen.length).toBe(2000);
+    expect([...table.keys()]).toEqual(seen);
+  });
+
+  test("deleted keys give their arena bytes back: at the tail at once, elsewhere at compaction", () => {
+    const table = new KeyTable<number>();
+    for (let i = 0; i < 10_000; i++) table.set(`key-${i}`, i);
+    const full = table.keyBytes;
+    for (let i = 9_000; i < 10_000; i++) table.delete(`key-${i}`); // the tail
+    expect(table.keyBytes).toBe(full - [...Array(1000)].reduce((n, _, i) => n + `key-${9000 + i}`.length, 0));
+    for (let i = 0; i < 8_000; i++) table.delete(`key-${i}`); // the front: holes until compaction
+    const before = table.keyBytes;
+    table.set("new", -1); // 8000 holes > 1001 live: compacts
+    expect(table.keyBytes).toBeLessThan(before / 4);
+    expect(table.size).toBe(1001);
+    for (let i = 8_000; i < 9_000; i++) expect(table.get(`key-${i}`)).toBe(i);
+    expect([...table.keys()].at(-1)).toBe("new");
+  });
 });
+

@@ -1,23 +1,45 @@
 // The master's key → object index: what `Map<string, V>` does for the object table, built for
-// millions of keys. JSC's Map spent ~1 µs per new key at a million entries (a miss, an insert and
-// the table's growth; docs/PERFORMANCE.md), a third of the master's BatchPut cost. Here the hash
-// index is an Int32Array of (hash, entry) pairs (open addressing, linear probing, at most half
-// full) that the collector never scans, and the entries are (key, value) pairs in one dense array
-// in insertion order, which keeps every scan's order deterministic exactly as Map's did. A lookup
-// touches one slot pair, one entry pair and the key's characters.
+// millions of keys. A key is stored as its UTF-8 bytes in one byte arena, not as a string: every
+// string the master kept alive cost the collector as much again as the master's own work on the
+// key (a retained string and a retained object cost ~0.4 µs each per put at a million keys, a
+// transient one a fifth of that; docs/PERFORMANCE.md), and the bytes take less memory. Keys come
+// back as strings only when a scan asks for them (`keyAt`, `entries`).
 //
-// - Hashing: FNV-1a over UTF-16 code units with a per-table random seed, finished with murmur3's
+// - Index: an Int32Array of (hash, entry + 1) pairs (open addressing, linear probing, at most half
+//   full) that the collector never scans. A lookup encodes the key into a scratch buffer while it
+//   hashes it, probes, and compares bytes only on a hash match.
+// - Entries in insertion order, which keeps every scan's order deterministic exactly as Map's did:
+//   per entry, the key's (start, length) in the arena and the value in a fixed-size chunk of
+//   values. Chunks, not one array: storing a new object into an old array makes the collector
+//   rescan that whole array at its next young collection, and one array of millions of cells was
+//   rescanned (and, when it grew, copied) over and over.
+// - Hashing: FNV-1a over the UTF-8 bytes with a per-table random seed, finished with murmur3's
 //   mixer. The seed keeps a hostile client from choosing keys that all collide (iteration order
 //   never depends on it, so replay stays exact).
-// - Deleting leaves a hole in the dense arrays (its slot is freed by backward shifting, so no
-//   tombstones); holes are compacted away by the insert that finds them outnumbering live keys.
+// - Keys are compared by their UTF-8 bytes, so a string that has no UTF-8 form (a lone surrogate)
+//   cannot be a key: set() throws, lookups find nothing. isValidKey (objects.ts) rejects such keys
+//   before they get here; keys decoded from the wire never have one.
+// - Deleting leaves a hole (its slot is freed by backward shifting, so no tombstones); holes and
+//   their arena bytes are compacted away by the insert that finds them outnumbering live keys.
 //   Like Map, deleting while iterating is safe; inserting while iterating is not (a compaction
 //   would move entries), and an iterator that sees one throws instead of skipping keys.
+
+import { isWellFormed, utf8Slice } from "../utf8.ts";
 
 const EMPTY = 0;
 const MIN_SLOTS = 1024;
 /** Compaction waits for at least this many holes, so small tables do not compact on every insert. */
 const MIN_HOLES_TO_COMPACT = 1024;
+const CHUNK_SHIFT = 10;
+const VALUES_PER_CHUNK = 1 << CHUNK_SHIFT;
+const CHUNK_MASK = VALUES_PER_CHUNK - 1;
+/** keyLengths value of a deleted entry. */
+const DELETED = -1;
+const MIN_ARENA_BYTES = 64 * 1024;
+/** Key offsets are 32-bit: the arena stays below 4 GiB (a million 4 KiB keys). */
+const MAX_ARENA_BYTES = 2 ** 32 - 1;
+
+const encoder = new TextEncoder();
 
 function randomSeed(): number {
   const word = new Uint32Array(1);
@@ -27,28 +49,30 @@ function randomSeed(): number {
 
 export class KeyTable<V> implements Iterable<[string, V]> {
   readonly #seed: number;
-  /**
-   * Per slot, two words: the key's hash and its entry index + 1 (EMPTY when free). The slot count
-   * is a power of two. Keeping the hash here means growth and deletion never rehash strings, and a
-   * probe rejects other keys without touching their entries.
-   */
+  /** Per slot, two words: the key's hash and its entry + 1 (EMPTY when free); a power of two. */
   #slots = new Int32Array(2 * MIN_SLOTS);
   #mask = MIN_SLOTS - 1;
-  /** Per entry, two cells: key, value. In insertion order; an undefined key marks a deleted entry. */
-  #entries: (string | V | undefined)[] = [];
+  /** UTF-8 bytes of every entry's key, in entry order; [0, #arenaUsed) is in use. */
+  #arena = new Uint8Array(MIN_ARENA_BYTES);
+  #arenaUsed = 0;
+  /** Per entry: where its key starts in the arena, and its byte length (DELETED for a hole). */
+  #keyStarts = new Uint32Array(1024);
+  #keyLengths = new Int32Array(1024);
+  /** Per entry, its value, in chunks of VALUES_PER_CHUNK; undefined for a hole. */
+  #values: (V | undefined)[][] = [];
+  /** Entries [0, #used) exist, holes included. */
+  #used = 0;
   #size = 0;
   /** Bumped by compaction, which moves entries: live iterators check it. */
   #epoch = 0;
-  #lastKey: string | null = null;
-  #lastHash = 0;
+  /** The key being looked up: its UTF-8 bytes, their count and hash (see #encode). */
+  #scratch = new Uint8Array(256);
+  #scratchLength = 0;
+  #scratchHash = 0;
+  #scratchKey: string | null = null;
 
   constructor(seed: number = randomSeed()) {
     this.#seed = seed;
-  }
-
-  /** Entries used, holes included. */
-  get #used(): number {
-    return this.#entries.length / 2;
   }
 
   get size(): number {
@@ -60,38 +84,41 @@ export class KeyTable<V> implements Iterable<[string, V]> {
     return this.#mask + 1;
   }
 
+  /** Bytes of the key arena in use, holes included (for memory accounting and tests). */
+  get keyBytes(): number {
+    return this.#arenaUsed;
+  }
+
   get(key: string): V | undefined {
-    const slot = this.#find(key, this.#hash(key));
-    return slot < 0 ? undefined : (this.#entries[2 * this.#slots[2 * slot + 1]! - 1] as V);
+    const slot = this.#lookup(key);
+    return slot < 0 ? undefined : this.valueAt(this.#slots[2 * slot + 1]! - 1);
   }
 
   has(key: string): boolean {
-    return this.#find(key, this.#hash(key)) >= 0;
+    return this.#lookup(key) >= 0;
   }
 
   set(key: string, value: V): this {
-    const hash = this.#hash(key);
-    const slot = this.#find(key, hash);
-    if (slot >= 0) this.#entries[2 * this.#slots[2 * slot + 1]! - 1] = value;
-    else this.#append(~slot, key, hash, value);
+    const slot = this.#lookupForInsert(key);
+    if (slot >= 0) this.#setValue(this.#slots[2 * slot + 1]! - 1, value);
+    else this.#append(~slot, value);
     return this;
   }
 
   /** Map.prototype.getOrInsert: the stored value, or `value` after storing it (one probe). */
   getOrInsert(key: string, value: V): V {
-    const hash = this.#hash(key);
-    const slot = this.#find(key, hash);
-    if (slot >= 0) return this.#entries[2 * this.#slots[2 * slot + 1]! - 1] as V;
-    this.#append(~slot, key, hash, value);
+    const slot = this.#lookupForInsert(key);
+    if (slot >= 0) return this.valueAt(this.#slots[2 * slot + 1]! - 1);
+    this.#append(~slot, value);
     return value;
   }
 
   delete(key: string): boolean {
-    const slot = this.#find(key, this.#hash(key));
+    const slot = this.#lookup(key);
     if (slot < 0) return false;
     const entry = this.#slots[2 * slot + 1]! - 1;
-    this.#entries[2 * entry] = undefined;
-    this.#entries[2 * entry + 1] = undefined;
+    this.#keyLengths[entry] = DELETED;
+    this.#setValue(entry, undefined);
     this.#size--;
     this.#freeSlot(slot);
     if (entry === this.#used - 1) this.#trimTail();
@@ -110,70 +137,180 @@ export class KeyTable<V> implements Iterable<[string, V]> {
   clear(): void {
     this.#slots = new Int32Array(2 * MIN_SLOTS);
     this.#mask = MIN_SLOTS - 1;
-    this.#entries = [];
+    this.#arena = new Uint8Array(MIN_ARENA_BYTES);
+    this.#arenaUsed = 0;
+    this.#keyStarts = new Uint32Array(1024);
+    this.#keyLengths = new Int32Array(1024);
+    this.#values = [];
+    this.#used = 0;
     this.#size = 0;
     this.#epoch++;
   }
 
-  *entries(): IterableIterator<[string, V]> {
+  /**
+   * Ids of the live entries, in insertion order: for scans that look at every value and need few
+   * keys (`keyAt` decodes one). An id stays valid until the next insert; deleting while iterating
+   * is safe, inserting makes the iterator throw if it moved entries.
+   */
+  *ids(): IterableIterator<number> {
     const epoch = this.#epoch;
     // Re-reads the count each step: entries appended during iteration are visited, like Map.
     for (let i = 0; ; i++) {
       if (this.#epoch !== epoch) throw new Error("KeyTable compacted during iteration (an insert while iterating)");
       if (i >= this.#used) return;
-      const key = this.#entries[2 * i] as string | undefined;
-      if (key !== undefined) yield [key, this.#entries[2 * i + 1] as V];
+      if (this.#keyLengths[i] !== DELETED) yield i;
     }
   }
 
+  /** The key of live entry `id` (from ids()), decoded from its bytes. */
+  keyAt(id: number): string {
+    const start = this.#keyStarts[id]!;
+    return utf8Slice(this.#arena, start, start + this.#keyLengths[id]!);
+  }
+
+  /** The value of live entry `id` (from ids()). */
+  valueAt(id: number): V {
+    return this.#values[id >>> CHUNK_SHIFT]![id & CHUNK_MASK] as V;
+  }
+
+  *entries(): IterableIterator<[string, V]> {
+    for (const id of this.ids()) yield [this.keyAt(id), this.valueAt(id)];
+  }
+
   *keys(): IterableIterator<string> {
-    for (const [key] of this.entries()) yield key;
+    for (const id of this.ids()) yield this.keyAt(id);
   }
 
   *values(): IterableIterator<V> {
-    for (const [, value] of this.entries()) yield value;
+    for (const id of this.ids()) yield this.valueAt(id);
   }
 
   [Symbol.iterator](): IterableIterator<[string, V]> {
     return this.entries();
   }
 
-  #hash(key: string): number {
-    // A PutStart looks a key up and then inserts it: remember the last hash rather than walk the
-    // key twice (comparing two strings is a native memcmp, cheaper than hashing in JS).
-    if (key === this.#lastKey) return this.#lastHash;
+  /** The slot holding `key`, or a negative number when it is absent. */
+  #lookup(key: string): number {
+    return this.#encode(key) ? this.#find(this.#scratchHash) : -1;
+  }
+
+  /** As #lookup, but a key with no UTF-8 form is an error: it cannot be stored. */
+  #lookupForInsert(key: string): number {
+    if (!this.#encode(key)) throw new RangeError("KeyTable keys must be well-formed UTF-16 (no lone surrogates)");
+    return this.#find(this.#scratchHash);
+  }
+
+  /**
+   * Puts `key`'s UTF-8 bytes, their count and hash in the scratch fields; false when the string
+   * has no UTF-8 form. A PutStart looks a key up and then inserts it, and eraseObject checks then
+   * deletes: the last key's encoding is reused rather than redone.
+   */
+  #encode(key: string): boolean {
+    if (key === this.#scratchKey) return true;
+    this.#scratchKey = null; // the scratch bytes change below
+    const n = key.length;
+    if (this.#scratch.length < n) this.#scratch = new Uint8Array(Math.max(n, 2 * this.#scratch.length));
+    let scratch = this.#scratch;
     let h = this.#seed;
-    for (let i = 0; i < key.length; i++) h = Math.imul(h ^ key.charCodeAt(i), 0x01000193);
+    let i = 0;
+    // ASCII (almost every key) is one loop: copy and hash each code unit.
+    for (; i < n; i++) {
+      const c = key.charCodeAt(i);
+      if (c >= 0x80) break;
+      scratch[i] = c;
+      h = Math.imul(h ^ c, 0x01000193);
+    }
+    let length = n;
+    if (i < n) {
+      if (!isWellFormed(key)) return false;
+      if (scratch.length < 3 * n) scratch = this.#scratch = new Uint8Array(3 * n);
+      length = encoder.encodeInto(key, scratch).written;
+      h = this.#seed;
+      for (let j = 0; j < length; j++) h = Math.imul(h ^ scratch[j]!, 0x01000193);
+    }
     h ^= h >>> 16;
     h = Math.imul(h, 0x85ebca6b);
     h ^= h >>> 13;
     h = Math.imul(h, 0xc2b2ae35);
     h ^= h >>> 16;
-    this.#lastKey = key;
-    this.#lastHash = h;
-    return h;
+    this.#scratchKey = key;
+    this.#scratchLength = length;
+    this.#scratchHash = h;
+    return true;
   }
 
-  /** The slot holding `key`, or ~(the free slot where it would go). */
-  #find(key: string, hash: number): number {
+  /** The slot holding the scratch key, or ~(the free slot where it would go). */
+  #find(hash: number): number {
     const slots = this.#slots;
     const mask = this.#mask;
     for (let slot = hash & mask; ; slot = (slot + 1) & mask) {
       const e = slots[2 * slot + 1]!;
       if (e === EMPTY) return ~slot;
-      if (slots[2 * slot] === hash && this.#entries[2 * e - 2] === key) return slot;
+      if (slots[2 * slot] === hash && this.#isScratchKey(e - 1)) return slot;
     }
   }
 
-  #append(slot: number, key: string, hash: number, value: V): void {
+  #isScratchKey(entry: number): boolean {
+    const n = this.#scratchLength;
+    if (this.#keyLengths[entry] !== n) return false;
+    const arena = this.#arena;
+    const scratch = this.#scratch;
+    const start = this.#keyStarts[entry]!;
+    for (let i = 0; i < n; i++) if (arena[start + i] !== scratch[i]) return false;
+    return true;
+  }
+
+  #setValue(entry: number, value: V | undefined): void {
+    const c = entry >>> CHUNK_SHIFT;
+    if (c === this.#values.length) this.#values.push(new Array<V | undefined>(VALUES_PER_CHUNK).fill(undefined));
+    this.#values[c]![entry & CHUNK_MASK] = value;
+  }
+
+  /** Appends the scratch key with `value` as a new entry, indexed at free slot `slot`. */
+  #append(slot: number, value: V): void {
     const entry = this.#used;
-    this.#entries.push(key, value);
+    if (entry === this.#keyStarts.length) this.#growEntries(2 * entry);
+    const n = this.#scratchLength;
+    if (this.#arenaUsed + n > this.#arena.length) this.#growArena(this.#arenaUsed + n);
+    const arena = this.#arena;
+    const scratch = this.#scratch;
+    const start = this.#arenaUsed;
+    // Keys are a few dozen bytes: a loop beats a native set() call.
+    for (let i = 0; i < n; i++) arena[start + i] = scratch[i]!;
+    this.#arenaUsed = start + n;
+    this.#keyStarts[entry] = start;
+    this.#keyLengths[entry] = n;
+    this.#setValue(entry, value);
+    this.#used = entry + 1;
     this.#size++;
-    this.#slots[2 * slot] = hash;
+    this.#slots[2 * slot] = this.#scratchHash;
     this.#slots[2 * slot + 1] = entry + 1;
     const holes = this.#used - this.#size;
     if (holes >= MIN_HOLES_TO_COMPACT && holes > this.#size) this.#compact();
     else if (this.#size * 2 > this.#mask + 1) this.#resize(2 * (this.#mask + 1), null);
+  }
+
+  #growEntries(capacity: number): void {
+    const starts = new Uint32Array(capacity);
+    starts.set(this.#keyStarts.subarray(0, this.#used));
+    const lengths = new Int32Array(capacity);
+    lengths.set(this.#keyLengths.subarray(0, this.#used));
+    this.#keyStarts = starts;
+    this.#keyLengths = lengths;
+  }
+
+  /** Reallocates the arena to hold at least `needBytes` (doubling), or at most 4 GiB. */
+  #growArena(needBytes: number): void {
+    if (needBytes > MAX_ARENA_BYTES) throw new RangeError(`KeyTable: keys need over ${MAX_ARENA_BYTES} bytes`);
+    let size = Math.max(MIN_ARENA_BYTES, this.#arena.length);
+    while (size < needBytes) size *= 2;
+    this.#reallocArena(Math.min(size, MAX_ARENA_BYTES));
+  }
+
+  #reallocArena(sizeBytes: number): void {
+    const arena = new Uint8Array(sizeBytes);
+    arena.set(this.#arena.subarray(0, this.#arenaUsed));
+    this.#arena = arena;
   }
 
   /** Empties `slot` and shifts later members of its probe run back, so lookups never stop early. */
@@ -196,25 +333,46 @@ export class KeyTable<V> implements Iterable<[string, V]> {
     }
   }
 
-  /** Drops trailing holes, so a table used as a stack or emptied from the end stays compact. */
+  /** Drops trailing holes and their key bytes, so a table emptied from the end stays compact. */
   #trimTail(): void {
     let n = this.#used;
-    while (n > 0 && this.#entries[2 * n - 2] === undefined) n--;
-    this.#entries.length = 2 * n;
+    while (n > 0 && this.#keyLengths[n - 1] === DELETED) n--;
+    this.#truncate(n);
+    this.#arenaUsed = n === 0 ? 0 : this.#keyStarts[n - 1]! + this.#keyLengths[n - 1]!;
   }
 
-  /** Moves the live entries to the front, in order, and rebuilds the index. */
+  /** Sets the entry count to `n`, dropping value chunks past it (their cells are all undefined). */
+  #truncate(n: number): void {
+    this.#used = n;
+    this.#values.length = (n + CHUNK_MASK) >>> CHUNK_SHIFT;
+  }
+
+  /** Moves the live entries and their key bytes to the front, in order, and rebuilds the index. */
   #compact(): void {
     const moved = new Int32Array(this.#used); // old entry → new entry + 1
+    const arena = this.#arena;
     let at = 0;
+    let arenaAt = 0;
     for (let i = 0; i < this.#used; i++) {
-      const key = this.#entries[2 * i];
-      if (key === undefined) continue;
-      this.#entries[2 * at] = key;
-      this.#entries[2 * at + 1] = this.#entries[2 * i + 1];
+      const length = this.#keyLengths[i]!;
+      if (length === DELETED) continue;
+      if (at !== i) {
+        const start = this.#keyStarts[i]!;
+        arena.copyWithin(arenaAt, start, start + length); // arenaAt ≤ start: never overwrites unread bytes
+        this.#keyStarts[at] = arenaAt;
+        this.#keyLengths[at] = length;
+        this.#setValue(at, this.valueAt(i));
+        this.#setValue(i, undefined);
+      }
+      arenaAt += length;
       moved[i] = ++at;
     }
-    this.#entries.length = 2 * at;
+    this.#truncate(at);
+    this.#arenaUsed = arenaAt;
+    // Give memory back once the keys use under a quarter of the arena.
+    if (arena.length > MIN_ARENA_BYTES && arenaAt * 4 < arena.length) {
+      this.#reallocArena(Math.max(MIN_ARENA_BYTES, 2 * arenaAt));
+    }
     this.#epoch++;
     let slots = MIN_SLOTS;
     while (at * 2 > slots) slots *= 2;

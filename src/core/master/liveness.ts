@@ -165,10 +165,12 @@ function sweepUnmounting(state: MasterState): number {
   let erased = 0;
   const dying = (seg: MountedSegment): boolean => seg.status === SegmentStatus.UNMOUNTING;
   const ignore = (): void => {};
-  for (const [key, o] of state.objects) {
+  const objects = state.objects;
+  for (const id of objects.ids()) {
+    const o = objects.valueAt(id);
     // Buffers on a dying segment are not freed one by one: the whole allocator is discarded.
     if (dropReplicas(o, dying, ignore) === 0) {
-      state.eraseObject(key, o, false);
+      state.eraseObject(objects.keyAt(id), o, false);
       erased++;
     }
   }

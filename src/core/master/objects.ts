@@ -16,7 +16,7 @@
 import type { Placement } from "./placement.ts";
 import type { MountedSegment } from "./segments.ts";
 import { type ReplicaDescriptor, ReplicaStatus } from "./types.ts";
-import { utf8Length } from "../utf8.ts";
+import { isWellFormed, utf8Length } from "../utf8.ts";
 
 /** Longest key accepted, in UTF-8 bytes. Longer keys are INVALID_PARAMS. */
 export const MAX_KEY_BYTES = 4096;
@@ -204,12 +204,14 @@ export function describeReadable(o: ObjectMeta): ReplicaDescriptor[] {
 }
 
 /**
- * True for a key the master accepts: a non-empty string of at most MAX_KEY_BYTES UTF-8 bytes.
+ * True for a key the master accepts: a non-empty string of at most MAX_KEY_BYTES UTF-8 bytes,
+ * with no lone surrogate (the key table stores UTF-8; keys decoded from the wire never have one).
  * Counting UTF-8 bytes is only needed for keys near the limit.
  */
 export function isValidKey(key: unknown): key is string {
   if (typeof key !== "string" || key.length === 0) return false;
   if (key.length > MAX_KEY_BYTES) return false; // ≥1 UTF-8 byte per UTF-16 unit
+  if (!isWellFormed(key)) return false;
   if (key.length * 3 <= MAX_KEY_BYTES) return true; // ≤3 UTF-8 bytes per UTF-16 unit
   return utf8Length(key) <= MAX_KEY_BYTES;
 }

@@ -6,6 +6,7 @@
 // generated code (tests compare both ways) from one pass over the bytes. Malformed input throws
 // ProtoError; unknown fields are skipped as protobuf requires.
 
+import { utf8Slice } from "../utf8.ts";
 import { varintSize, writeVarint } from "./varint.ts";
 
 export class ProtoError extends Error {
@@ -16,21 +17,6 @@ export class ProtoError extends Error {
 }
 
 const utf8Encoder = new TextEncoder();
-const utf8Decoder = new TextDecoder();
-
-/** UTF-8 → string for bytes[start, end); invalid sequences become U+FFFD (TextDecoder's rules). */
-export type Utf8Slicer = (bytes: Uint8Array, start: number, end: number) => string;
-
-let utf8Slice: Utf8Slicer = (bytes, start, end) => utf8Decoder.decode(bytes.subarray(start, end));
-
-/**
- * Installs a faster decoder with TextDecoder's semantics. Keys are decoded once per key per
- * request, and TextDecoder needs a view object for each: Bun's Buffer#utf8Slice takes the range
- * itself and halves that cost (src/runtime/utf8.ts installs it).
- */
-export function setUtf8Slicer(slicer: Utf8Slicer): void {
-  utf8Slice = slicer;
-}
 
 // The decoders below are synchronous and not re-entrant, so they share one cursor instead of
 // allocating a reader object and closures per nested message (that cost more than protobufjs).
