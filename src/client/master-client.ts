@@ -30,6 +30,8 @@ export interface MasterClientOptions {
 interface Pending {
   method: MethodName;
   deadlineMs: number;
+  /** The caller's own decoder (callWith), else the method's. */
+  decode: ((body: Uint8Array) => unknown) | null;
   resolve(value: unknown): void;
   reject(error: Error): void;
 }
@@ -103,7 +105,20 @@ export class MasterClient {
    * Calls `method` with a request body already encoded (load generators build theirs straight
    * from bytes); the reply is decoded as for call().
    */
-  async callEncoded<M extends MethodName>(method: M, body: Uint8Array): Promise<ResponseOf<M>> {
+  callEncoded<M extends MethodName>(method: M, body: Uint8Array): Promise<ResponseOf<M>> {
+    return this.#send(method, body, null) as Promise<ResponseOf<M>>;
+  }
+
+  /**
+   * Calls `method` with an encoded request and decodes the reply with `decode`, which sees the
+   * reply body only during the call (it may alias a socket buffer: copy what you keep). For load
+   * generators that check results without building the response objects.
+   */
+  callWith<T>(method: MethodName, body: Uint8Array, decode: (body: Uint8Array) => T): Promise<T> {
+    return this.#send(method, body, decode) as Promise<T>;
+  }
+
+  async #send(method: MethodName, body: Uint8Array, decode: ((body: Uint8Array) => unknown) | null): Promise<unknown> {
     if (this.closed) throw new MooncakeError(ErrorCode.RPC_FAIL, `client for ${this.address} is closed`);
     if (this.pending.size >= this.maxInFlight) {
       throw new MooncakeError(ErrorCode.RPC_FAIL, `${this.pending.size} calls already in flight to ${this.address}`);
@@ -112,13 +127,8 @@ export class MasterClient {
     const def = METHODS[method];
     const requestId = this.nextId;
     this.nextId = this.nextId === 0xffffffff ? 1 : this.nextId + 1;
-    return new Promise<ResponseOf<M>>((resolve, reject) => {
-      this.pending.set(requestId, {
-        method,
-        deadlineMs: Date.now() + this.timeoutMs,
-        resolve: resolve as (v: unknown) => void,
-        reject,
-      });
+    return new Promise<unknown>((resolve, reject) => {
+      this.pending.set(requestId, { method, deadlineMs: Date.now() + this.timeoutMs, decode, resolve, reject });
       this.outgoing.push({ method: def.id, requestId, body });
       if (this.outgoing.length === 1) queueMicrotask(() => this.flush(connection));
     });
@@ -195,7 +205,8 @@ export class MasterClient {
         continue;
       }
       try {
-        pending.resolve(def.hot?.decodeResponse ? def.hot.decodeResponse(frame.body) : def.response.decode(frame.body));
+        const decode = pending.decode ?? def.hot?.decodeResponse ?? ((b: Uint8Array) => def.response.decode(b));
+        pending.resolve(decode(frame.body));
       } catch (e) {
         pending.reject(new MooncakeError(ErrorCode.RPC_FAIL, `undecodable reply to ${pending.method}: ${(e as Error).message}`));
       }

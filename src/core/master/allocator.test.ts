@@ -31,6 +31,25 @@ describe("OffsetAllocator", () => {
     a.checkInvariants();
   });
 
+  test("the top: fresh space is handed out in order, holes are reused first, frees at the end rejoin it", () => {
+    const a = new OffsetAllocator(MiB);
+    const offsets = Array.from({ length: 8 }, () => a.allocate(4096)!);
+    expect(offsets).toEqual(Array.from({ length: 8 }, (_, i) => i * 4096));
+    expect(a.freeBlockCount).toBe(1);
+    a.free(offsets[2]!, 4096); // a hole before the top
+    expect(a.freeBlockCount).toBe(2);
+    expect(a.allocate(4096)).toBe(offsets[2]); // the hole, not the top
+    a.free(offsets[6]!, 4096);
+    a.free(offsets[7]!, 4096); // ends at the top: both rejoin it, the hole at 6 included
+    expect(a.freeRanges()).toEqual([[6 * 4096, MiB - 6 * 4096]]);
+    expect(() => a.free(offsets[7]!, 4096)).toThrow(/double free/);
+    expect(a.largestFreeBytes).toBe(MiB - 6 * 4096);
+    a.checkInvariants();
+    for (const o of offsets.slice(0, 6)) a.free(o, 4096);
+    expect(a.freeRanges()).toEqual([[0, MiB]]);
+    a.checkInvariants();
+  });
+
   test("rejects bad sizes and bad frees", () => {
     const a = new OffsetAllocator(MiB);
     expect(() => a.allocate(0)).toThrow();

@@ -9,6 +9,7 @@ import {
   decodeBatchPutEndRequest,
   decodeBatchPutStartRequest,
   decodeBatchReplicaList,
+  decodeBatchResultCodes,
   decodeKeyListRequest,
   decodeReplicaList,
   encodeKeyListRequest,
@@ -87,6 +88,22 @@ describe("replies", () => {
       [-705, 0],
     ]);
   });
+  test("result codes only: BatchPutStart and BatchPutEnd replies, a batch-level error, too many results", () => {
+    const codes = new Int32Array(3);
+    const put = pb.BatchPutStartResponse.encode({
+      results: [{ replicas: [replica(1)] }, { errorCode: -705 }, { replicas: [replica(2), replica(3)] }],
+    }).finish();
+    expect(decodeBatchResultCodes(put, codes)).toEqual({ errorCode: 0, count: 3 });
+    expect([...codes]).toEqual([0, -705, 0]);
+    const end = pb.BatchPutEndResponse.encode({ results: [{ errorCode: -706 }, {}] }).finish();
+    expect(decodeBatchResultCodes(end, codes)).toEqual({ errorCode: 0, count: 2 });
+    expect([...codes.subarray(0, 2)]).toEqual([-706, 0]);
+    const failed = pb.BatchPutEndResponse.encode({ errorCode: -600 }).finish();
+    expect(decodeBatchResultCodes(failed, codes)).toEqual({ errorCode: -600, count: 0 });
+    expect(() => decodeBatchResultCodes(put, new Int32Array(2))).toThrow(ProtoError);
+    expect(() => decodeBatchResultCodes(put.subarray(0, put.length - 3), codes)).toThrow(ProtoError);
+  });
+
   test("BatchExistKeyResponse", () => {
     const bytes = pb.BatchExistKeyResponse.encode({ results: [{ exists: true }, {}, { errorCode: -600 }] }).finish();
     expect(decodeBatchExist(bytes)).toEqual({

@@ -275,6 +275,35 @@ export function decodeBatchExist(bytes: Uint8Array): { errorCode: number; result
   return out;
 }
 
+/**
+ * Only the error code of each result of a batch reply (`int32 error_code = 1; repeated … results =
+ * 2`, each result's own `int32 error_code = 1`, 0 when absent) into `codes`; everything else in a
+ * result is skipped unread. Returns the batch's error code and the result count. For load
+ * generators, which need to know which keys succeeded, not where their replicas are.
+ */
+export function decodeBatchResultCodes(bytes: Uint8Array, codes: Int32Array): { errorCode: number; count: number } {
+  begin(bytes);
+  const end = bytes.length;
+  let errorCode = 0;
+  let count = 0;
+  while (pos < end) {
+    const tag = varint(end);
+    if (tag === 0x08) errorCode = int32(end);
+    else if (tag === 0x12) {
+      const resultEnd = span(end);
+      let code = 0;
+      while (pos < resultEnd) {
+        const t = varint(resultEnd);
+        if (t === 0x08) code = int32(resultEnd);
+        else skip(t & 7, resultEnd);
+      }
+      if (count === codes.length) fail(`more than ${codes.length} results`);
+      codes[count++] = code;
+    } else skip(tag & 7, end);
+  }
+  return { errorCode, count };
+}
+
 /** BatchPutEnd/BatchPutRevoke/BatchRemove responses: results are `{ int32 error_code = 1; }`. */
 export function decodeBatchErrorCodes(bytes: Uint8Array): { errorCode: number; results: { errorCode: number }[] } {
   begin(bytes);
