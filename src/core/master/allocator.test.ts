@@ -38,7 +38,7 @@ describe("OffsetAllocator", () => {
     expect(a.freeBlockCount).toBe(1);
     a.free(offsets[2]!, 4096); // a hole before the top
     expect(a.freeBlockCount).toBe(2);
-    expect(a.allocate(4096)).toBe(offsets[2]); // the hole, not the top
+    expect(a.allocate(4096)).toBe(offsets[2]!); // the hole, not the top
     a.free(offsets[6]!, 4096);
     a.free(offsets[7]!, 4096); // ends at the top: both rejoin it, the hole at 6 included
     expect(a.freeRanges()).toEqual([[6 * 4096, MiB - 6 * 4096]]);

@@ -9,10 +9,13 @@
 //   full) that the collector never scans. A lookup encodes the key into a scratch buffer while it
 //   hashes it, probes, and compares bytes only on a hash match.
 // - Entries in insertion order, which keeps every scan's order deterministic exactly as Map's did:
-//   per entry, the key's (start, length) in the arena and the value in a fixed-size chunk of
-//   values. Chunks, not one array: storing a new object into an old array makes the collector
-//   rescan that whole array at its next young collection, and one array of millions of cells was
-//   rescanned (and, when it grew, copied) over and over.
+//   per entry, the key's (start, length) in the arena and its value, in pages of 1024 entries.
+// - Everything that grows with the key count grows in fixed-size pieces (entry pages; arena chunks
+//   of 1 MiB, a key never split across two), never by doubling and copying: on these VMs a page
+//   fault costs ~14 µs, and a table that grows by doubling faults in twice the memory it keeps
+//   (0.46 µs per new key, most of an insert, before this). Pieces also keep the collector from
+//   rescanning one giant array of values at every young collection after each store into it.
+//   Only the hash index doubles: it must, to rehash.
 // - Hashing: FNV-1a over the UTF-8 bytes with a per-table random seed, finished with murmur3's
 //   mixer. The seed keeps a hostile client from choosing keys that all collide (iteration order
 //   never depends on it, so replay stays exact).
@@ -30,14 +33,17 @@ const EMPTY = 0;
 const MIN_SLOTS = 1024;
 /** Compaction waits for at least this many holes, so small tables do not compact on every insert. */
 const MIN_HOLES_TO_COMPACT = 1024;
-const CHUNK_SHIFT = 10;
-const VALUES_PER_CHUNK = 1 << CHUNK_SHIFT;
-const CHUNK_MASK = VALUES_PER_CHUNK - 1;
-/** keyLengths value of a deleted entry. */
+const PAGE_SHIFT = 10;
+const ENTRIES_PER_PAGE = 1 << PAGE_SHIFT;
+const PAGE_MASK = ENTRIES_PER_PAGE - 1;
+/** Key length of a deleted entry. */
 const DELETED = -1;
-const MIN_ARENA_BYTES = 64 * 1024;
-/** Key offsets are 32-bit: the arena stays below 4 GiB (a million 4 KiB keys). */
-const MAX_ARENA_BYTES = 2 ** 32 - 1;
+const CHUNK_SHIFT = 20;
+/** Arena chunk size, and so the longest key the table takes (the master's limit is 4 KiB). */
+export const MAX_KEY_TABLE_KEY_BYTES = 1 << CHUNK_SHIFT;
+const CHUNK_MASK = MAX_KEY_TABLE_KEY_BYTES - 1;
+/** Key positions are 32-bit: at most 4 GiB of keys. */
+const MAX_CHUNKS = 2 ** (32 - CHUNK_SHIFT);
 
 const encoder = new TextEncoder();
 
@@ -47,19 +53,26 @@ function randomSeed(): number {
   return word[0]! | 0;
 }
 
+/** Where a key of `length` bytes goes when the arena ends at `end`: here, or at the next chunk. */
+function place(end: number, length: number): number {
+  return (end & CHUNK_MASK) + length <= MAX_KEY_TABLE_KEY_BYTES ? end : (Math.floor(end / MAX_KEY_TABLE_KEY_BYTES) + 1) * MAX_KEY_TABLE_KEY_BYTES;
+}
+
+/** 1024 entries: per entry its key's arena position and byte length, and its value. */
+class EntryPage<V> {
+  readonly refs = new Int32Array(2 * ENTRIES_PER_PAGE);
+  readonly values = new Array<V | undefined>(ENTRIES_PER_PAGE).fill(undefined);
+}
+
 export class KeyTable<V> implements Iterable<[string, V]> {
   readonly #seed: number;
   /** Per slot, two words: the key's hash and its entry + 1 (EMPTY when free); a power of two. */
   #slots = new Int32Array(2 * MIN_SLOTS);
   #mask = MIN_SLOTS - 1;
-  /** UTF-8 bytes of every entry's key, in entry order; [0, #arenaUsed) is in use. */
-  #arena = new Uint8Array(MIN_ARENA_BYTES);
-  #arenaUsed = 0;
-  /** Per entry: where its key starts in the arena, and its byte length (DELETED for a hole). */
-  #keyStarts = new Uint32Array(1024);
-  #keyLengths = new Int32Array(1024);
-  /** Per entry, its value, in chunks of VALUES_PER_CHUNK; undefined for a hole. */
-  #values: (V | undefined)[][] = [];
+  /** UTF-8 bytes of every entry's key, in entry order; positions below #arenaEnd are in use. */
+  #chunks: Uint8Array[] = [];
+  #arenaEnd = 0;
+  #pages: EntryPage<V>[] = [];
   /** Entries [0, #used) exist, holes included. */
   #used = 0;
   #size = 0;
@@ -86,7 +99,7 @@ export class KeyTable<V> implements Iterable<[string, V]> {
 
   /** Bytes of the key arena in use, holes included (for memory accounting and tests). */
   get keyBytes(): number {
-    return this.#arenaUsed;
+    return this.#arenaEnd;
   }
 
   get(key: string): V | undefined {
@@ -100,8 +113,12 @@ export class KeyTable<V> implements Iterable<[string, V]> {
 
   set(key: string, value: V): this {
     const slot = this.#lookupForInsert(key);
-    if (slot >= 0) this.#setValue(this.#slots[2 * slot + 1]! - 1, value);
-    else this.#append(~slot, value);
+    if (slot >= 0) {
+      const entry = this.#slots[2 * slot + 1]! - 1;
+      this.#pages[entry >>> PAGE_SHIFT]!.values[entry & PAGE_MASK] = value;
+    } else {
+      this.#append(~slot, value);
+    }
     return this;
   }
 
@@ -117,8 +134,9 @@ export class KeyTable<V> implements Iterable<[string, V]> {
     const slot = this.#lookup(key);
     if (slot < 0) return false;
     const entry = this.#slots[2 * slot + 1]! - 1;
-    this.#keyLengths[entry] = DELETED;
-    this.#setValue(entry, undefined);
+    const page = this.#pages[entry >>> PAGE_SHIFT]!;
+    page.refs[2 * (entry & PAGE_MASK) + 1] = DELETED;
+    page.values[entry & PAGE_MASK] = undefined;
     this.#size--;
     this.#freeSlot(slot);
     if (entry === this.#used - 1) this.#trimTail();
@@ -137,11 +155,9 @@ export class KeyTable<V> implements Iterable<[string, V]> {
   clear(): void {
     this.#slots = new Int32Array(2 * MIN_SLOTS);
     this.#mask = MIN_SLOTS - 1;
-    this.#arena = new Uint8Array(MIN_ARENA_BYTES);
-    this.#arenaUsed = 0;
-    this.#keyStarts = new Uint32Array(1024);
-    this.#keyLengths = new Int32Array(1024);
-    this.#values = [];
+    this.#chunks = [];
+    this.#arenaEnd = 0;
+    this.#pages = [];
     this.#used = 0;
     this.#size = 0;
     this.#epoch++;
@@ -158,19 +174,20 @@ export class KeyTable<V> implements Iterable<[string, V]> {
     for (let i = 0; ; i++) {
       if (this.#epoch !== epoch) throw new Error("KeyTable compacted during iteration (an insert while iterating)");
       if (i >= this.#used) return;
-      if (this.#keyLengths[i] !== DELETED) yield i;
+      if (this.#keyLength(i) !== DELETED) yield i;
     }
   }
 
   /** The key of live entry `id` (from ids()), decoded from its bytes. */
   keyAt(id: number): string {
-    const start = this.#keyStarts[id]!;
-    return utf8Slice(this.#arena, start, start + this.#keyLengths[id]!);
+    const start = this.#keyStart(id);
+    const at = start & CHUNK_MASK;
+    return utf8Slice(this.#chunks[Math.floor(start / MAX_KEY_TABLE_KEY_BYTES)]!, at, at + this.#keyLength(id));
   }
 
   /** The value of live entry `id` (from ids()). */
   valueAt(id: number): V {
-    return this.#values[id >>> CHUNK_SHIFT]![id & CHUNK_MASK] as V;
+    return this.#pages[id >>> PAGE_SHIFT]!.values[id & PAGE_MASK] as V;
   }
 
   *entries(): IterableIterator<[string, V]> {
@@ -189,14 +206,25 @@ export class KeyTable<V> implements Iterable<[string, V]> {
     return this.entries();
   }
 
+  #keyStart(entry: number): number {
+    return this.#pages[entry >>> PAGE_SHIFT]!.refs[2 * (entry & PAGE_MASK)]! >>> 0;
+  }
+
+  #keyLength(entry: number): number {
+    return this.#pages[entry >>> PAGE_SHIFT]!.refs[2 * (entry & PAGE_MASK) + 1]!;
+  }
+
   /** The slot holding `key`, or a negative number when it is absent. */
   #lookup(key: string): number {
     return this.#encode(key) ? this.#find(this.#scratchHash) : -1;
   }
 
-  /** As #lookup, but a key with no UTF-8 form is an error: it cannot be stored. */
+  /** As #lookup, but a key that cannot be stored (no UTF-8 form, over 1 MiB) is an error. */
   #lookupForInsert(key: string): number {
     if (!this.#encode(key)) throw new RangeError("KeyTable keys must be well-formed UTF-16 (no lone surrogates)");
+    if (this.#scratchLength > MAX_KEY_TABLE_KEY_BYTES) {
+      throw new RangeError(`KeyTable keys are at most ${MAX_KEY_TABLE_KEY_BYTES} bytes, got ${this.#scratchLength}`);
+    }
     return this.#find(this.#scratchHash);
   }
 
@@ -251,36 +279,39 @@ export class KeyTable<V> implements Iterable<[string, V]> {
   }
 
   #isScratchKey(entry: number): boolean {
+    const refs = this.#pages[entry >>> PAGE_SHIFT]!.refs;
+    const i = 2 * (entry & PAGE_MASK);
     const n = this.#scratchLength;
-    if (this.#keyLengths[entry] !== n) return false;
-    const arena = this.#arena;
+    if (refs[i + 1] !== n) return false;
+    const start = refs[i]! >>> 0;
+    const chunk = this.#chunks[Math.floor(start / MAX_KEY_TABLE_KEY_BYTES)]!;
+    const at = start & CHUNK_MASK;
     const scratch = this.#scratch;
-    const start = this.#keyStarts[entry]!;
-    for (let i = 0; i < n; i++) if (arena[start + i] !== scratch[i]) return false;
+    for (let k = 0; k < n; k++) if (chunk[at + k] !== scratch[k]) return false;
     return true;
-  }
-
-  #setValue(entry: number, value: V | undefined): void {
-    const c = entry >>> CHUNK_SHIFT;
-    if (c === this.#values.length) this.#values.push(new Array<V | undefined>(VALUES_PER_CHUNK).fill(undefined));
-    this.#values[c]![entry & CHUNK_MASK] = value;
   }
 
   /** Appends the scratch key with `value` as a new entry, indexed at free slot `slot`. */
   #append(slot: number, value: V): void {
     const entry = this.#used;
-    if (entry === this.#keyStarts.length) this.#growEntries(2 * entry);
     const n = this.#scratchLength;
-    if (this.#arenaUsed + n > this.#arena.length) this.#growArena(this.#arenaUsed + n);
-    const arena = this.#arena;
+    const start = place(this.#arenaEnd, n);
+    const c = Math.floor(start / MAX_KEY_TABLE_KEY_BYTES);
+    if (c === this.#chunks.length) {
+      if (c === MAX_CHUNKS) throw new RangeError(`KeyTable: keys need over ${MAX_CHUNKS * MAX_KEY_TABLE_KEY_BYTES} bytes`);
+      this.#chunks.push(new Uint8Array(MAX_KEY_TABLE_KEY_BYTES));
+    }
+    const chunk = this.#chunks[c]!;
+    const at = start & CHUNK_MASK;
     const scratch = this.#scratch;
-    const start = this.#arenaUsed;
     // Keys are a few dozen bytes: a loop beats a native set() call.
-    for (let i = 0; i < n; i++) arena[start + i] = scratch[i]!;
-    this.#arenaUsed = start + n;
-    this.#keyStarts[entry] = start;
-    this.#keyLengths[entry] = n;
-    this.#setValue(entry, value);
+    for (let i = 0; i < n; i++) chunk[at + i] = scratch[i]!;
+    this.#arenaEnd = start + n;
+    if (entry >>> PAGE_SHIFT === this.#pages.length) this.#pages.push(new EntryPage<V>());
+    const page = this.#pages[entry >>> PAGE_SHIFT]!;
+    page.refs[2 * (entry & PAGE_MASK)] = start | 0;
+    page.refs[2 * (entry & PAGE_MASK) + 1] = n;
+    page.values[entry & PAGE_MASK] = value;
     this.#used = entry + 1;
     this.#size++;
     this.#slots[2 * slot] = this.#scratchHash;
@@ -288,29 +319,6 @@ export class KeyTable<V> implements Iterable<[string, V]> {
     const holes = this.#used - this.#size;
     if (holes >= MIN_HOLES_TO_COMPACT && holes > this.#size) this.#compact();
     else if (this.#size * 2 > this.#mask + 1) this.#resize(2 * (this.#mask + 1), null);
-  }
-
-  #growEntries(capacity: number): void {
-    const starts = new Uint32Array(capacity);
-    starts.set(this.#keyStarts.subarray(0, this.#used));
-    const lengths = new Int32Array(capacity);
-    lengths.set(this.#keyLengths.subarray(0, this.#used));
-    this.#keyStarts = starts;
-    this.#keyLengths = lengths;
-  }
-
-  /** Reallocates the arena to hold at least `needBytes` (doubling), or at most 4 GiB. */
-  #growArena(needBytes: number): void {
-    if (needBytes > MAX_ARENA_BYTES) throw new RangeError(`KeyTable: keys need over ${MAX_ARENA_BYTES} bytes`);
-    let size = Math.max(MIN_ARENA_BYTES, this.#arena.length);
-    while (size < needBytes) size *= 2;
-    this.#reallocArena(Math.min(size, MAX_ARENA_BYTES));
-  }
-
-  #reallocArena(sizeBytes: number): void {
-    const arena = new Uint8Array(sizeBytes);
-    arena.set(this.#arena.subarray(0, this.#arenaUsed));
-    this.#arena = arena;
   }
 
   /** Empties `slot` and shifts later members of its probe run back, so lookups never stop early. */
@@ -336,43 +344,54 @@ export class KeyTable<V> implements Iterable<[string, V]> {
   /** Drops trailing holes and their key bytes, so a table emptied from the end stays compact. */
   #trimTail(): void {
     let n = this.#used;
-    while (n > 0 && this.#keyLengths[n - 1] === DELETED) n--;
-    this.#truncate(n);
-    this.#arenaUsed = n === 0 ? 0 : this.#keyStarts[n - 1]! + this.#keyLengths[n - 1]!;
+    while (n > 0 && this.#keyLength(n - 1) === DELETED) n--;
+    this.#truncate(n, n === 0 ? 0 : this.#keyStart(n - 1) + this.#keyLength(n - 1));
   }
 
-  /** Sets the entry count to `n`, dropping value chunks past it (their cells are all undefined). */
-  #truncate(n: number): void {
+  /** Keeps entries [0, n) and arena bytes below `arenaEnd`; drops the pages and chunks past them. */
+  #truncate(n: number, arenaEnd: number): void {
     this.#used = n;
-    this.#values.length = (n + CHUNK_MASK) >>> CHUNK_SHIFT;
+    this.#pages.length = (n + PAGE_MASK) >>> PAGE_SHIFT;
+    this.#arenaEnd = arenaEnd;
+    this.#chunks.length = Math.ceil(arenaEnd / MAX_KEY_TABLE_KEY_BYTES);
   }
 
-  /** Moves the live entries and their key bytes to the front, in order, and rebuilds the index. */
+  /**
+   * Moves the live entries and their key bytes to the front, in order, and rebuilds the index.
+   * Keys are packed by the same rule they were placed by, so each moves to where it was or
+   * earlier and no byte is overwritten before it is copied.
+   */
   #compact(): void {
     const moved = new Int32Array(this.#used); // old entry → new entry + 1
-    const arena = this.#arena;
+    const chunks = this.#chunks;
     let at = 0;
-    let arenaAt = 0;
+    let end = 0;
     for (let i = 0; i < this.#used; i++) {
-      const length = this.#keyLengths[i]!;
+      const length = this.#keyLength(i);
       if (length === DELETED) continue;
-      if (at !== i) {
-        const start = this.#keyStarts[i]!;
-        arena.copyWithin(arenaAt, start, start + length); // arenaAt ≤ start: never overwrites unread bytes
-        this.#keyStarts[at] = arenaAt;
-        this.#keyLengths[at] = length;
-        this.#setValue(at, this.valueAt(i));
-        this.#setValue(i, undefined);
+      const from = this.#keyStart(i);
+      const to = place(end, length);
+      if (to > from) throw new Error("KeyTable compaction would move a key forward");
+      if (to !== from) {
+        const src = chunks[Math.floor(from / MAX_KEY_TABLE_KEY_BYTES)]!;
+        const dst = chunks[Math.floor(to / MAX_KEY_TABLE_KEY_BYTES)]!;
+        const fromAt = from & CHUNK_MASK;
+        if (src === dst) dst.copyWithin(to & CHUNK_MASK, fromAt, fromAt + length);
+        else dst.set(src.subarray(fromAt, fromAt + length), to & CHUNK_MASK);
       }
-      arenaAt += length;
+      if (at !== i) {
+        const page = this.#pages[at >>> PAGE_SHIFT]!;
+        page.refs[2 * (at & PAGE_MASK)] = to | 0;
+        page.refs[2 * (at & PAGE_MASK) + 1] = length;
+        page.values[at & PAGE_MASK] = this.valueAt(i);
+        this.#pages[i >>> PAGE_SHIFT]!.values[i & PAGE_MASK] = undefined;
+      } else if (to !== from) {
+        this.#pages[at >>> PAGE_SHIFT]!.refs[2 * (at & PAGE_MASK)] = to | 0;
+      }
+      end = to + length;
       moved[i] = ++at;
     }
-    this.#truncate(at);
-    this.#arenaUsed = arenaAt;
-    // Give memory back once the keys use under a quarter of the arena.
-    if (arena.length > MIN_ARENA_BYTES && arenaAt * 4 < arena.length) {
-      this.#reallocArena(Math.max(MIN_ARENA_BYTES, 2 * arenaAt));
-    }
+    this.#truncate(at, end);
     this.#epoch++;
     let slots = MIN_SLOTS;
     while (at * 2 > slots) slots *= 2;

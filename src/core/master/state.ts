@@ -58,6 +58,16 @@ export interface MasterGauges {
   discardedBytes: number;
 }
 
+/** A put's ReplicateConfig, validated and resolved (the same for every key of a batch). */
+interface PutOptions {
+  replicaNum: number;
+  /** 0: no soft pin. */
+  softPinTtlMs: number;
+  preferred: readonly string[];
+  /** F_HARD_PIN and F_SOFT_PIN_PENDING as requested. */
+  flags: number;
+}
+
 // Shared, frozen failure values: the hot paths return them without allocating.
 const INVALID_PARAMS = Object.freeze(fail(ErrorCode.INVALID_PARAMS));
 const OBJECT_NOT_FOUND = Object.freeze(fail(ErrorCode.OBJECT_NOT_FOUND));
@@ -121,7 +131,8 @@ export class MasterState {
     config: ReplicateConfig,
     nowMs: number,
   ): Result<ReplicaDescriptor[]> {
-    return this.#count("put_start", this.#putStart(clientId, key, sizeBytes, config, nowMs));
+    const options = this.#putOptions(config);
+    return this.#count("put_start", options === null ? INVALID_PARAMS : this.#putStart(clientId, key, sizeBytes, options, nowMs));
   }
 
   /** BatchPutStart: one result per key; mismatched `keys`/`sizes` lengths fail every key. */
@@ -132,10 +143,11 @@ export class MasterState {
     config: ReplicateConfig,
     nowMs: number,
   ): Result<ReplicaDescriptor[]>[] {
+    const options = this.#putOptions(config); // one config for the whole batch
     const out =
-      keys.length !== sizes.length
+      keys.length !== sizes.length || options === null
         ? keys.map(() => INVALID_PARAMS)
-        : keys.map((key, i) => this.#putStart(clientId, key, sizes[i]!, config, nowMs));
+        : keys.map((key, i) => this.#putStart(clientId, key, sizes[i]!, options, nowMs));
     this.#countBatch("put_start", out);
     return out;
   }
@@ -165,18 +177,29 @@ export class MasterState {
     return out;
   }
 
+  /** A put's ReplicateConfig checked and resolved once, or null when it is invalid. */
+  #putOptions(rc: ReplicateConfig): PutOptions | null {
+    const replicaNum = rc.replicaNum ?? 1;
+    if (!Number.isSafeInteger(replicaNum) || replicaNum < 1) return null;
+    const softPinTtlMs = this.#resolveSoftPin(rc);
+    if (softPinTtlMs === null) return null;
+    let preferred: readonly string[] = rc.preferredSegments ?? [];
+    if (rc.preferredSegment !== undefined && rc.preferredSegment !== "") preferred = [rc.preferredSegment];
+    let flags = 0;
+    if (rc.withHardPin === true) flags |= F_HARD_PIN;
+    if (softPinTtlMs > 0) flags |= F_SOFT_PIN_PENDING;
+    return { replicaNum, softPinTtlMs, preferred, flags };
+  }
+
   #putStart(
     clientId: string,
     key: string,
     sizeBytes: number,
-    rc: ReplicateConfig,
+    options: PutOptions,
     nowMs: number,
   ): Result<ReplicaDescriptor[]> {
     if (!isValidKey(key) || !Number.isSafeInteger(sizeBytes) || sizeBytes <= 0) return INVALID_PARAMS;
-    const replicaNum = rc.replicaNum ?? 1;
-    if (!Number.isSafeInteger(replicaNum) || replicaNum < 1) return INVALID_PARAMS;
-    const softPinTtlMs = this.#resolveSoftPin(rc);
-    if (softPinTtlMs === null) return INVALID_PARAMS;
+    const { replicaNum } = options;
 
     const existing = this.objects.get(key);
     if (existing !== undefined) {
@@ -187,14 +210,12 @@ export class MasterState {
       this.#preemptZombie(key, existing);
     }
 
-    let preferred: readonly string[] = rc.preferredSegments ?? [];
-    if (rc.preferredSegment !== undefined && rc.preferredSegment !== "") preferred = [rc.preferredSegment];
     const placements = placeReplicas(
       this.segments,
       this.config.allocationStrategy,
       sizeBytes,
       replicaNum,
-      preferred,
+      options.preferred,
       this.random,
     );
     if (placements.length === 0) {
@@ -205,13 +226,8 @@ export class MasterState {
     }
     if (placements.length < replicaNum) this.counters.putStartPartialAllocations++;
 
-    let flags = 0;
-    if (rc.withHardPin === true) flags |= F_HARD_PIN;
-    if (softPinTtlMs > 0) {
-      flags |= F_SOFT_PIN_PENDING;
-      this.softPins.set(key, softPinTtlMs);
-    }
-    const o = new ObjectMeta(sizeBytes, clientId, nowMs, flags, placements, this.nextReplicaId);
+    if (options.softPinTtlMs > 0) this.softPins.set(key, options.softPinTtlMs);
+    const o = new ObjectMeta(sizeBytes, clientId, nowMs, options.flags, placements, this.nextReplicaId);
     this.nextReplicaId += placements.length;
     this.objects.set(key, o);
     observeValueSize(this.counters, sizeBytes);
