@@ -205,8 +205,9 @@ export class MasterClient {
         continue;
       }
       try {
-        const decode = pending.decode ?? def.hot?.decodeResponse ?? ((b: Uint8Array) => def.response.decode(b));
-        pending.resolve(decode(frame.body));
+        const body = frame.body;
+        if (pending.decode !== null) pending.resolve(pending.decode(body));
+        else pending.resolve(def.hot?.decodeResponse ? def.hot.decodeResponse(body) : def.response.decode(body));
       } catch (e) {
         pending.reject(new MooncakeError(ErrorCode.RPC_FAIL, `undecodable reply to ${pending.method}: ${(e as Error).message}`));
       }

@@ -1,5 +1,5 @@
-// Bun's fast path for decoding UTF-8 in the core (src/core/utf8.ts: protobuf string fields, keys): Buffer's
-// utf8Slice decodes a byte range of any Uint8Array without the view object TextDecoder needs,
+// Bun's fast path for decoding UTF-8 in the core (src/core/utf8.ts: protobuf string fields, keys):
+// Buffer's utf8Slice decodes a byte range of any Uint8Array without the view object TextDecoder needs,
 // 45 ns instead of 85 ns for a 30-byte key here, with the same replacement rules (tested against
 // TextDecoder on random bytes in utf8.test.ts). Elsewhere the core keeps TextDecoder.
 

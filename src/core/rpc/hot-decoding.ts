@@ -65,7 +65,7 @@ function string(end: number, intern: boolean): string {
   const start = pos;
   pos = stop;
   const n = stop - start;
-  // Unique strings (keys): TextDecoder measured fastest; only repeated ones go the interning way.
+  // Unique strings (keys) go straight to the runtime's decoder; only repeated ones are interned.
   if (!intern || n > 64) return utf8Slice(buf, start, stop);
   let hash = 0x811c9dc5;
   for (let i = start; i < stop; i++) {
@@ -276,16 +276,14 @@ export function decodeBatchExist(bytes: Uint8Array): { errorCode: number; result
 }
 
 /**
- * Only the error code of each result of a batch reply (`int32 error_code = 1; repeated … results =
- * 2`, each result's own `int32 error_code = 1`, 0 when absent) into `codes`; everything else in a
- * result is skipped unread. Returns the batch's error code and the result count. For load
- * generators, which need to know which keys succeeded, not where their replicas are.
+ * Walks a batch reply (`int32 error_code = 1; repeated … results = 2`) and calls `each` with every
+ * result's own `int32 error_code = 1` (0 when absent), in order; everything else in a result is
+ * skipped unread. Returns the batch's error code.
  */
-export function decodeBatchResultCodes(bytes: Uint8Array, codes: Int32Array): { errorCode: number; count: number } {
+function walkResultCodes(bytes: Uint8Array, each: (code: number) => void): number {
   begin(bytes);
   const end = bytes.length;
   let errorCode = 0;
-  let count = 0;
   while (pos < end) {
     const tag = varint(end);
     if (tag === 0x08) errorCode = int32(end);
@@ -297,33 +295,31 @@ export function decodeBatchResultCodes(bytes: Uint8Array, codes: Int32Array): { 
         if (t === 0x08) code = int32(resultEnd);
         else skip(t & 7, resultEnd);
       }
-      if (count === codes.length) fail(`more than ${codes.length} results`);
-      codes[count++] = code;
+      each(code);
     } else skip(tag & 7, end);
   }
+  return errorCode;
+}
+
+/**
+ * Only the error code of each result of a batch reply, into `codes`: the batch's error code and
+ * the result count. For load generators, which need to know which keys succeeded (BatchPutStart
+ * replies included), not where their replicas are.
+ */
+export function decodeBatchResultCodes(bytes: Uint8Array, codes: Int32Array): { errorCode: number; count: number } {
+  let count = 0;
+  const errorCode = walkResultCodes(bytes, (code) => {
+    if (count === codes.length) fail(`more than ${codes.length} results`);
+    codes[count++] = code;
+  });
   return { errorCode, count };
 }
 
 /** BatchPutEnd/BatchPutRevoke/BatchRemove responses: results are `{ int32 error_code = 1; }`. */
 export function decodeBatchErrorCodes(bytes: Uint8Array): { errorCode: number; results: { errorCode: number }[] } {
-  begin(bytes);
-  const end = bytes.length;
-  const out = { errorCode: 0, results: [] as { errorCode: number }[] };
-  while (pos < end) {
-    const tag = varint(end);
-    if (tag === 0x08) out.errorCode = int32(end);
-    else if (tag === 0x12) {
-      const resultEnd = span(end);
-      const result = { errorCode: 0 };
-      while (pos < resultEnd) {
-        const t = varint(resultEnd);
-        if (t === 0x08) result.errorCode = int32(resultEnd);
-        else skip(t & 7, resultEnd);
-      }
-      out.results.push(result);
-    } else skip(tag & 7, end);
-  }
-  return out;
+  const results: { errorCode: number }[] = [];
+  const errorCode = walkResultCodes(bytes, (code) => results.push({ errorCode: code }));
+  return { errorCode, results };
 }
 
 // ---- put requests (BatchPutStartRequest, BatchPutEndRequest) --------------------------------
