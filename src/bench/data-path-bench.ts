@@ -12,6 +12,7 @@ import { MooncakeStore } from "../client/store.ts";
 import { configureLog } from "../core/log.ts";
 import { readFileSync } from "node:fs";
 import { keepFreedMemory } from "../runtime/allocator.ts";
+import { startBenchMaster, startBenchNode } from "./bench-cluster.ts";
 
 // Measured under the allocator settings our servers run with (src/runtime/allocator.ts).
 keepFreedMemory();
@@ -43,54 +44,11 @@ const pct = (xs: number[], q: number) => {
 };
 const report = (o: Record<string, unknown>) => console.log(JSON.stringify(o));
 
-const root = `${import.meta.dirname}/../..`;
-
-/** Starts a child process and waits for `pattern` in its log; keeps draining the log after. */
-async function spawnUntil(cmd: string[], pattern: RegExp) {
-  const proc = Bun.spawn(cmd, { stdout: "ignore", stderr: "pipe" });
-  const decoder = new TextDecoder();
-  const reader = proc.stderr.getReader();
-  let text = "";
-  while (!pattern.test(text)) {
-    const { value, done } = await reader.read();
-    if (done) throw new Error(`${cmd.join(" ")} exited: ${text}`);
-    text += decoder.decode(value);
-  }
-  // Keep draining its log: a full pipe would block the child.
-  (async () => {
-    for (;;) {
-      const { done, value } = await reader.read();
-      if (done) return;
-      if (process.env.BENCH_CHILD_LOG) process.stderr.write(value);
-    }
-  })();
-  return { proc, text };
-}
-
-// The master in its own process, as in a deployment (sharing the client's event loop slowed the
-// client's transfers several-fold in this benchmark).
-const masterChild = external
-  ? null
-  : await spawnUntil(
-      [process.execPath, `${root}/src/cli/main.ts`, "master", "--rpc_port=0", "--rpc_address=127.0.0.1", "--metrics_port=0", "--metrics_host=127.0.0.1", "--http_metadata_server_port=0", "--http_metadata_server_host=127.0.0.1", "--enable_metric_reporting=false"],
-      /Master admin server started on port \d+/,
-    );
-const port = (re: RegExp) => Number(re.exec(masterChild?.text ?? "")?.[1] ?? 0);
-const master = {
-  rpcPort: port(/Master service started on port (\d+)/),
-  metadataPort: port(/HTTP metadata server started on [\d.]+:(\d+)/),
-  metricsPort: port(/Master admin server started on port (\d+)/),
-};
+const masterChild = external ? null : await startBenchMaster();
+const master = { rpcPort: masterChild?.rpcPort ?? 0, metadataPort: masterChild?.metadataPort ?? 0, metricsPort: masterChild?.metricsPort ?? 0 };
 const masterAddress = external ?? `127.0.0.1:${master.rpcPort}`;
 const metadata = textArg("--metadata") ?? `http://127.0.0.1:${master.metadataPort}/metadata`;
-
-async function startNode(sizeBytes: number) {
-  const { proc } = await spawnUntil(
-    [process.execPath, `${root}/src/cli/main.ts`, "store", "--local-hostname", "127.0.0.1", "--metadata-server", metadata, "--master-server-address", masterAddress, "--global-segment-size", String(sizeBytes)],
-    / ready:/,
-  );
-  return { proc, rssKiB: () => Number(/VmRSS:\s+(\d+)/.exec(readFileSync(`/proc/${proc.pid}/status`, "utf8"))?.[1] ?? 0) };
-}
+const startNode = (sizeBytes: number) => startBenchNode(masterAddress, metadata, sizeBytes);
 
 const node = external ? null : await startNode(2 * 1024 * MiB);
 const client = (memcpy: "auto" | "off") =>

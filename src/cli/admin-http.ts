@@ -23,6 +23,11 @@ export function adminBaseUrl(explicit: string | undefined, masterAddress: string
 
 /** GET `path` from the admin server; the body as text. Throws UnreachableError when it does not answer in time. */
 export async function adminGet(base: string, path: string, timeoutMs: number): Promise<string> {
+  return (await adminGetWithType(base, path, timeoutMs)).body;
+}
+
+/** adminGet, with the reply's Content-Type (lower-case, "" when absent). */
+async function adminGetWithType(base: string, path: string, timeoutMs: number): Promise<{ body: string; type: string }> {
   const url = `${base}${path}`;
   let response: Response;
   let body: string;
@@ -39,7 +44,7 @@ export async function adminGet(base: string, path: string, timeoutMs: number): P
     throw new UnreachableError(`master admin ${base} unreachable: ${reason}`);
   }
   if (!response.ok) throw new Error(`GET ${url}: HTTP ${response.status}: ${body.trim().slice(0, 300)}`);
-  return body;
+  return { body, type: (response.headers.get("content-type") ?? "").toLowerCase() };
 }
 
 /** GET and parse JSON. */
@@ -52,9 +57,27 @@ export async function adminGetJson<T>(base: string, path: string, timeoutMs: num
   }
 }
 
-/** The keys from `/get_all_keys` (readable keys only), at most `limit` (0 = all). */
+/**
+ * The keys from `/get_all_keys` (readable keys only), at most `limit` (0 = all). Asks for our JSON
+ * form, which keeps a key containing "\n" whole; a Mooncake master ignores that and answers its
+ * newline-separated text, where such a key cannot be told apart from two.
+ */
 export async function fetchKeys(base: string, limit: number, timeoutMs: number): Promise<string[]> {
-  const body = await adminGet(base, limit > 0 ? `/get_all_keys?limit=${limit}` : "/get_all_keys", timeoutMs);
+  const path = limit > 0 ? `/get_all_keys?format=json&limit=${limit}` : "/get_all_keys?format=json";
+  const { body, type } = await adminGetWithType(base, path, timeoutMs);
+  if (type.startsWith("application/json")) {
+    let parsed: unknown;
+    try {
+      parsed = JSON.parse(body);
+    } catch {
+      throw new Error(`GET ${base}${path}: not JSON: ${body.slice(0, 200)}`);
+    }
+    const keys = (parsed as { keys?: unknown }).keys;
+    if (!Array.isArray(keys) || !keys.every((k) => typeof k === "string")) {
+      throw new Error(`GET ${base}${path}: expected {"keys":[…]}, got ${body.slice(0, 200)}`);
+    }
+    return keys;
+  }
   return body === "" ? [] : body.replace(/\n$/, "").split("\n");
 }
 

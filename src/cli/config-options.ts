@@ -3,7 +3,7 @@
 
 import { type Command, Option } from "@commander-js/extra-typings";
 import { configureLog, type LogFormat, type LogLevel, logger } from "../core/log.ts";
-import { type LoadedConfig, type LoadOptions, loadConfig } from "../config/load.ts";
+import { type LoadedConfig, type LoadOptions, loadConfig, warningsToReport } from "../config/load.ts";
 import { type ConfigKey, envNames, flagName, KEYS } from "../config/schema.ts";
 
 /** Adds `--config FILE` and one flag per key. Returns the command for chaining. */
@@ -42,7 +42,7 @@ export function loadCommandConfig(
   }
   const loaded = loadConfig({ ...extra, flags, configFile: options.config as string | undefined });
   const log = logger("config");
-  for (const warning of loaded.warnings) log.warn(warning);
+  for (const warning of warningsToReport(loaded.warnings)) log.warn(warning);
   return loaded;
 }
 

@@ -4,6 +4,7 @@
 
 import { ConfigError } from "../config/errors.ts";
 import { formatBytes } from "../core/units.ts";
+import { escapeKey, keyPreview } from "../core/key-display.ts";
 import { STORE_PROTOCOL_VERSION, VERSION } from "../version.ts";
 import {
   adminBaseUrl,
@@ -247,7 +248,8 @@ async function keys(ctx: Ctx, regexText: string | undefined, limit: number): Pro
       ),
     );
   }
-  if (other.length > 0) parts.push(table(["KEY"], other.map((s) => [s.key])));
+  // One row per key: control characters escaped as `kv ls` does (src/core/key-display.ts).
+  if (other.length > 0) parts.push(table(["KEY"], other.map((s) => [escapeKey(s.key)])));
   const more = listed.truncated ? ` (limit ${limit} reached; --limit 0 lists all)` : "";
   parts.push(`# ${split.length} key${split.length === 1 ? "" : "s"}${regex ? ` matching /${regexText}/` : ""}${more}`);
   out(parts.join("\n\n"));
@@ -282,7 +284,7 @@ async function key(ctx: Ctx, k: string): Promise<number> {
   const result = { key: k, status, size_bytes: replicas[0]?.size_bytes ?? null, replicas };
   if (ctx.json) outJson(result);
   else {
-    const lines = [`key       ${k}`, `status    ${status}`];
+    const lines = [`key       ${escapeKey(k)}`, `status    ${status}`];
     if (result.size_bytes !== null) {
       const exact = result.size_bytes >= 1024 ? ` (${result.size_bytes} bytes)` : "";
       lines.push(`size      ${formatBytes(result.size_bytes)}${exact}`);
@@ -300,7 +302,7 @@ async function key(ctx: Ctx, k: string): Promise<number> {
     }
   }
   if (!item.ok) {
-    if (!ctx.json) process.stderr.write(`mooncake: ${k}: ${status === "OBJECT_NOT_FOUND" ? "no such key" : status}\n`);
+    if (!ctx.json) process.stderr.write(`mooncake: ${keyPreview(k)}: ${status === "OBJECT_NOT_FOUND" ? "no such key" : status}\n`);
     return EXIT.FAILURE;
   }
   return EXIT.OK;

@@ -5,6 +5,8 @@
 import { ConfigError } from "../config/errors.ts";
 import { CONFIG_KEYS, type ConfigKey } from "../config/schema.ts";
 import { ErrorCode, errorName, MooncakeError } from "../core/errors.ts";
+import { escapeKey, keyPreview } from "../core/key-display.ts";
+import { invalidKeyReason } from "../core/master/objects.ts";
 import { formatBytes } from "../core/units.ts";
 import type { MooncakeStore } from "../client/store.ts";
 import { adminBaseUrl, listKeys, UnreachableError, withUnreachableExit } from "./admin-http.ts";
@@ -23,12 +25,16 @@ export async function runKv(verb: string, args: (string | undefined)[], options:
     await withUnreachableExit(async () => {
       const regex = typeof options.regex === "string" ? new RegExp(options.regex) : null;
       const { keys } = await listKeys(base, { regex, limit: options.limit as number, timeoutMs });
-      if (keys.length > 0) process.stdout.write(`${keys.join("\n")}\n`);
+      // One key per line, always: control characters and `\` escaped (kv.ts's help says how).
+      if (keys.length > 0) process.stdout.write(`${keys.map(escapeKey).join("\n")}\n`);
     });
     return;
   }
 
   const key = args[0]!;
+  // A key the master refuses whatever its state: a usage error, said before connecting.
+  const invalid = invalidKeyReason(key);
+  if (invalid !== null) throw new ConfigError(`kv ${verb}: ${invalid}`);
   // Read the value before connecting: a usage problem (missing file, too large) needs no master.
   const value = verb === "put" ? await readValue(args[1]) : null;
   const loaded = loadCommandConfig(options, KV_CONFIG_KEYS, { command: `mooncake kv ${verb}` });
@@ -82,13 +88,17 @@ async function connect(overrides: Partial<Record<ConfigKey, unknown>>, master: s
 }
 
 /** Fails a result code: exit 3 for RPC failures (the master stopped answering), else 1 with the reason. */
-function failed(verb: string, key: string, code: number, hint = ""): number {
+function failed(verb: string, key: string, code: number, hint = "", store: MooncakeStore | null = null): number {
+  const shown = keyPreview(key);
   if (code === ErrorCode.RPC_FAIL || code === ErrorCode.RPC_TIMEOUT) {
-    process.stderr.write(`mooncake: kv ${verb} ${key}: the master did not answer (${errorName(code)})\n`);
+    process.stderr.write(`mooncake: kv ${verb} ${shown}: the master did not answer (${errorName(code)})\n`);
     return EXIT.UNREACHABLE;
   }
-  const reason = code === ErrorCode.OBJECT_NOT_FOUND ? "no such key" : errorName(code);
-  process.stderr.write(`mooncake: kv ${verb} ${key}: ${reason}${hint}\n`);
+  // The client's own account of this failure (for a transfer: peer, step and cause), when it has one.
+  const detail = store?.lastError ?? null;
+  const told = detail?.startsWith(errorName(code)) ? detail : errorName(code);
+  const reason = code === ErrorCode.OBJECT_NOT_FOUND ? "no such key" : told;
+  process.stderr.write(`mooncake: kv ${verb} ${shown}: ${reason}${hint}\n`);
   return EXIT.FAILURE;
 }
 
@@ -123,7 +133,7 @@ async function readValue(file: string | undefined): Promise<Uint8Array> {
 
 async function put(store: MooncakeStore, key: string, value: Uint8Array): Promise<number> {
   const code = await store.put(key, value);
-  return code === ErrorCode.OK ? EXIT.OK : failed("put", key, code);
+  return code === ErrorCode.OK ? EXIT.OK : failed("put", key, code, "", store);
 }
 
 async function get(store: MooncakeStore, key: string, output: string | undefined): Promise<number> {
@@ -132,7 +142,7 @@ async function get(store: MooncakeStore, key: string, output: string | undefined
   if (size < 0) return failed("get", key, size);
   const into = new Uint8Array(size);
   const n = await store.getInto(key, into);
-  if (n < 0) return failed("get", key, n);
+  if (n < 0) return failed("get", key, n, "", store);
   const bytes = into.subarray(0, n);
   if (output !== undefined && output !== "-") await Bun.write(output, bytes);
   else await Bun.write(Bun.stdout, bytes);
@@ -148,6 +158,7 @@ async function rm(store: MooncakeStore, key: string, force: boolean): Promise<nu
 async function exists(store: MooncakeStore, key: string, verbose: boolean): Promise<number> {
   const r = await store.isExist(key);
   if (r < 0) return failed("exists", key, r);
-  if (verbose) process.stdout.write(r === 1 ? `${key}: exists\n` : `${key}: does not exist\n`);
+  const shown = keyPreview(key);
+  if (verbose) process.stdout.write(r === 1 ? `${shown}: exists\n` : `${shown}: does not exist\n`);
   return r === 1 ? EXIT.OK : EXIT.FAILURE;
 }

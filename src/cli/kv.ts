@@ -86,6 +86,14 @@ export function registerKv(program: Command<[], { logLevel: string; logFormat: s
     .option("--limit <n>", "at most this many keys (0 = all)", wholeNumber(0), 0)
     .option("--admin <url>", "the master's admin HTTP (default http://<host of master_server_address>:9003)")
     .option("--timeout <ms>", "how long to wait for the master", wholeNumber(1), 3000)
-    .addHelpText("after", exitHelp("ls"));
+    .addHelpText(
+      "after",
+      "\nEach key is printed on exactly one line: a backslash is printed as \\\\, newline, carriage return\n" +
+        "and tab as \\n \\r \\t, other control characters (U+0000-U+001F, U+007F) as \\xNN and\n" +
+        "U+0080-U+009F, U+2028, U+2029 as \\uNNNN; everything else as is. Inside bash's $'...' quotes the\n" +
+        "printed form gives the key back (mooncake kv get $'a\\nb'; write a ' of the key as \\' there).\n" +
+        "--regex matches the key itself, not its printed form.\n" +
+        exitHelp("ls"),
+    );
   addConfigOptions(ls, ["master_server_address"]).action((options) => run("ls", [], options as Record<string, unknown>));
 }

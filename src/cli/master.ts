@@ -15,7 +15,15 @@ export function registerMaster(program: Command<[], { logLevel: string; logForma
         "The RPC port also speaks Mooncake's coro_rpc: unmodified Mooncake/LMCache clients work (docs/PROTOCOLS.md).\n" +
         "Flags take Mooncake's spelling too: --rpc_port=50051, --eviction_high_watermark_ratio=0.9",
     )
-    .addOption(new Option("--config-path <file>", "JSON or YAML file with flag values (flags win)"));
+    .addOption(new Option("--config-path <file>", "JSON or YAML file with flag values (flags win)"))
+    .addHelpText(
+      "after",
+      "\nExposure: as in Mooncake, every port binds all interfaces by default and needs no authentication\n" +
+        "(store nodes on other hosts need RPC and metadata). POST /api/v1/remove_all on the admin port\n" +
+        "answers loopback callers only (403 otherwise) until a cluster token is configured. At start-up the\n" +
+        "master logs one warning naming each port reachable beyond loopback. Bind them elsewhere with\n" +
+        "--rpc_address, --metrics_host and --http_metadata_server_host (127.0.0.1 keeps one on this host).",
+    );
   for (const name of MASTER_FLAG_NAMES) {
     const def = MASTER_FLAGS[name];
     const shown = "default" in def ? def.default : def.defaultMs;

@@ -17,6 +17,18 @@ export function registerMetadata(program: Command<[], { logLevel: string; logFor
     .addOption(new Option("--port <port>", "TCP port").default("8080"))
     .addOption(new Option("--host <address>", "interface to bind").default("0.0.0.0"))
     .addOption(new Option("--max-body-size <size>", "largest value a PUT may store (e.g. 1MB)").default("1MB"))
+    .addOption(
+      new Option(
+        "--accept-any-body",
+        "store PUT bodies that are not JSON, as Mooncake's server does (default: 400 `invalid JSON body`)",
+      ),
+    )
+    .addHelpText(
+      "after",
+      "\nExposure: reads and writes need no authentication (as in Mooncake), and the default --host\n" +
+        "0.0.0.0 serves every interface; the server logs a warning naming the port when it is reachable\n" +
+        "beyond loopback. Bind one interface with --host (e.g. --host 10.0.0.1, or 127.0.0.1 on one machine).",
+    )
     .action(async (options) => {
       applyLogOptions(program.opts());
       const port = Number(options.port);
@@ -28,6 +40,6 @@ export function registerMetadata(program: Command<[], { logLevel: string; logFor
         throw new ConfigError(`--max-body-size: ${size.ok ? "must be greater than 0" : size.error}`);
       }
       const { runMetadataServer } = await import("../metadata/run.ts");
-      await runMetadataServer({ host: options.host, port, maxBodyBytes: size.bytes });
+      await runMetadataServer({ host: options.host, port, maxBodyBytes: size.bytes, acceptAnyBody: options.acceptAnyBody === true });
     });
 }

@@ -35,7 +35,9 @@ export function registerStore(program: Command<[], { logLevel: string; logFormat
     .description(
       "run a store node: allocate global_segment_size bytes, serve them to clients and other nodes,\n" +
         "mount them at the master. local_hostname without a port gets a free one (it names the node).\n" +
-        "Needs local_hostname, metadata_server and master_server_address (config file, env or flags).",
+        "Needs local_hostname, metadata_server and master_server_address (config file, env or flags).\n" +
+        "Refuses (exit 2) a global_segment_size over what the host (MemAvailable) or its memory cgroup\n" +
+        "can give, less max(256 MiB, 5 %) headroom; MOONCAKE_SKIP_MEMORY_CHECK=1 skips that check.",
     );
   addConfigOptions(store, STORE_KEYS).action(async (options) => {
     applyLogOptions(program.opts());

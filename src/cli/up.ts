@@ -1,7 +1,7 @@
 // `mooncake up`: master + metadata server + N store nodes on this machine, in one command.
 
 import { type Command, Option } from "@commander-js/extra-typings";
-import { parseSize } from "../core/units.ts";
+import { formatBytes, parseSize } from "../core/units.ts";
 import { ConfigError } from "../config/errors.ts";
 import { applyLogOptions } from "./config-options.ts";
 import { keepFreedMemory } from "./allocator-env.ts";
@@ -21,7 +21,9 @@ export function registerUp(program: Command<[], { logLevel: string; logFormat: s
     .command("up")
     .description(
       "run a local cluster: a master (RPC 50051, admin 9003, metadata 8080) and N store nodes,\n" +
-        "each a child process with its log lines prefixed; Ctrl-C stops them all.\n" +
+        "each a child process with its log lines prefixed. A part that dies is restarted (0.5 s backoff,\n" +
+        "doubling to 10 s); Ctrl-C or SIGTERM stops them all. Refuses (exit 2) nodes × segment size over\n" +
+        "the host's or cgroup's free memory (MOONCAKE_SKIP_MEMORY_CHECK=1 skips that check).\n" +
         "Clients then use master_server_address 127.0.0.1:50051 and metadata_server http://127.0.0.1:8080/metadata",
     )
     .addOption(new Option("--nodes <n>", "store nodes").default("2"))
@@ -44,6 +46,12 @@ export function registerUp(program: Command<[], { logLevel: string; logFormat: s
       if (!size.ok || size.bytes <= 0) {
         throw new ConfigError(`--segment-size: ${size.ok ? "must be greater than 0" : size.error}`);
       }
+      // All nodes prefault at once, each seeing the same free memory: only their sum can be checked.
+      const { assertSegmentFits } = await import("../store/memory-check.ts");
+      assertSegmentFits(nodes * size.bytes, {
+        subject: `${nodes} store node${nodes === 1 ? "" : "s"} × --segment-size ${formatBytes(size.bytes)} = ${formatBytes(nodes * size.bytes)}`,
+        fix: "Lower --segment-size or --nodes so that their product comes",
+      });
       await keepFreedMemory();
       const { runUp } = await import("../up/run.ts");
       process.exitCode = await runUp({

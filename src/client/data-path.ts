@@ -3,10 +3,14 @@
 // (shared memory on the same host, TCP otherwise; RDMA later) behind this interface.
 
 export interface DataPath {
-  /** Copies `from` to [remoteAddress, +from.length) in the segment served at `endpoint`. */
-  write(endpoint: string, remoteAddress: number, from: Uint8Array): Promise<void>;
-  /** Copies [remoteAddress, +into.length) of the segment served at `endpoint` into `into`. */
-  read(endpoint: string, remoteAddress: number, into: Uint8Array): Promise<void>;
+  /**
+   * Copies `from` to [remoteAddress, +from.length) in the segment served at `endpoint`. With
+   * `digest`, resolves with the CRC-32 of `from` (src/core/checksum.ts), computed while the bytes
+   * pass through anyway; a data path that cannot resolves with undefined and the caller computes it.
+   */
+  write(endpoint: string, remoteAddress: number, from: Uint8Array, digest?: boolean): Promise<number | undefined>;
+  /** Copies [remoteAddress, +into.length) of the segment served at `endpoint` into `into`; `digest` as for write. */
+  read(endpoint: string, remoteAddress: number, into: Uint8Array, digest?: boolean): Promise<number | undefined>;
   /** True when `endpoint`'s memory is mapped here (same host): reads from it cost a memcpy. */
   isLocal(endpoint: string): Promise<boolean>;
   close(): Promise<void>;

@@ -1,7 +1,9 @@
 // The typed master RPC client used by everything that talks to the master (store nodes, the
 // TypeScript client, bench, inspect). Pipelined: many calls share one connection, each with its own
 // request id and deadline; calls made in the same tick go out in one write. A lost connection fails
-// the calls in flight with RPC_FAIL and is re-established by the next call.
+// the calls in flight with RPC_FAIL and is re-established by the next call, after a random pause
+// (so a restarted master is not met by every client in the same millisecond) that grows with each
+// failed attempt (so a master that stays down is not hammered).
 
 import { ErrorCode, MooncakeError } from "../core/errors.ts";
 import {
@@ -25,6 +27,23 @@ export interface MasterClientOptions {
   connectTimeoutMs?: number;
   /** Calls waiting for a reply at most; more fail at once with RPC_FAIL. */
   maxInFlight?: number;
+  /** After a lost connection, the next connect waits a random 0..reconnectJitterMs (default 250). */
+  reconnectJitterMs?: number;
+  /** After n failed connects in a row, the next waits ½..1 × min(max, base × 2^(n-1)) ms (100, 5000). */
+  reconnectBaseMs?: number;
+  reconnectMaxMs?: number;
+  /** Random source in [0, 1) for the pauses (tests). */
+  random?: () => number;
+}
+
+/**
+ * The pause before the next connect after `failures` failed ones in a row: exponential, capped,
+ * with "equal jitter" (half fixed, half random) so clients spread out but never retry at once.
+ */
+export function reconnectDelayMs(failures: number, baseMs: number, maxMs: number, random: () => number): number {
+  if (failures <= 0) return 0;
+  const ceiling = Math.min(maxMs, baseMs * 2 ** Math.min(failures - 1, 30));
+  return ceiling / 2 + random() * (ceiling / 2);
 }
 
 interface Pending {
@@ -51,6 +70,8 @@ export function parseHostPort(address: string): { host: string; port: number } {
 
 export class MasterClient {
   readonly address: string;
+  /** The HTTP metadata server the master said it serves (ServiceReady), "" when none or not told. */
+  metadataServer = "";
   private readonly host: string;
   private readonly port: number;
   private readonly timeoutMs: number;
@@ -64,6 +85,17 @@ export class MasterClient {
   private nextId = 1;
   private closed = false;
   private readonly sweeper: ReturnType<typeof setInterval>;
+  private readonly reconnectJitterMs: number;
+  private readonly reconnectBaseMs: number;
+  private readonly reconnectMaxMs: number;
+  private readonly random: () => number;
+  /** Connects in a row that failed or were lost before the master answered anything. */
+  private connectFailures = 0;
+  /** No connect starts before this (Date.now() ms); 0 = at once. */
+  private nextConnectAtMs = 0;
+  private lastConnectError = "";
+  /** Whether the current connection has carried a reply: only then has the master proven alive. */
+  private answered = false;
 
   private constructor(address: string, options: MasterClientOptions) {
     this.address = address;
@@ -71,6 +103,10 @@ export class MasterClient {
     this.timeoutMs = options.timeoutMs ?? 30_000;
     this.connectTimeoutMs = options.connectTimeoutMs ?? 30_000;
     this.maxInFlight = options.maxInFlight ?? 65_536;
+    this.reconnectJitterMs = options.reconnectJitterMs ?? 250;
+    this.reconnectBaseMs = options.reconnectBaseMs ?? 100;
+    this.reconnectMaxMs = options.reconnectMaxMs ?? 5000;
+    this.random = options.random ?? Math.random;
     // One timer for every deadline: cheaper than a timer per call at tens of thousands of calls/s.
     this.sweeper = setInterval(() => this.expire(), Math.min(100, Math.max(10, this.timeoutMs / 4)));
     (this.sweeper as { unref?: () => void }).unref?.();
@@ -88,6 +124,7 @@ export class MasterClient {
           `master ${address} speaks store version ${ready.version}, this client ${STORE_PROTOCOL_VERSION}`,
         );
       }
+      client.metadataServer = ready.metadataServer ?? "";
       return client;
     } catch (e) {
       client.close();
@@ -123,6 +160,16 @@ export class MasterClient {
     if (this.pending.size >= this.maxInFlight) {
       throw new MooncakeError(ErrorCode.RPC_FAIL, `${this.pending.size} calls already in flight to ${this.address}`);
     }
+    if (this.connection === null && this.connecting === null) {
+      // Waiting out a pause longer than the call may take would only turn RPC_FAIL into RPC_TIMEOUT later.
+      const waitMs = this.nextConnectAtMs - Date.now();
+      if (waitMs > this.timeoutMs) {
+        throw new MooncakeError(
+          ErrorCode.RPC_FAIL,
+          `master ${this.address} unreachable (${this.lastConnectError}); next attempt in ${Math.ceil(waitMs)} ms`,
+        );
+      }
+    }
     const connection = this.connection ?? (await this.connect());
     const def = METHODS[method];
     const requestId = this.nextId;
@@ -132,6 +179,11 @@ export class MasterClient {
       this.outgoing.push({ method: def.id, requestId, body });
       if (this.outgoing.length === 1) queueMicrotask(() => this.flush(connection));
     });
+  }
+
+  /** Whether a connection to the master is open now. */
+  get connected(): boolean {
+    return this.connection !== null;
   }
 
   /** Calls in flight. */
@@ -156,31 +208,49 @@ export class MasterClient {
   }
 
   private connect(): Promise<Connection> {
-    this.connecting ??= connectTcp(
-      this.host,
-      this.port,
-      {
-        onData: (_c, chunk) => this.onData(chunk),
-        onClose: (c) => this.onClose(c),
-      },
-      { timeoutMs: this.connectTimeoutMs },
-    ).then(
-      (connection) => {
-        this.connecting = null;
-        this.reader = new FrameReader();
-        if (this.closed) connection.close();
-        else this.connection = connection;
-        return connection;
-      },
-      (error: Error) => {
-        this.connecting = null;
-        throw new MooncakeError(ErrorCode.RPC_FAIL, `master ${this.address} unreachable: ${error.message}`);
-      },
-    );
+    this.connecting ??= this.connectAfterPause().finally(() => {
+      this.connecting = null;
+    });
     return this.connecting;
   }
 
+  private async connectAfterPause(): Promise<Connection> {
+    const waitMs = this.nextConnectAtMs - Date.now();
+    if (waitMs > 0) await new Promise((resolve) => setTimeout(resolve, waitMs));
+    if (this.closed) throw new MooncakeError(ErrorCode.RPC_FAIL, `client for ${this.address} is closed`);
+    let connection: Connection;
+    try {
+      connection = await connectTcp(
+        this.host,
+        this.port,
+        {
+          onData: (_c, chunk) => this.onData(chunk),
+          onClose: (c) => this.onClose(c),
+        },
+        { timeoutMs: this.connectTimeoutMs },
+      );
+    } catch (error) {
+      this.lastConnectError = (error as Error).message;
+      this.connectFailed();
+      throw new MooncakeError(ErrorCode.RPC_FAIL, `master ${this.address} unreachable: ${this.lastConnectError}`);
+    }
+    this.reader = new FrameReader();
+    this.answered = false;
+    if (this.closed) connection.close();
+    else this.connection = connection;
+    return connection;
+  }
+
+  private connectFailed(): void {
+    this.connectFailures++;
+    this.nextConnectAtMs = Date.now() + reconnectDelayMs(this.connectFailures, this.reconnectBaseMs, this.reconnectMaxMs, this.random);
+  }
+
   private onData(chunk: Uint8Array) {
+    if (!this.answered) {
+      this.answered = true;
+      this.connectFailures = 0;
+    }
     let frames: Frame[];
     try {
       frames = this.reader.push(chunk);
@@ -215,7 +285,18 @@ export class MasterClient {
   }
 
   private onClose(connection: Connection) {
-    if (this.connection === connection) this.connection = null;
+    if (this.connection === connection) {
+      this.connection = null;
+      if (this.answered) {
+        // A serving master went away: come back after a random pause, so that when it restarts
+        // its clients arrive spread out rather than all at once.
+        this.nextConnectAtMs = Date.now() + this.random() * this.reconnectJitterMs;
+      } else {
+        // Accepted and dropped before any reply: as bad as a refused connect.
+        this.lastConnectError = "connection closed before any reply";
+        this.connectFailed();
+      }
+    }
     this.failAll(new MooncakeError(ErrorCode.RPC_FAIL, `connection to master ${this.address} lost`));
   }
 

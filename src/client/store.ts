@@ -9,13 +9,24 @@
 //   const value = await store.get("key");   // Uint8Array | null
 //   await store.close();
 
-import { Crc64 } from "../core/checksum.ts";
-import { ErrorCode, MooncakeError } from "../core/errors.ts";
-import { pb, randomUuid } from "../core/rpc/methods.ts";
+import { crc32, crc32Combine, isValueChecksum, tagChecksum } from "../core/checksum.ts";
+import { ErrorCode, errorName, MooncakeError, TransferFailedError } from "../core/errors.ts";
+import { type Logger, logger } from "../core/log.ts";
+import { type MethodName, pb, type RequestProps, type ResponseOf, randomUuid } from "../core/rpc/methods.ts";
 import { loadConfig } from "../config/load.ts";
 import type { Config, ConfigKey } from "../config/schema.ts";
+import { useFastCrc32 } from "../runtime/checksum.ts";
 import type { DataPath } from "./data-path.ts";
 import { MasterClient } from "./master-client.ts";
+import { metadataServerFor } from "./metadata-discovery.ts";
+
+/**
+ * Attempts of one put at most: the first, plus a retry after each round whose transfer could not
+ * reach a node it had not reached before (each retry reports those nodes to the master first, so
+ * it places elsewhere). Several nodes may be dead at once; a round that only meets nodes already
+ * reported (their mark was cleared by a ping: alive, but not reachable from here) ends the put.
+ */
+const MAX_PUT_ATTEMPTS = 8;
 
 /** Placement and pinning of one put (Mooncake ReplicateConfig, spec §3.2). */
 export interface ReplicateConfig {
@@ -46,8 +57,11 @@ function replicasOf(descriptors: pb.IReplicaDescriptor[] | null | undefined): Re
   return out;
 }
 
-function codeOf(error: unknown): number {
-  return error instanceof MooncakeError ? error.code : ErrorCode.TRANSFER_FAIL;
+/** A failed write round: the code to return, and the endpoints that could not be reached. */
+interface WriteFailure {
+  code: number;
+  unreachable: string[];
+  message: string;
 }
 
 export interface StoreOptions {
@@ -64,13 +78,25 @@ export class MooncakeStore {
   private readonly clientId = randomUuid();
   private readonly checksums: boolean;
   private readonly hostname: string;
+  private readonly log: Logger;
   private closed = false;
+  private lastErrorText: string | null = null;
 
   constructor(options: StoreOptions) {
     this.master = options.master;
     this.data = options.data;
     this.checksums = options.config.store_checksum;
     this.hostname = options.hostname;
+    this.log = logger("client");
+    useFastCrc32();
+  }
+
+  /**
+   * Why the most recent failed call failed, in words (peer, step and cause for transfers; the
+   * master's answer for RPCs), or null when none has failed. The integer results stay Mooncake's.
+   */
+  get lastError(): string | null {
+    return this.lastErrorText;
   }
 
   /**
@@ -78,14 +104,17 @@ export class MooncakeStore {
    * `overrides` as the strongest source. Throws MooncakeError (RPC_FAIL…) or ConfigError.
    */
   static async setup(overrides: Partial<Record<ConfigKey, unknown>> = {}): Promise<MooncakeStore> {
-    const { config } = loadConfig({ flags: overrides, command: "MooncakeStore.setup" });
+    const { config, sources } = loadConfig({ flags: overrides, command: "MooncakeStore.setup" });
     const master = await MasterClient.connect(config.master_server_address, {
       timeoutMs: config.rpc_timeout_ms,
       connectTimeoutMs: Math.min(config.rpc_connect_timeout_ms, 5000),
     });
     try {
       const { createEngineDataPath } = await import("../transfer/engine.ts");
-      const data = await createEngineDataPath(config);
+      // metadata_server left at its default: also look peers up in the master's own metadata
+      // server, where nodes that publish (Mooncake's C++ nodes among them) are found.
+      const discovered = sources.metadata_server.kind === "default" ? metadataServerFor(master) : null;
+      const data = await createEngineDataPath(config, discovered);
       return new MooncakeStore({ master, data, config, hostname: config.local_hostname });
     } catch (e) {
       master.close();
@@ -108,68 +137,127 @@ export class MooncakeStore {
   async putParts(key: string, parts: readonly Uint8Array[], config: ReplicateConfig = {}): Promise<number> {
     let total = 0;
     for (const p of parts) total += p.length;
-    if (total === 0) return ErrorCode.INVALID_PARAMS;
-    const started = await this.call("putStart", {
-      clientId: this.clientId,
-      key,
-      totalLen: total,
-      config: this.wireConfig(config),
-    });
-    if (started === null) return ErrorCode.RPC_FAIL;
-    if (started.errorCode === ErrorCode.OBJECT_ALREADY_EXISTS) return ErrorCode.OK;
-    if (started.errorCode) return started.errorCode;
-    const failure = await this.writeReplicas(replicasOf(started.replicas), parts);
-    if (failure !== null) {
+    if (total === 0) return this.failed(ErrorCode.INVALID_PARAMS, `put ${shortKey(key)}: an empty value`);
+    const wire = this.wireConfig(config);
+    let previous: WriteFailure | null = null;
+    const reported = new Set<string>();
+    for (let attempt = 1; ; attempt++) {
+      const started = await this.call("putStart", { clientId: this.clientId, key, totalLen: total, config: wire });
+      if (typeof started === "number") return started;
+      if (started.errorCode === ErrorCode.OBJECT_ALREADY_EXISTS) return ErrorCode.OK;
+      // Nowhere else to go after an unreachable node: that node's failure is the real answer.
+      if (started.errorCode === ErrorCode.NO_AVAILABLE_HANDLE && previous !== null) return this.failed(previous.code, `${previous.message}; no other node has room`);
+      if (started.errorCode) return this.failed(started.errorCode, `putStart ${shortKey(key)}`);
+      const written = await this.writeReplicas(replicasOf(started.replicas), parts);
+      if (written.failure === null) {
+        const ended = await this.call("putEnd", { clientId: this.clientId, meta: this.objectMeta(key, written.checksum) });
+        if (typeof ended === "number") return ended;
+        return ended.errorCode ? this.failed(ended.errorCode, `putEnd ${shortKey(key)}`) : ErrorCode.OK;
+      }
       // Any transfer failure revokes the put: the key never becomes visible half-written.
-      await this.call("putRevoke", { clientId: this.clientId, key });
-      return failure;
+      const revoked = await this.call("putRevoke", { clientId: this.clientId, key });
+      const { failure } = written;
+      previous = failure;
+      // Only a put the master let go of may start again: while it still holds our write, a new
+      // PutStart would answer OBJECT_ALREADY_EXISTS, which reads as success.
+      if (!revokedCleanly(typeof revoked === "number" ? revoked : revoked.errorCode)) {
+        return this.failed(failure.code, `${failure.message}; not placed again: its PutRevoke failed`);
+      }
+      const fresh = failure.unreachable.filter((e) => !reported.has(e));
+      if (fresh.length === 0 || attempt === MAX_PUT_ATTEMPTS) return this.failed(failure.code, failure.message);
+      for (const e of fresh) reported.add(e);
+      await this.reportUnreachable(fresh);
+      this.log.info(`put ${shortKey(key)}: ${failure.message}; placing it again elsewhere (attempt ${attempt + 1})`);
     }
-    const ended = await this.call("putEnd", { clientId: this.clientId, meta: this.objectMeta(key, parts) });
-    return ended === null ? ErrorCode.RPC_FAIL : ended.errorCode || ErrorCode.OK;
   }
 
   /** Puts several keys; one result per key, in order. */
   async batchPut(keys: readonly string[], values: readonly Uint8Array[], config: ReplicateConfig = {}): Promise<number[]> {
     if (keys.length !== values.length) return keys.map(() => ErrorCode.INVALID_PARAMS);
-    const started = await this.call("batchPutStart", {
-      clientId: this.clientId,
-      keys: [...keys],
-      lens: values.map((v) => v.length),
-      config: this.wireConfig(config),
-    });
-    if (started === null) return keys.map(() => ErrorCode.RPC_FAIL);
+    const final: number[] = keys.map(() => ErrorCode.OK);
+    const wire = this.wireConfig(config);
+    // Indexes still to put: all of them, then those whose transfer could not reach their node.
+    let todo = keys.map((_, i) => i);
+    const previous = new Map<number, WriteFailure>();
+    const reported = new Set<string>();
+    for (let attempt = 1; todo.length > 0; attempt++) {
+      const round = await this.batchPutRound(
+        todo.map((i) => keys[i]!),
+        todo.map((i) => values[i]!),
+        wire,
+      );
+      const retry: number[] = [];
+      const unreachable = new Set<string>();
+      round.codes.forEach((code, j) => {
+        const failure = round.failures[j];
+        if (failure?.unreachable.some((e) => !reported.has(e)) && attempt < MAX_PUT_ATTEMPTS) {
+          retry.push(todo[j]!);
+          for (const e of failure.unreachable) unreachable.add(e);
+        } else if (failure) {
+          final[todo[j]!] = this.failed(failure.code, failure.message);
+        } else {
+          const before = previous.get(todo[j]!);
+          // Nowhere else to go after an unreachable node: that node's failure is the real answer.
+          if (code === ErrorCode.NO_AVAILABLE_HANDLE && before) final[todo[j]!] = this.failed(before.code, `${before.message}; no other node has room`);
+          else final[todo[j]!] = code < 0 ? this.failed(code, `batchPut ${shortKey(keys[todo[j]!]!)}`) : code;
+        }
+        if (failure) previous.set(todo[j]!, failure);
+      });
+      for (const e of reported) unreachable.delete(e);
+      for (const e of unreachable) reported.add(e);
+      if (retry.length > 0) {
+        await this.reportUnreachable([...unreachable]);
+        this.log.info(`batch put: ${retry.length} of ${todo.length} keys could not reach ${[...unreachable].join(", ")}; placing them again`);
+      }
+      todo = retry;
+    }
+    return final;
+  }
+
+  /** One BatchPutStart → writes → BatchPutEnd / BatchPutRevoke round: a code per key, and the write failures. */
+  private async batchPutRound(
+    keys: readonly string[],
+    values: readonly Uint8Array[],
+    wire: pb.IReplicateConfig,
+  ): Promise<{ codes: number[]; failures: (WriteFailure | null)[] }> {
+    const none = (code: number) => ({ codes: keys.map(() => code), failures: keys.map(() => null) });
+    const started = await this.call("batchPutStart", { clientId: this.clientId, keys: [...keys], lens: values.map((v) => v.length), config: wire });
+    if (typeof started === "number") return none(started);
+    if (started.errorCode) return none(this.failed(started.errorCode, "batchPutStart"));
     const results = keys.map((_, i) => started.results[i]?.errorCode ?? ErrorCode.RPC_FAIL);
     const written = await Promise.all(
-      keys.map(async (_, i) => {
-        if (results[i] !== ErrorCode.OK) return results[i]!;
-        return (await this.writeReplicas(replicasOf(started.results[i]!.replicas), [values[i]!])) ?? ErrorCode.OK;
-      }),
+      keys.map((_, i) => (results[i] === ErrorCode.OK ? this.writeReplicas(replicasOf(started.results[i]!.replicas), [values[i]!]) : null)),
     );
     // Indexes of the keys whose writes succeeded (PutEnd) and failed (PutRevoke).
     const toEnd: number[] = [];
     const toRevoke: number[] = [];
-    written.forEach((code, i) => {
-      if (results[i] === ErrorCode.OK) (code === ErrorCode.OK ? toEnd : toRevoke).push(i);
+    written.forEach((w, i) => {
+      if (w !== null) (w.failure === null ? toEnd : toRevoke).push(i);
     });
     if (toRevoke.length > 0) {
-      await this.call("batchPutRevoke", { clientId: this.clientId, keys: toRevoke.map((i) => keys[i]!) });
+      const revoked = await this.call("batchPutRevoke", { clientId: this.clientId, keys: toRevoke.map((i) => keys[i]!) });
+      toRevoke.forEach((i, j) => {
+        const code = typeof revoked === "number" ? revoked : revoked.errorCode || (revoked.results[j]?.errorCode ?? ErrorCode.RPC_FAIL);
+        if (revokedCleanly(code)) return;
+        // Not placed again (see putParts): the master may still hold this write.
+        const failure = written[i]!.failure!;
+        failure.unreachable = [];
+        failure.message += "; not placed again: its PutRevoke failed";
+      });
     }
     const ended =
       toEnd.length > 0
         ? await this.call("batchPutEnd", {
             clientId: this.clientId,
-            metas: toEnd.map((i) => this.objectMeta(keys[i]!, [values[i]!])),
+            metas: toEnd.map((i) => this.objectMeta(keys[i]!, written[i]!.checksum)),
           })
         : null;
-    const final = keys.map((_, i) => {
-      if (results[i] === ErrorCode.OBJECT_ALREADY_EXISTS) return ErrorCode.OK;
-      if (results[i] !== ErrorCode.OK) return results[i]!;
-      return written[i]!;
-    });
+    const codes = results.map((code) => (code === ErrorCode.OBJECT_ALREADY_EXISTS ? ErrorCode.OK : code));
     toEnd.forEach((i, j) => {
-      final[i] = ended?.results[j]?.errorCode ?? ErrorCode.RPC_FAIL;
+      if (typeof ended === "number") codes[i] = ended;
+      else codes[i] = ended?.errorCode || (ended?.results[j]?.errorCode ?? ErrorCode.RPC_FAIL);
     });
-    return final;
+    return { codes, failures: written.map((w) => w?.failure ?? null) };
   }
 
   // ---- get ----------------------------------------------------------------------------------
@@ -186,7 +274,9 @@ export class MooncakeStore {
   async getInto(key: string, into: Uint8Array): Promise<number> {
     const found = await this.query(key);
     if (typeof found === "number") return found;
-    if (into.length < found.sizeBytes) return ErrorCode.INVALID_PARAMS;
+    if (into.length < found.sizeBytes) {
+      return this.failed(ErrorCode.INVALID_PARAMS, `get ${shortKey(key)}: the value is ${found.sizeBytes} bytes, the buffer ${into.length}`);
+    }
     return this.readInto(found, into.subarray(0, found.sizeBytes));
   }
 
@@ -210,13 +300,14 @@ export class MooncakeStore {
   /** 1 when readable, 0 when not, or a negative ErrorCode. */
   async isExist(key: string): Promise<number> {
     const r = await this.call("existKey", { key });
-    if (r === null) return ErrorCode.RPC_FAIL;
-    return r.errorCode ? r.errorCode : r.exists ? 1 : 0;
+    if (typeof r === "number") return r;
+    return r.errorCode ? this.failed(r.errorCode, `isExist ${shortKey(key)}`) : r.exists ? 1 : 0;
   }
 
   async batchIsExist(keys: readonly string[]): Promise<number[]> {
     const r = await this.call("batchExistKey", { keys: [...keys] });
-    if (r === null) return keys.map(() => ErrorCode.RPC_FAIL);
+    if (typeof r === "number") return keys.map(() => r);
+    if (r.errorCode) return keys.map(() => r.errorCode);
     return keys.map((_, i) => {
       const x = r.results[i];
       if (!x) return ErrorCode.RPC_FAIL;
@@ -226,25 +317,28 @@ export class MooncakeStore {
 
   async remove(key: string, force = false): Promise<number> {
     const r = await this.call("remove", { key, force });
-    return r === null ? ErrorCode.RPC_FAIL : r.errorCode || ErrorCode.OK;
+    if (typeof r === "number") return r;
+    return r.errorCode ? this.failed(r.errorCode, `remove ${shortKey(key)}`) : ErrorCode.OK;
   }
 
   async batchRemove(keys: readonly string[], force = false): Promise<number[]> {
     const r = await this.call("batchRemove", { keys: [...keys], force });
-    return keys.map((_, i) => (r === null ? ErrorCode.RPC_FAIL : (r.results[i]?.errorCode ?? ErrorCode.RPC_FAIL)));
+    if (typeof r === "number") return keys.map(() => r);
+    if (r.errorCode) return keys.map(() => r.errorCode);
+    return keys.map((_, i) => r.results[i]?.errorCode ?? ErrorCode.RPC_FAIL);
   }
 
   /** Objects removed, or a negative ErrorCode (INVALID_PARAMS for a bad or unsafe regex). */
   async removeByRegex(regex: string, force = false): Promise<number> {
     const r = await this.call("removeByRegex", { regex, force });
-    if (r === null) return ErrorCode.RPC_FAIL;
-    return r.errorCode ? r.errorCode : Number(r.removedCount);
+    if (typeof r === "number") return r;
+    return r.errorCode ? this.failed(r.errorCode, `removeByRegex ${shortKey(regex)}`) : Number(r.removedCount);
   }
 
   async removeAll(force = false): Promise<number> {
     const r = await this.call("removeAll", { force });
-    if (r === null) return ErrorCode.RPC_FAIL;
-    return r.errorCode ? r.errorCode : Number(r.removedCount);
+    if (typeof r === "number") return r;
+    return r.errorCode ? this.failed(r.errorCode, "removeAll") : Number(r.removedCount);
   }
 
   async close(): Promise<number> {
@@ -257,24 +351,52 @@ export class MooncakeStore {
 
   // ---- internals --------------------------------------------------------------------------
 
-  private async call<M extends Parameters<MasterClient["call"]>[0]>(
-    method: M,
-    request: Parameters<MasterClient["call"]>[1] & object,
-  ) {
+  /**
+   * One master RPC: its response, or the Mooncake code of why there is none (RPC_TIMEOUT past the
+   * deadline, RPC_FAIL when the master is unreachable, the master's own code when it refused the
+   * call, e.g. INVALID_PARAMS), never one code for everything.
+   */
+  private async call<M extends MethodName>(method: M, request: RequestProps<M>): Promise<ResponseOf<M> | number> {
     try {
-      return await this.master.call(method, request as never);
-    } catch {
-      return null;
+      return await this.master.call(method, request);
+    } catch (e) {
+      const code = e instanceof MooncakeError ? e.code : ErrorCode.RPC_FAIL;
+      return this.failed(code, `${method}: ${(e as Error).message}`);
     }
   }
 
-  /**
-   * PutEnd's object meta. The checksum travels as a protobuf uint64 decoded to a JS number, so only
-   * its low 53 bits are carried; that still catches any corruption a CRC is meant to catch.
-   */
-  private objectMeta(key: string, parts: readonly Uint8Array[]): pb.IObjectMeta {
+  /** Records why a call failed (lastError) and returns its code. */
+  private failed(code: number, detail: string): number {
+    this.lastErrorText = detail.startsWith(errorName(code)) ? detail : `${errorName(code)}: ${detail}`;
+    return code;
+  }
+
+  /** Tells the master these endpoints could not be reached, so it stops placing there until they ping. */
+  private async reportUnreachable(endpoints: readonly string[]): Promise<void> {
+    const r = await this.report("reportUnreachable", { clientId: this.clientId, segmentNames: [...endpoints] });
+    if (typeof r === "number" || r.errorCode) this.log.debug(`could not report ${endpoints.join(", ")} unreachable`);
+  }
+
+  /** A report to the master: best effort, and never the caller's lastError (its own failure is). */
+  private async report<M extends "reportUnreachable" | "reportCorruptReplica">(method: M, request: RequestProps<M>) {
+    const kept = this.lastErrorText;
+    try {
+      return await this.call(method, request);
+    } finally {
+      this.lastErrorText = kept;
+    }
+  }
+
+  /** Tells the master a replica's bytes do not match its checksum, so it drops that replica. */
+  private async reportCorrupt(key: string, r: Replica): Promise<void> {
+    const reply = await this.report("reportCorruptReplica", { clientId: this.clientId, key, transportEndpoint: r.endpoint, bufferAddress: r.address });
+    if (typeof reply === "number" || reply.errorCode) this.log.debug(`could not report the replica of ${shortKey(key)} on ${r.endpoint} corrupt`);
+  }
+
+  /** PutEnd's object meta, with the value's checksum when checksums are on. */
+  private objectMeta(key: string, checksum: number | null): pb.IObjectMeta {
     const meta: pb.IObjectMeta = { key };
-    if (this.checksums) meta.objectChecksum = Number(checksumOf(parts) & CHECKSUM_MASK);
+    if (checksum !== null) meta.objectChecksum = checksum;
     return meta;
   }
 
@@ -291,65 +413,102 @@ export class MooncakeStore {
     return w;
   }
 
-  /** Writes `parts` back to back into every replica. Null on success, else the first error code. */
-  private async writeReplicas(replicas: readonly Replica[], parts: readonly Uint8Array[]): Promise<number | null> {
-    if (replicas.length === 0) return ErrorCode.NO_AVAILABLE_HANDLE;
-    try {
-      await Promise.all(
-        replicas.map(async (r) => {
-          let offset = 0;
-          await Promise.all(
-            parts.map((p) => {
-              const at = offset;
-              offset += p.length;
-              return p.length === 0 ? undefined : this.data.write(r.endpoint, r.address + at, p);
-            }),
-          );
+  /**
+   * Writes `parts` back to back into every replica. With checksums on, the first replica's writes
+   * also digest the bytes as they pass (CRC-32 per part, joined with crc32Combine), so the value is
+   * never read an extra time for its checksum.
+   */
+  private async writeReplicas(
+    replicas: readonly Replica[],
+    parts: readonly Uint8Array[],
+  ): Promise<{ failure: WriteFailure | null; checksum: number | null }> {
+    if (replicas.length === 0) {
+      return { failure: { code: ErrorCode.NO_AVAILABLE_HANDLE, unreachable: [], message: "no replica placed" }, checksum: null };
+    }
+    let partCrcs: (number | undefined)[] = [];
+    const writes = replicas.map(async (r, replica) => {
+      let offset = 0;
+      const digest = this.checksums && replica === 0;
+      const crcs = await Promise.all(
+        parts.map((p) => {
+          const at = offset;
+          offset += p.length;
+          return p.length === 0 ? 0 : this.data.write(r.endpoint, r.address + at, p, digest);
         }),
       );
-      return null;
-    } catch (e) {
-      return codeOf(e);
+      if (digest) partCrcs = crcs;
+    });
+    const outcomes = await Promise.allSettled(writes);
+    let failure: WriteFailure | null = null;
+    outcomes.forEach((o, i) => {
+      if (o.status === "fulfilled") return;
+      const e = o.reason;
+      failure ??= { code: e instanceof MooncakeError ? e.code : ErrorCode.TRANSFER_FAIL, unreachable: [], message: (e as Error).message };
+      if (e instanceof TransferFailedError && e.unreachable) failure.unreachable.push(replicas[i]!.endpoint);
+    });
+    if (failure !== null) {
+      this.log.warn(`put failed: ${(failure as WriteFailure).message}`);
+      return { failure, checksum: null };
     }
+    if (!this.checksums) return { failure: null, checksum: null };
+    let crc = 0;
+    for (let i = 0; i < parts.length; i++) {
+      const partCrc = partCrcs[i];
+      // A data path that cannot digest: read the part once more here.
+      crc = crc32Combine(crc, typeof partCrc === "number" ? partCrc : crc32([parts[i]!]), parts[i]!.length);
+    }
+    return { failure: null, checksum: tagChecksum(crc) };
   }
 
   /** GetReplicaList, remembering when the lease started; a negative ErrorCode when unreadable. */
   private async query(key: string): Promise<
     | number
-    | { replicas: Replica[]; sizeBytes: number; leaseDeadlineMs: number; checksum: number | null }
+    | { key: string; replicas: Replica[]; sizeBytes: number; leaseDeadlineMs: number; checksum: number | null }
   > {
     const startedMs = Date.now();
     const r = await this.call("getReplicaList", { key });
-    if (r === null) return ErrorCode.RPC_FAIL;
-    if (r.errorCode) return r.errorCode;
+    if (typeof r === "number") return r;
+    if (r.errorCode) return this.failed(r.errorCode, `get ${shortKey(key)}`);
     const replicas = replicasOf(r.replicas);
-    if (replicas.length === 0) return ErrorCode.REPLICA_IS_NOT_READY;
+    if (replicas.length === 0) return this.failed(ErrorCode.REPLICA_IS_NOT_READY, `get ${shortKey(key)}: no readable replica`);
     const checksum = r.objectChecksum === null || r.objectChecksum === undefined ? null : Number(r.objectChecksum);
-    return { replicas, sizeBytes: replicas[0]!.sizeBytes, leaseDeadlineMs: startedMs + Number(r.leaseTtlMs), checksum };
+    return { key, replicas, sizeBytes: replicas[0]!.sizeBytes, leaseDeadlineMs: startedMs + Number(r.leaseTtlMs), checksum };
   }
 
   /**
    * Reads from the best replica (one on this host first), falling back to the others on a transfer
-   * failure: a dead node's replicas stay listed until the master notices (client_ttl).
+   * failure (a dead node's replicas stay listed until the master notices, client_ttl) and on bytes
+   * that do not match the object's checksum (that replica's memory was changed: the master is told
+   * to drop it, and the next replica is tried).
    */
   private async readInto(
-    found: { replicas: Replica[]; leaseDeadlineMs: number; checksum: number | null },
+    found: { key: string; replicas: Replica[]; leaseDeadlineMs: number; checksum: number | null },
     into: Uint8Array,
   ): Promise<number> {
     const local = await Promise.all(found.replicas.map((r) => this.data.isLocal(r.endpoint).catch(() => false)));
     const order = found.replicas.map((r, i) => ({ r, local: local[i] })).sort((a, b) => Number(b.local) - Number(a.local));
     let lastError: number = ErrorCode.TRANSFER_FAIL;
+    // Only a checksum of ours can be verified (a Mooncake C++ writer's CRC-64 is not recomputed).
+    const verify = this.checksums && found.checksum !== null && isValueChecksum(found.checksum);
     for (const { r } of order) {
+      let crc: number | undefined;
       try {
-        await this.data.read(r.endpoint, r.address, into);
+        crc = await this.data.read(r.endpoint, r.address, into, verify);
       } catch (e) {
-        lastError = codeOf(e);
+        lastError = this.failed(e instanceof MooncakeError ? e.code : ErrorCode.TRANSFER_FAIL, (e as Error).message);
+        this.log.warn(`get: ${(e as Error).message}`);
         continue;
       }
       // The lease is what kept the buffer from being reused; past it, the bytes may be anything.
-      if (Date.now() > found.leaseDeadlineMs) return ErrorCode.LEASE_EXPIRED;
-      if (this.checksums && found.checksum !== null) {
-        if (Number(checksumOf([into]) & CHECKSUM_MASK) !== found.checksum) return ErrorCode.CHECKSUM_MISMATCH;
+      if (Date.now() > found.leaseDeadlineMs) return this.failed(ErrorCode.LEASE_EXPIRED, "the read outlasted its lease");
+      if (verify && tagChecksum(typeof crc === "number" ? crc : crc32([into])) !== found.checksum) {
+        lastError = this.failed(
+          ErrorCode.CHECKSUM_MISMATCH,
+          `get ${shortKey(found.key)}: the replica on ${r.endpoint} at 0x${r.address.toString(16)} does not match the object's checksum`,
+        );
+        this.log.warn(`${this.lastErrorText}; dropping it and trying another replica`);
+        await this.reportCorrupt(found.key, r);
+        continue;
       }
       return into.length;
     }
@@ -357,10 +516,12 @@ export class MooncakeStore {
   }
 }
 
-const CHECKSUM_MASK = 0x1fffffffffffffn;
+/** A revoke the master answered OK, or with OBJECT_NOT_FOUND (the write was already gone). */
+function revokedCleanly(code: number): boolean {
+  return code === ErrorCode.OK || code === ErrorCode.OBJECT_NOT_FOUND;
+}
 
-function checksumOf(parts: readonly Uint8Array[]): bigint {
-  const c = new Crc64();
-  for (const p of parts) c.update(p);
-  return c.value();
+/** A key as it may appear in a log line: at most 64 characters. */
+function shortKey(key: string): string {
+  return key.length <= 64 ? key : `${key.slice(0, 64)}… (${key.length} chars)`;
 }

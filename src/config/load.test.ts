@@ -1,7 +1,7 @@
 import { describe, expect, test } from "bun:test";
 import { ConfigError } from "./errors.ts";
 import { findJsonError } from "./json-position.ts";
-import { formatSource, loadConfig, parseMooncakeStoreUrl } from "./load.ts";
+import { formatSource, loadConfig, parseMooncakeStoreUrl, WARNED_PID_ENV, warningsToReport } from "./load.ts";
 import { CONFIG_KEYS, defaults, KEYS } from "./schema.ts";
 
 /** A loader over in-memory files, so each test states its whole input. */
@@ -220,6 +220,27 @@ describe("bad input: clear errors that name the place", () => {
     expect(errorOf(() => load({}, { env: { LMCACHE_EXTRA_CONFIG: "{bad" } })).message).toStartWith(
       "LMCACHE_EXTRA_CONFIG:1:2: JSON syntax error",
     );
+  });
+});
+
+describe("warnings are reported once per command", () => {
+  test("the same process (also after an in-place restart: same PID, env passed on) gets them once", () => {
+    const env: Record<string, string | undefined> = {};
+    const warnings = load({ "x.yaml": "bogus_key: 1\n" }, { configFile: "x.yaml" }).warnings;
+    expect(warnings).toEqual(["x.yaml:1: unknown key 'bogus_key'; ignored"]);
+    expect(warningsToReport(warnings, env, 4242)).toEqual(warnings);
+    expect(env[WARNED_PID_ENV]).toBe("4242");
+    // The restarted image loads the same config again with the environment it inherited.
+    const again = { ...env };
+    expect(warningsToReport(warnings, again, 4242)).toEqual([]);
+  });
+
+  test("a child process (another PID) reports its own; no warnings leave the env alone", () => {
+    const env: Record<string, string | undefined> = { [WARNED_PID_ENV]: "4242" };
+    expect(warningsToReport(["w"], env, 4343)).toEqual(["w"]);
+    const clean: Record<string, string | undefined> = {};
+    expect(warningsToReport([], clean, 1)).toEqual([]);
+    expect(clean[WARNED_PID_ENV]).toBeUndefined();
   });
 });
 

@@ -150,6 +150,27 @@ export function loadConfig(options: LoadOptions = {}): LoadedConfig {
   return { config, sources, warnings, files };
 }
 
+/** Names, in the environment, the PID of a process that has already reported its config warnings. */
+export const WARNED_PID_ENV = "MOONCAKE_CONFIG_WARNED_PID";
+
+/**
+ * The warnings a command still has to print: all of them the first time, none once printed. The
+ * server commands load the config, then restart in place (execve: same PID, same arguments, the
+ * environment passed on; runtime/allocator.ts) and load it again, which printed every warning
+ * twice. The PID in WARNED_PID_ENV tells the restarted image they were shown; a child process has
+ * another PID, so it still reports its own. Marks `env` (process.env by default) as a side effect.
+ */
+export function warningsToReport(
+  warnings: readonly string[],
+  env: Record<string, string | undefined> = process.env,
+  pid: number = process.pid,
+): readonly string[] {
+  if (warnings.length === 0) return warnings;
+  if (env[WARNED_PID_ENV] === String(pid)) return [];
+  env[WARNED_PID_ENV] = String(pid);
+  return warnings;
+}
+
 function applyLmcacheFile(
   entries: Entries,
   file: string,

@@ -283,9 +283,9 @@ export const KEYS = {
   store_checksum: {
     scope: "store",
     kind: "bool",
-    default: false,
+    default: true,
     env: ["MOONCAKE_STORE_CHECKSUM"],
-    doc: "Verify a CRC of every value on read.",
+    doc: "Checksum every value at put (CRC-32) and verify it on get; a replica that does not match is skipped. 0 turns it off.",
   },
   store_use_hugepage: {
     scope: "store",

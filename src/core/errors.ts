@@ -102,3 +102,35 @@ export class MooncakeError extends Error {
     this.code = code;
   }
 }
+
+/** The steps of a transfer to a peer's segment, in the order they happen. */
+export type TransferStep =
+  /** Finding the peer's segment descriptor (metadata server or P2P handshake). */
+  | "lookup"
+  /** Mapping a same-host peer's shared memory, or finding its owner alive. */
+  | "map"
+  /** Opening a TCP connection to the peer's data port. */
+  | "connect"
+  /** Moving the bytes: the peer refused the request, hung up, timed out, or sent garbage. */
+  | "transfer";
+
+/**
+ * A transfer that failed (TRANSFER_FAIL), saying which peer, at which step and why, so an operator
+ * can tell a wrong metadata server from a dead node from a refused address. `unreachable` is true
+ * when the peer itself could not be reached (gone, not listening, connection lost): the client then
+ * tells the master and places the object elsewhere.
+ */
+export class TransferFailedError extends MooncakeError {
+  readonly peer: string;
+  readonly step: TransferStep;
+  readonly reason: string;
+  readonly unreachable: boolean;
+  constructor(peer: string, step: TransferStep, reason: string, unreachable: boolean) {
+    super(ErrorCode.TRANSFER_FAIL, `transfer to ${peer} failed at ${step}: ${reason}`);
+    this.name = "TransferFailedError";
+    this.peer = peer;
+    this.step = step;
+    this.reason = reason;
+    this.unreachable = unreachable;
+  }
+}

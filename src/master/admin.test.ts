@@ -1,22 +1,25 @@
 // Tests for the admin/metrics HTTP app (admin.ts) against a real Master, through Hono's
 // app.request() (no sockets): Mooncake's golden bodies for an empty master, key and segment
-// inspection, the lease that /query_key grants and /batch_query_keys does not, RemoveAll, and the
-// 4xx answers to bad input.
+// inspection, the lease that /query_key grants and /batch_query_keys does not, RemoveAll (and its
+// refusal of callers beyond loopback, with the caller's address injected), and the 4xx answers to
+// bad input. One test serves the app on a real socket to check the address comes from Bun.
 
 import { describe, expect, test } from "bun:test";
+import { Hono } from "hono";
 import { ErrorCode } from "../core/errors.ts";
 import type { Master } from "../core/master/index.ts";
 import { expectCode, MiB, mountNode, must, newTestMaster, putObject, segSpec } from "../core/master/test-support.ts";
-import { compareCodePoints, createAdminApp, httpStatusForError, queryParam } from "./admin.ts";
+import { bunPeerAddress, compareCodePoints, createAdminApp, httpStatusForError, LOOPBACK_ONLY_MESSAGE, queryParam } from "./admin.ts";
 import { MetricsSummary } from "./metrics.ts";
 
 const BASE1 = 0x7f10_0000_0000;
 const BASE2 = 0x7f20_0000_0000;
 
-function setup(config = {}) {
+/** `peer`: the caller's address the app sees (default loopback; null = unknown). */
+function setup(config = {}, peer: string | null = "127.0.0.1") {
   const t = newTestMaster(config);
   const summary = new MetricsSummary(t.master, t.clock.nowMs);
-  const app = createAdminApp({ master: t.master, summary, now: t.clock.now });
+  const app = createAdminApp({ master: t.master, summary, now: t.clock.now, peerAddress: () => peer });
   const get = async (path: string, init?: RequestInit) => {
     const res = await app.request(`http://localhost${path}`, init);
     return { status: res.status, body: await res.text(), type: res.headers.get("content-type"), headers: res.headers };
@@ -113,11 +116,13 @@ describe("keys", () => {
       status: 500,
       body: '{"success":false,"error_code":-703,"error_message":"REPLICA_IS_NOT_READY"}',
     });
-    // Longer than the 4096-byte key limit: INVALID_PARAMS → 400.
-    expect(await get(`/query_key?key=${"k".repeat(4097)}`)).toMatchObject({
+    // Longer than the 4096-byte key limit: INVALID_PARAMS → 400, the key shown as a short prefix.
+    const long = await get(`/query_key?key=${"k".repeat(5000)}`);
+    expect(long).toMatchObject({
       status: 400,
-      body: '{"success":false,"error_code":-600,"error_message":"INVALID_PARAMS"}',
+      body: `{"success":false,"error_code":-600,"error_message":"key too long (max 4096 bytes): ${"k".repeat(64)}… (5000 bytes)"}`,
     });
+    expect(long.body.length).toBeLessThan(200);
     // Bad input never reaches the state machine.
     expect(await get("/query_key")).toMatchObject({
       status: 400,
@@ -176,6 +181,21 @@ describe("keys", () => {
     expect((await get("/get_all_keys?limit=0")).body).toBe("");
     expect((await get("/get_all_keys?limit=-1")).status).toBe(400);
     expect((await get("/get_all_keys?limit=abc")).status).toBe(400);
+  });
+
+  test("/get_all_keys?format=json keeps keys with a newline whole (the text form cannot)", async () => {
+    const { master, get } = setup();
+    populate(master);
+    putObject(master, "w", "two\nlines", 100);
+    putObject(master, "w", "tab\tand\\slash", 100);
+    const r = await get("/get_all_keys?format=json");
+    expect(r.type).toBe("application/json; charset=utf-8");
+    expect(JSON.parse(r.body)).toEqual({ keys: ["plain", "model@1@0@ab/cd%20e", "two\nlines", "tab\tand\\slash"] });
+    expect(JSON.parse((await get("/get_all_keys?format=json&limit=1")).body)).toEqual({ keys: ["plain"] });
+    expect(JSON.parse((await get("/get_all_keys?format=json&limit=0")).body)).toEqual({ keys: [] });
+    // Mooncake's text form is unchanged (and ambiguous for such a key).
+    expect((await get("/get_all_keys?format=text")).body).toBe("plain\nmodel@1@0@ab/cd%20e\ntwo\nlines\ntab\tand\\slash\n");
+    expect((await get("/get_all_keys?format=xml")).status).toBe(400);
   });
 
   test("/get_all_keys lists 50,000 keys, each line intact", async () => {
@@ -279,6 +299,95 @@ describe("remove_all", () => {
     expect(master.state.objects.size).toBe(0);
     expect(log.slice(before).map((o) => o.op)).toEqual(["removeAll", "removeAll", "removeAll"]);
     expect(await post("?force=true")).toMatchObject({ body: '{"success":true,"removed_count":0}' });
+  });
+});
+
+describe("remove_all from beyond loopback", () => {
+  test("a non-loopback caller gets 403 with the reason; nothing is removed, no op is logged", async () => {
+    for (const peer of ["10.0.0.5", "192.168.1.1", "::ffff:10.0.0.1", "fe80::1", null]) {
+      const { master, get, log } = setup({}, peer);
+      populate(master);
+      const before = log.length;
+      const r = await get("/api/v1/remove_all?force=true", { method: "POST" });
+      expect(r.status).toBe(403);
+      expect(r.type).toBe("application/json; charset=utf-8");
+      const body = JSON.parse(r.body);
+      expect(body).toMatchObject({ success: false, error_code: ErrorCode.UNAVAILABLE_IN_CURRENT_MODE });
+      expect(body.error_message).toStartWith(LOOPBACK_ONLY_MESSAGE);
+      expect(body.error_message).toContain(peer ?? "an unknown address");
+      expect(master.state.objects.size).toBe(2);
+      expect(log.length).toBe(before);
+      // Reads stay open to everyone.
+      expect((await get("/get_all_keys")).status).toBe(200);
+    }
+  });
+
+  test("loopback callers (IPv4, IPv6, IPv4-mapped) may remove", async () => {
+    for (const peer of ["127.0.0.1", "127.0.0.2", "::1", "::ffff:127.0.0.1"]) {
+      const { master, get } = setup({}, peer);
+      populate(master);
+      expect(await get("/api/v1/remove_all?force=true", { method: "POST" })).toMatchObject({
+        status: 200,
+        body: '{"success":true,"removed_count":2}',
+      });
+      expect(master.state.objects.size).toBe(0);
+    }
+  });
+
+  test("a loopback caller that is a web page of another site (Origin, Sec-Fetch-Site) gets 403; nothing is removed", async () => {
+    for (const headers of [
+      { origin: "http://evil.example" },
+      { origin: "null" },
+      { origin: "http://localhost:9003", "sec-fetch-site": "cross-site" },
+      { "sec-fetch-site": "same-site" },
+    ] as Record<string, string>[]) {
+      const { master, get } = setup({}, "127.0.0.1");
+      populate(master);
+      const r = await get("/api/v1/remove_all?force=true", { method: "POST", headers });
+      expect(r.status).toBe(403);
+      expect(JSON.parse(r.body).error_message).toContain("not accepted from web pages");
+      expect(master.state.objects.size).toBe(2);
+    }
+    // The admin's own origin (a page it served itself) and a plain curl are fine.
+    for (const headers of [{ origin: "http://localhost", "sec-fetch-site": "same-origin" }, {}] as Record<string, string>[]) {
+      const { master, get } = setup({}, "127.0.0.1");
+      populate(master);
+      expect((await get("/api/v1/remove_all?force=true", { method: "POST", headers })).status).toBe(200);
+    }
+  });
+
+  test("served by Bun, the caller's address comes from the server: a loopback POST works", async () => {
+    const t = newTestMaster({});
+    populate(t.master);
+    const app = createAdminApp({ master: t.master, summary: new MetricsSummary(t.master, t.clock.nowMs), now: t.clock.now });
+    const server = Bun.serve({ hostname: "127.0.0.1", port: 0, fetch: app.fetch });
+    try {
+      const res = await fetch(`http://127.0.0.1:${server.port}/api/v1/remove_all?force=true`, {
+        method: "POST",
+        signal: AbortSignal.timeout(5000),
+      });
+      expect(res.status).toBe(200);
+      expect(await res.text()).toBe('{"success":true,"removed_count":2}');
+    } finally {
+      await server.stop(true);
+    }
+  });
+
+  test("bunPeerAddress: null without a server (app.request), the address with one", async () => {
+    const seen: (string | null)[] = [];
+    const app = new Hono();
+    app.get("/", (c) => {
+      seen.push(bunPeerAddress(c));
+      return c.text("ok");
+    });
+    await app.request("http://localhost/");
+    const server = Bun.serve({ hostname: "127.0.0.1", port: 0, fetch: app.fetch });
+    try {
+      await (await fetch(`http://127.0.0.1:${server.port}/`)).text();
+    } finally {
+      await server.stop(true);
+    }
+    expect(seen).toEqual([null, "127.0.0.1"]);
   });
 });
 

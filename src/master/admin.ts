@@ -8,11 +8,20 @@
 // Reads vs operations: /query_key grants a read lease in Mooncake (it calls GetReplicaList), so it
 // goes through master.submit() like any RPC and lands in the op log; RemoveAll likewise. Every
 // other endpoint only reads the state and is not an operation (see operations.ts).
+//
+// Exposure: the port binds all interfaces by default (as Mooncake's), so anyone who can reach it
+// could wipe the cluster with POST /api/v1/remove_all. Until a cluster token exists, mutating
+// endpoints answer only loopback callers (403 otherwise); reads stay open to all, as in Mooncake.
+// A browser on the master's host is a loopback caller too, and any web page it shows may POST to
+// 127.0.0.1 without a preflight: so a mutating request that a browser marks as cross-site (an
+// Origin that is not this server, or Sec-Fetch-Site other than none/same-origin) is refused as
+// well. curl and scripts send neither header.
 
 import type { Context } from "hono";
 import { Hono } from "hono";
 import { ErrorCode, errorName } from "../core/errors.ts";
 import {
+  invalidKeyReason,
   type Master,
   type ReplicaDescriptor,
   querySegmentStatus,
@@ -23,6 +32,7 @@ import {
 // Not re-exported by index.ts; it is the state's own "what may a reader use" rule, which the
 // read-only batch query must apply exactly as GetReplicaList does.
 import { describeReadable } from "../core/master/objects.ts";
+import { isLoopbackAddress } from "../runtime/exposure.ts";
 import { formatGeneral, type MetricsSummary, NON_HA_STATUS, PROMETHEUS_CONTENT_TYPE, renderPrometheus } from "./metrics.ts";
 
 export interface AdminDeps {
@@ -32,6 +42,41 @@ export interface AdminDeps {
   now: () => number;
   /** Extra Prometheus families appended to GET /metrics (e.g. RPC-server metrics). */
   extraMetrics?: () => string;
+  /**
+   * The caller's IP address, or null when unknown. Default: asked of the Bun server the app is
+   * served by (Hono's env). Tests inject one; an unknown caller is treated as remote.
+   */
+  peerAddress?: (c: Context) => string | null;
+}
+
+/** The body of the 403 a non-loopback caller gets from a mutating endpoint. */
+export const LOOPBACK_ONLY_MESSAGE =
+  "mutating admin calls are accepted from loopback only until a cluster token is configured; " +
+  "run it on the master's host (curl http://127.0.0.1:<metrics_port>/...)";
+
+/**
+ * Why a request looks sent by a web page of another site (null when it does not): its Origin is
+ * not this server's host, or the browser says Sec-Fetch-Site is cross-site or same-site.
+ */
+export function crossSiteReason(origin: string | undefined, fetchSite: string | undefined, host: string | undefined): string | null {
+  if (fetchSite !== undefined && fetchSite !== "none" && fetchSite !== "same-origin") return `Sec-Fetch-Site: ${fetchSite}`;
+  if (origin === undefined) return null;
+  let originHost: string | null = null;
+  try {
+    originHost = new URL(origin).host;
+  } catch {
+    // "null" (sandboxed frames, file://) and garbage are never this server.
+  }
+  return originHost !== null && originHost === host ? null : `Origin: ${origin.slice(0, 100)}`;
+}
+
+/** The caller's address from the Bun server Hono was handed as env (`Bun.serve({ fetch: app.fetch })`). */
+export function bunPeerAddress(c: Context): string | null {
+  const env = c.env as { requestIP?: unknown; server?: { requestIP?: unknown } } | undefined;
+  const server = env && typeof env.requestIP === "function" ? env : env?.server;
+  if (!server || typeof server.requestIP !== "function") return null;
+  const info = (server.requestIP as (r: Request) => { address?: string } | null).call(server, c.req.raw);
+  return info?.address ?? null;
 }
 
 const TEXT = "text/plain; charset=utf-8";
@@ -153,13 +198,25 @@ function batchItem(master: Master, key: string): string {
 /** Build the admin Hono app. Serve its `fetch` on the metrics port. */
 export function createAdminApp(deps: AdminDeps): Hono {
   const { master, summary, now } = deps;
+  const peerAddress = deps.peerAddress ?? bunPeerAddress;
   const app = new Hono();
   const allowed = new Map<string, string[]>();
 
   const text = (c: Context, body: string, status: 200 | 400 | 404 | 405 | 500 = 200, type = TEXT): Response =>
     c.body(body, status, { "Content-Type": type });
-  const json = (c: Context, body: string, status: 200 | 400 | 404 | 409 | 500 = 200): Response =>
+  const json = (c: Context, body: string, status: 200 | 400 | 403 | 404 | 409 | 500 = 200): Response =>
     c.body(body, status, { "Content-Type": JSON_TYPE });
+  /** A 403 for a caller that may not mutate (see the file comment); null when it may. */
+  const refuseRemote = (c: Context): Response | null => {
+    const peer = peerAddress(c);
+    if (peer === null || !isLoopbackAddress(peer)) {
+      const message = `${LOOPBACK_ONLY_MESSAGE} (this request came from ${peer ?? "an unknown address"})`;
+      return json(c, errorBody(ErrorCode.UNAVAILABLE_IN_CURRENT_MODE, message), 403);
+    }
+    const crossSite = crossSiteReason(c.req.header("origin"), c.req.header("sec-fetch-site"), new URL(c.req.url).host);
+    if (crossSite === null) return null;
+    return json(c, errorBody(ErrorCode.UNAVAILABLE_IN_CURRENT_MODE, `mutating admin calls are not accepted from web pages (${crossSite})`), 403);
+  };
   const get = (path: string, handler: (c: Context) => Response): void => {
     app.get(path, handler);
     allowed.set(path, ["GET", "HEAD"]);
@@ -196,6 +253,8 @@ export function createAdminApp(deps: AdminDeps): Hono {
       const reason = p.kind === "missing" ? "Missing key parameter" : p.reason;
       return json(c, errorBody(ErrorCode.INVALID_PARAMS, reason), 400);
     }
+    const invalid = invalidKeyReason(p.value);
+    if (invalid !== null) return json(c, errorBody(ErrorCode.INVALID_PARAMS, invalid), 400);
     // An operation, not a read: it grants a lease (so a non-forced Remove now fails).
     const r = master.submit({ op: "getReplicaList", key: p.value });
     if (!r.ok) return json(c, errorBody(r.code), httpStatusForError(r.code));
@@ -220,7 +279,15 @@ export function createAdminApp(deps: AdminDeps): Hono {
   // Keys with a readable replica, one per line, each followed by "\n" (Mooncake's format; an
   // empty master gives an empty body). One pass and one join: fine for millions of keys, and a
   // consistent snapshot because nothing else runs meanwhile. `?limit=N` caps the listing.
+  // `?format=json` (ours) answers `{"keys":[…]}` instead: a key may contain "\n", which the text
+  // format cannot tell from a separator. A Mooncake master ignores the parameter and sends text.
   get("/get_all_keys", (c) => {
+    const f = queryParam(c.req.url, "format");
+    if (f.kind === "malformed") return text(c, f.reason, 400);
+    if (f.kind === "ok" && f.value !== "json" && f.value !== "text") {
+      return text(c, "Invalid format parameter: expected json or text", 400);
+    }
+    const asJson = f.kind === "ok" && f.value === "json";
     const p = queryParam(c.req.url, "limit");
     let limit = Number.POSITIVE_INFINITY;
     if (p.kind === "malformed") return text(c, p.reason, 400);
@@ -236,6 +303,7 @@ export function createAdminApp(deps: AdminDeps): Hono {
         if (keys.length >= limit) break;
       }
     }
+    if (asJson) return json(c, JSON.stringify({ keys }));
     return text(c, keys.length === 0 ? "" : `${keys.join("\n")}\n`);
   });
 
@@ -304,6 +372,8 @@ export function createAdminApp(deps: AdminDeps): Hono {
   });
 
   app.post("/api/v1/remove_all", (c) => {
+    const refused = refuseRemote(c);
+    if (refused) return refused;
     // As Mooncake: force only for exactly "true" or "1"; anything else means not forced.
     const f = queryParam(c.req.url, "force");
     if (f.kind === "malformed") return json(c, errorBody(ErrorCode.INVALID_PARAMS, f.reason), 400);

@@ -6,6 +6,7 @@ import { CoroRpcClient, defaultReplicateConfig } from "../client/coro-rpc-client
 import { MasterClient } from "../client/master-client.ts";
 import { CoroErrc, decodeErrorBody, encodeRequest } from "../core/coro-rpc/frame.ts";
 import { MOONCAKE_RPCS } from "../core/coro-rpc/mooncake-rpcs.ts";
+import { valueChecksum } from "../core/checksum.ts";
 import { ErrorCode } from "../core/errors.ts";
 import { configureLog } from "../core/log.ts";
 import { Master } from "../core/master/index.ts";
@@ -252,6 +253,20 @@ describe("a Mooncake store client's calls", () => {
     expect(list.replicas[0]!.memory!.bufferDescriptor!.transportEndpoint).toBe("127.0.0.1:12586");
     expect((await ours.call("remove", { key: "shared", force: true })).errorCode).toBe(0);
     expect(await c.call("ExistKey", { key: "shared", tenant_id: "default" })).toEqual({ ok: true, value: false });
+  });
+
+  test("a value our client checksummed is shown to coro_rpc readers without that checksum (not a CRC-64)", async () => {
+    const c = await coro();
+    const ours = await MasterClient.connect(address, { timeoutMs: 3000 });
+    clients.push(ours);
+    const clientId = { first: 7, second: 8 };
+    expect((await ours.call("putStart", { clientId, key: "tagged", totalLen: 64, config: { replicaNum: 1 } })).errorCode).toBe(0);
+    const checksum = valueChecksum([new Uint8Array(64)]);
+    expect((await ours.call("putEnd", { clientId, meta: { key: "tagged", objectChecksum: checksum } })).errorCode).toBe(0);
+    expect((await ours.call("getReplicaList", { key: "tagged" })).objectChecksum).toBe(checksum);
+    const list = (await c.call("GetReplicaList", { key: "tagged", tenant_id: "default" })) as { ok: boolean; value: { object_checksum: bigint | null } };
+    expect(list.ok).toBe(true);
+    expect(list.value.object_checksum).toBeNull();
   });
 
   test("pipelined requests in one write are answered in order", async () => {

@@ -5,6 +5,7 @@
 // Mooncake's `tl::expected`. Rules shared with the protobuf side (tenants, replica types) come
 // from rpc-service.ts.
 
+import { isValueChecksum } from "../core/checksum.ts";
 import { ErrorCode } from "../core/errors.ts";
 import {
   CoroErrc,
@@ -254,11 +255,18 @@ export function createCoroHandlers(master: Master): CoroHandlers {
   };
 }
 
+/**
+ * A Mooncake client verifies `object_checksum` as a CRC-64 when MOONCAKE_STORE_CHECKSUM=1; the
+ * tagged CRC-32 our clients write (core/checksum.ts) would fail that check on every value, so it is
+ * not shown to coro_rpc readers. A checksum a Mooncake client wrote is passed through.
+ */
 function replicaListToCoro(v: { replicas: ReplicaDescriptor[]; leaseTtlMs: number; objectChecksum?: bigint }) {
+  const checksum = v.objectChecksum ?? null;
+  const ours = checksum !== null && checksum < 2n ** 53n && isValueChecksum(Number(checksum));
   return {
     replicas: v.replicas.map(replicaToCoro),
     lease_ttl_ms: v.leaseTtlMs,
-    object_checksum: v.objectChecksum ?? null,
+    object_checksum: ours ? null : checksum,
   };
 }
 

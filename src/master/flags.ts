@@ -27,9 +27,9 @@ const D = DEFAULT_MASTER_CONFIG;
 
 export const MASTER_FLAGS = {
   rpc_port: { kind: "int", min: 0, max: 65535, default: 50051, aliases: ["port"], doc: "master RPC port" },
-  rpc_address: { kind: "string", default: "0.0.0.0", doc: "address the RPC port binds" },
+  rpc_address: { kind: "string", default: "0.0.0.0", doc: "address the RPC port binds (127.0.0.1: this host only)" },
   metrics_port: { kind: "int", min: 0, max: 65535, default: 9003, doc: "admin and metrics HTTP port" },
-  metrics_host: { kind: "string", default: "0.0.0.0", doc: "address the admin HTTP port binds" },
+  metrics_host: { kind: "string", default: "0.0.0.0", doc: "address the admin/metrics HTTP port binds (127.0.0.1: this host only)" },
   enable_metric_reporting: { kind: "bool", default: true, doc: "log a metrics summary every 10 s" },
   enable_http_metadata_server: {
     kind: "bool",
@@ -37,7 +37,16 @@ export const MASTER_FLAGS = {
     doc: "run the HTTP metadata server in the master (on by default here; Mooncake's default is off)",
   },
   http_metadata_server_port: { kind: "int", min: 0, max: 65535, default: 8080, doc: "embedded metadata server port" },
-  http_metadata_server_host: { kind: "string", default: "0.0.0.0", doc: "embedded metadata server address" },
+  http_metadata_server_host: {
+    kind: "string",
+    default: "0.0.0.0",
+    doc: "address the embedded metadata server binds (127.0.0.1: this host only; Mooncake ignores it and binds all)",
+  },
+  http_metadata_server_accept_any_body: {
+    kind: "bool",
+    default: false,
+    doc: "the embedded metadata server stores PUT bodies that are not JSON, as Mooncake's does (else 400)",
+  },
   default_kv_lease_ttl: {
     kind: "duration",
     unit: "ms",
@@ -113,6 +122,7 @@ export interface MasterSettings {
   enableHttpMetadataServer: boolean;
   httpMetadataServerPort: number;
   httpMetadataServerHost: string;
+  httpMetadataServerAcceptAnyBody: boolean;
   /** name -> "default" | "flag" | "config_path <file>:<line>" | "env NAME", for the startup line. */
   sources: Record<string, string>;
   values: Record<MasterFlagName, unknown>;
@@ -244,6 +254,7 @@ export function resolveMasterSettings(
     enableHttpMetadataServer: values.enable_http_metadata_server as boolean,
     httpMetadataServerPort: values.http_metadata_server_port as number,
     httpMetadataServerHost: values.http_metadata_server_host as string,
+    httpMetadataServerAcceptAnyBody: values.http_metadata_server_accept_any_body as boolean,
     sources,
     values,
   };

@@ -239,6 +239,12 @@ export function renderPrometheus(master: Master, options: RenderOptions = {}): s
     out.single(`master_${op}_failures_total`, "counter", `Total number of failed ${name} requests`, c.ops[op].failures);
     if (op === "put_start") {
       out.single(
+        "master_corrupt_replicas_dropped_total",
+        "counter",
+        "Total number of replicas dropped because a reader found they did not match their object checksum",
+        c.corruptReplicasDropped,
+      );
+      out.single(
         "master_put_start_alloc_failures_total",
         "counter",
         "Total number of PutStart failures caused by replica allocation failure",

@@ -35,11 +35,20 @@ export class Encoded {
   ) {}
 }
 
+/** One ReportUnreachable names at most this many endpoints (a put has a few replicas). */
+const MAX_REPORTED_ENDPOINTS = 64;
+
 export type Handlers = { [M in MethodName]: (request: RequestOf<M>) => ResponseProps<M> | Encoded };
 
 export interface RpcServiceHooks {
   /** GracefulUnmountSegment: unmount `segmentId` after `graceMs` (the process owns the timer). */
   scheduleUnmount(segmentId: string, clientId: string, graceMs: number): void;
+  /**
+   * The HTTP metadata server this master serves, told to clients in ServiceReady so tools left at
+   * the default metadata_server can use it ("" or absent: none). An unspecified host (0.0.0.0)
+   * means "the host the client reached the master at".
+   */
+  metadataServer?: string;
 }
 
 /** Tenants other than the default need multi-tenancy, which this master does not implement. */
@@ -104,7 +113,26 @@ export function createHandlers(master: Master, hooks: RpcServiceHooks): Handlers
     serviceReady: (req) =>
       req.clientVersion && req.clientVersion !== STORE_PROTOCOL_VERSION
         ? { errorCode: ErrorCode.INVALID_VERSION, version: STORE_PROTOCOL_VERSION }
-        : { errorCode: ErrorCode.OK, version: STORE_PROTOCOL_VERSION },
+        : { errorCode: ErrorCode.OK, version: STORE_PROTOCOL_VERSION, metadataServer: hooks.metadataServer ?? "" },
+
+    reportCorruptReplica: (req) => {
+      const r = submit({
+        op: "reportCorruptReplica",
+        clientId: uuidToString(req.clientId),
+        key: req.key ?? "",
+        endpoint: req.transportEndpoint ?? "",
+        address: Number(req.bufferAddress ?? 0),
+      });
+      return r.ok ? { errorCode: ErrorCode.OK, replicasLeft: r.value } : { errorCode: r.code };
+    },
+    reportUnreachable: (req) => {
+      const r = submit({
+        op: "reportUnreachable",
+        clientId: uuidToString(req.clientId),
+        endpoints: (req.segmentNames ?? []).slice(0, MAX_REPORTED_ENDPOINTS),
+      });
+      return r.ok ? { errorCode: ErrorCode.OK, markedCount: r.value } : { errorCode: r.code };
+    },
 
     ping: (req) => {
       const r = submit({ op: "ping", clientId: uuidToString(req.clientId) });

@@ -11,6 +11,8 @@ import { startMetadataServer } from "../metadata/serve.ts";
 import { serveHttp } from "../runtime/http.ts";
 import { watchParent } from "../runtime/parent-watch.ts";
 import { createAdminApp } from "./admin.ts";
+import { logExposure } from "../runtime/exposure.ts";
+import { masterListeners } from "./exposure.ts";
 import type { MasterSettings } from "./flags.ts";
 import { MetricsSummary } from "./metrics.ts";
 import { createCoroHandlers } from "./coro-rpc-service.ts";
@@ -63,7 +65,11 @@ export async function startMaster(settings: MasterSettings): Promise<RunningMast
 
   try {
     const metadata = settings.enableHttpMetadataServer
-      ? await startMetadataServer({ host: settings.httpMetadataServerHost, port: settings.httpMetadataServerPort })
+      ? await startMetadataServer({
+          host: settings.httpMetadataServerHost,
+          port: settings.httpMetadataServerPort,
+          acceptAnyBody: settings.httpMetadataServerAcceptAnyBody,
+        })
       : null;
     if (metadata) stops.push(() => metadata.stop());
 
@@ -73,6 +79,7 @@ export async function startMaster(settings: MasterSettings): Promise<RunningMast
       log,
       coroHandlers: createCoroHandlers(master),
       handlers: createHandlers(master, {
+        metadataServer: metadata ? `http://${urlHost(settings.httpMetadataServerHost)}:${metadata.port}/metadata` : "",
         scheduleUnmount(segmentId, clientId, graceMs) {
           const timer = setTimeout(
             () => {
@@ -170,6 +177,7 @@ export async function runMaster(settings: MasterSettings) {
     log.info(`HTTP metadata server started on ${settings.httpMetadataServerHost}:${running.metadataPort}`);
   }
   log.info(`Master admin server started on port ${running.metricsPort}`);
+  logExposure(log, masterListeners(settings, running));
 
   await new Promise<void>((resolve) => {
     const shutdown = () => {
@@ -180,4 +188,9 @@ export async function runMaster(settings: MasterSettings) {
     process.once("SIGTERM", shutdown);
     watchParent(shutdown);
   });
+}
+
+/** A bind host as a URL authority's host: IPv6 literals in brackets. */
+function urlHost(host: string): string {
+  return host.includes(":") ? `[${host}]` : host;
 }

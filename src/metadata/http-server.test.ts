@@ -1,12 +1,13 @@
 // Tests of the HTTP metadata server over real sockets (Bun.serve on 127.0.0.1, ephemeral port),
 // driven by raw fetch and by MetadataHttpClient: every row of interop-golden.md §2 byte for byte,
-// the golden TE descriptors of §1, and the limits and errors Mooncake's server does not have.
+// the golden TE descriptors of §1, and the limits and errors Mooncake's server does not have
+// (non-JSON bodies among them; `any` is a second server with `acceptAnyBody`, Mooncake's rule).
 
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { Hono } from "hono";
 import { MetadataStore } from "../core/metadata-store.ts";
 import { MetadataHttpClient, MetadataHttpError, escapeMetadataKey } from "./http-client.ts";
-import { createMetadataApp, parseKeyParam } from "./http-server.ts";
+import { createMetadataApp, invalidJsonReason, parseKeyParam } from "./http-server.ts";
 import { type RunningMetadataServer, startMetadataServer } from "./serve.ts";
 
 // interop-golden.md §1, verbatim.
@@ -23,23 +24,30 @@ const MiB = 1024 * 1024;
 let srv: RunningMetadataServer;
 let base: string; // http://127.0.0.1:PORT/metadata
 let client: MetadataHttpClient;
+/** A server that stores any body, as Mooncake's does. */
+let any: RunningMetadataServer;
+let anyClient: MetadataHttpClient;
 
 beforeAll(async () => {
   srv = await startMetadataServer({ host: "127.0.0.1", port: 0 });
   base = srv.url;
   client = new MetadataHttpClient(base, { timeoutMs: 5000 });
+  any = await startMetadataServer({ host: "127.0.0.1", port: 0, acceptAnyBody: true });
+  anyClient = new MetadataHttpClient(any.url, { timeoutMs: 5000 });
 });
 
 afterAll(async () => {
   await srv?.stop();
+  await any?.stop();
 });
 
 async function call(
   method: string,
   query: string,
   body?: string | Uint8Array<ArrayBuffer> | ReadableStream<Uint8Array>,
+  on: string = base,
 ): Promise<{ status: number; text: string; type: string | null; headers: Headers }> {
-  const res = await fetch(`${base}${query}`, { method, body: body ?? null, signal: AbortSignal.timeout(10_000) });
+  const res = await fetch(`${on}${query}`, { method, body: body ?? null, signal: AbortSignal.timeout(10_000) });
   const text = await res.text();
   return { status: res.status, text, type: res.headers.get("content-type"), headers: res.headers };
 }
@@ -146,19 +154,20 @@ describe("keys and query strings", () => {
 
   test("awkward keys round-trip through the client", async () => {
     for (const key of ["a b", "a+b", "x&key=y", "100%", "é/𝄞", "q?r#s", "mooncake/c1/ram/[::1]:1"]) {
-      expect(await client.put(key, `v:${key}`)).toBe("metadata updated");
-      expect(srv.store.getText(key)).toBe(`v:${key}`);
-      expect(await client.get(key)).toBe(`v:${key}`);
+      const value = JSON.stringify({ v: key });
+      expect(await client.put(key, value)).toBe("metadata updated");
+      expect(srv.store.getText(key)).toBe(value);
+      expect(await client.get(key)).toBe(value);
       expect(await client.delete(key)).toBe(true);
       expect(await client.delete(key)).toBe(false);
     }
   });
 
   test("`+` in a raw query means space; the first key parameter wins; other parameters are ignored", async () => {
-    await call("PUT", "?key=a+b", "plus");
-    expect(srv.store.getText("a b")).toBe("plus");
-    await call("PUT", "?x=1&key=first&key=second&y=%ZZ", "first");
-    expect(srv.store.getText("first")).toBe("first");
+    await call("PUT", "?key=a+b", '"plus"');
+    expect(srv.store.getText("a b")).toBe('"plus"');
+    await call("PUT", "?x=1&key=first&key=second&y=%ZZ", '"first"');
+    expect(srv.store.getText("first")).toBe('"first"');
     expect(srv.store.has("second")).toBe(false);
   });
 
@@ -193,29 +202,71 @@ describe("keys and query strings", () => {
   });
 
   test("key longer than the limit → 400 with a reason", async () => {
-    const r = await call("PUT", `?key=${"k".repeat(4097)}`, "x");
+    const r = await call("PUT", `?key=${"k".repeat(4097)}`, "{}");
     expect(r.status).toBe(400);
     expect(r.text).toContain("key too long");
   });
 });
 
 describe("bodies", () => {
-  test("empty body is stored and read back empty", async () => {
-    expect((await call("PUT", "?key=empty-body", "")).status).toBe(200);
-    expect(await call("GET", "?key=empty-body")).toMatchObject({ status: 200, text: "" });
+  test("a body that is not JSON → 400 with a reason, nothing stored; the key keeps its value", async () => {
+    for (const [body, why] of [
+      ["v", 'invalid JSON body: Unexpected identifier "v"'],
+      ["", "invalid JSON body: empty body"],
+      ['{"name":"n"', "invalid JSON body: "],
+      [new Uint8Array([0x22, 0xff, 0x22]), "invalid JSON body: not UTF-8"],
+    ] as const) {
+      const r = await call("PUT", "?key=not-json", body);
+      expect(r.status).toBe(400);
+      expect(r.text).toStartWith(why);
+      expect(srv.store.has("not-json")).toBe(false);
+    }
+    expect((await call("PUT", "?key=not-json", '{"a":1}\n')).status).toBe(200);
+    expect((await call("PUT", "?key=not-json", "garbage")).status).toBe(400);
+    expect(srv.store.getText("not-json")).toBe('{"a":1}\n');
+    // The client sees the reason too (what a misbehaving tool would get).
+    const err = await client.put("not-json", "{oops").catch((e) => e);
+    expect(err).toBeInstanceOf(MetadataHttpError);
+    expect(err.status).toBe(400);
+    expect(err.body).toStartWith("invalid JSON body: ");
+    await call("DELETE", "?key=not-json");
   });
 
-  test("binary body comes back byte for byte", async () => {
+  test("the parser's quote of a bad body stays short and on one line", async () => {
+    const r = await call("PUT", "?key=long-bad", `${"x".repeat(500_000)}\n`);
+    expect(r.status).toBe(400);
+    expect(r.text.length).toBeLessThan(200);
+    expect(r.text).not.toContain("\n");
+  });
+
+  test("invalidJsonReason", () => {
+    const enc = (s: string) => new TextEncoder().encode(s);
+    expect(invalidJsonReason(enc('{"a":[1,2]}'))).toBeNull();
+    expect(invalidJsonReason(enc(" 42 "))).toBeNull(); // any JSON value, as RFC 8259 allows
+    expect(invalidJsonReason(enc(""))).toBe("empty body");
+    expect(invalidJsonReason(new Uint8Array([0xc3]))).toBe("not UTF-8");
+    expect(invalidJsonReason(enc("{'a':1}"))).not.toBeNull();
+  });
+
+  test("acceptAnyBody (Mooncake's behaviour): empty and binary bodies are stored verbatim", async () => {
+    expect((await call("PUT", "?key=empty-body", "", any.url)).status).toBe(200);
+    expect(await call("GET", "?key=empty-body", undefined, any.url)).toMatchObject({ status: 200, text: "" });
     const bytes = new Uint8Array(70_000).map((_, i) => (i * 7) & 0xff);
-    expect((await call("PUT", "?key=binary", bytes)).status).toBe(200);
-    const res = await fetch(`${base}?key=binary`);
+    expect((await call("PUT", "?key=binary", bytes, any.url)).status).toBe(200);
+    const res = await fetch(`${any.url}?key=binary`);
     expect(new Uint8Array(await res.arrayBuffer())).toEqual(bytes);
+    expect(await anyClient.put("plain-text", "v")).toBe("metadata updated");
+    expect(await anyClient.get("plain-text")).toBe("v");
   });
 
   test("exactly the limit (1 MiB by default) is accepted", async () => {
-    expect((await call("PUT", "?key=at-limit", new Uint8Array(MiB))).status).toBe(200);
+    const atLimit = `"${"x".repeat(MiB - 2)}"`; // a JSON string of exactly 1 MiB
+    expect((await call("PUT", "?key=at-limit", atLimit)).status).toBe(200);
     expect(srv.store.get("at-limit")!.byteLength).toBe(MiB);
     await call("DELETE", "?key=at-limit");
+    expect((await call("PUT", "?key=at-limit", new Uint8Array(MiB), any.url)).status).toBe(200);
+    expect(any.store.get("at-limit")!.byteLength).toBe(MiB);
+    await call("DELETE", "?key=at-limit", undefined, any.url);
   });
 
   test("one byte over the limit → 413 with a reason, before the body is stored", async () => {
@@ -229,7 +280,7 @@ describe("bodies", () => {
     const r = await call("PUT", "?key=huge", new Uint8Array(64 * MiB));
     expect(r.status).toBe(413);
     expect(srv.store.has("huge")).toBe(false);
-    expect(await call("GET", "?key=empty-body")).toMatchObject({ status: 200, text: "" });
+    expect(await call("GET", "?key=golden%2Fplain")).toMatchObject({ status: 404, text: "metadata not found" });
     expect((await fetch(new URL("/health", base))).status).toBe(200);
   });
 
@@ -247,7 +298,7 @@ describe("bodies", () => {
     expect(r.status).toBe(413);
     expect(r.text).toBe(`metadata too large: more than max ${MiB} bytes`);
     expect(srv.store.has("chunked-big")).toBe(false);
-    expect((await call("GET", "?key=empty-body")).status).toBe(200);
+    expect((await call("GET", "?key=golden%2Fplain")).status).toBe(404);
   });
 
   test("a chunked body under the limit is stored", async () => {
@@ -328,7 +379,7 @@ describe("limits served over HTTP", () => {
       const c = new MetadataHttpClient(s.url);
       await c.put("a", "1");
       await c.put("b", "1");
-      const err = await c.put("c", "1").catch((e) => e);
+      const err = await c.put("c", "1").catch((e) => e); // "1" is a JSON document
       expect(err).toBeInstanceOf(MetadataHttpError);
       expect(err.status).toBe(507);
       expect(err.body).toBe("metadata store full: 2 keys");
@@ -343,8 +394,8 @@ describe("limits served over HTTP", () => {
     try {
       expect(s.store.limits.maxValueBytes).toBe(16);
       const c = new MetadataHttpClient(s.url);
-      expect(await c.put("k", "x".repeat(16))).toBe("metadata updated");
-      const err = await c.put("k", "x".repeat(17)).catch((e) => e);
+      expect(await c.put("k", `"${"x".repeat(14)}"`)).toBe("metadata updated");
+      const err = await c.put("k", "x".repeat(17)).catch((e) => e); // too large is said before not-JSON
       expect(err.status).toBe(413);
       expect(err.body).toBe("metadata too large: 17 bytes, max 16 bytes");
     } finally {
@@ -379,8 +430,9 @@ describe("embedding in another Hono app", () => {
   test("mounted under a prefix", async () => {
     const parent = new Hono();
     parent.route("/mc", createMetadataApp(new MetadataStore()));
-    expect((await parent.request("/mc/metadata?key=k", { method: "PUT", body: "v" })).status).toBe(200);
-    expect(await (await parent.request("/mc/metadata?key=k")).text()).toBe("v");
+    expect((await parent.request("/mc/metadata?key=k", { method: "PUT", body: "[1]" })).status).toBe(200);
+    expect(await (await parent.request("/mc/metadata?key=k")).text()).toBe("[1]");
+    expect((await parent.request("/mc/metadata?key=k", { method: "PUT", body: "v" })).status).toBe(400);
     expect(await (await parent.request("/mc/health")).text()).toBe("OK");
   });
 });

@@ -7,9 +7,16 @@
 // Beyond the C++ server (which has no limits): malformed percent-encoding, oversized keys or bodies,
 // a full store and unsupported methods get a 4xx/5xx with a one-line reason instead of undefined
 // behaviour.
+//
+// The C++ server also stores any PUT body, but every reader of a key (the TE's getSegmentDesc,
+// getRpcMetaEntry) parses it as JSON, so a non-JSON value only fails later, at a reader, far from
+// the writer. We refuse it at the PUT (400 `invalid JSON body: …`) unless `acceptAnyBody` is set
+// (`mooncake metadata --accept-any-body`, `mooncake master --http_metadata_server_accept_any_body`),
+// for tools that keep other data there.
 
 import type { Context } from "hono";
 import { Hono } from "hono";
+import { escapeKey } from "../core/key-display.ts";
 import type { MetadataStore, PutRejection } from "../core/metadata-store.ts";
 
 /** Response bodies, exactly as Mooncake sends them (interop-golden.md §2, spec §5). */
@@ -31,6 +38,29 @@ export interface MetadataAppOptions {
   health?: boolean;
   /** Largest PUT body read, in bytes. Default: the store's `maxValueBytes`. */
   maxBodyBytes?: number;
+  /** Store PUT bodies that are not JSON, as Mooncake's server does. Default false (400). */
+  acceptAnyBody?: boolean;
+}
+
+const strictUtf8 = new TextDecoder("utf-8", { fatal: true });
+
+/** Why `body` is not one JSON document (UTF-8, as RFC 8259 requires), or null when it is. */
+export function invalidJsonReason(body: Uint8Array): string | null {
+  if (body.byteLength === 0) return "empty body";
+  let text: string;
+  try {
+    text = strictUtf8.decode(body);
+  } catch {
+    return "not UTF-8";
+  }
+  try {
+    JSON.parse(text);
+    return null;
+  } catch (e) {
+    const why = e instanceof Error ? e.message : String(e);
+    // The parser quotes the body; keep that quote short and on one line.
+    return escapeKey(why.replace(/^JSON Parse error: /, "").slice(0, 120));
+  }
 }
 
 export type KeyParam = { kind: "ok"; key: string } | { kind: "missing" } | { kind: "malformed"; reason: string };
@@ -120,6 +150,7 @@ function tooLarge(c: Context, cap: number, size?: number): Response {
 export function createMetadataApp(store: MetadataStore, opts: MetadataAppOptions = {}): Hono {
   const path = opts.path ?? "/metadata";
   const cap = opts.maxBodyBytes ?? store.limits.maxValueBytes;
+  const acceptAnyBody = opts.acceptAnyBody ?? false;
   const app = new Hono();
 
   // Resolve the key or answer the error; shared by the three methods like in the C++ handlers.
@@ -154,6 +185,10 @@ export function createMetadataApp(store: MetadataStore, opts: MetadataAppOptions
     } else {
       body = await readBodyCapped(c.req.raw, cap);
       if (body === null) return tooLarge(c, cap);
+    }
+    if (!acceptAnyBody) {
+      const why = invalidJsonReason(body);
+      if (why !== null) return c.text(`invalid JSON body: ${why}`, 400);
     }
     const r = store.put(key, body);
     if (r.ok) return c.text(r.outcome === "unchanged" ? METADATA_MESSAGES.unchanged : METADATA_MESSAGES.updated, 200);

@@ -16,6 +16,8 @@ export interface MetadataServerOptions {
   store?: MetadataStore;
   /** Serve `GET /health`. Default true. */
   health?: boolean;
+  /** Store PUT bodies that are not JSON (Mooncake's behaviour). Default false: 400. */
+  acceptAnyBody?: boolean;
 }
 
 export interface RunningMetadataServer {
@@ -49,7 +51,11 @@ export async function startMetadataServer(opts: MetadataServerOptions = {}): Pro
   }
   const store = opts.store ?? new MetadataStore(opts.maxBodyBytes === undefined ? {} : { maxValueBytes: opts.maxBodyBytes });
   const maxBody = opts.maxBodyBytes ?? store.limits.maxValueBytes;
-  const app = createMetadataApp(store, { maxBodyBytes: maxBody, health: opts.health ?? true });
+  const app = createMetadataApp(store, {
+    maxBodyBytes: maxBody,
+    health: opts.health ?? true,
+    acceptAnyBody: opts.acceptAnyBody ?? false,
+  });
   const server = serveHttp({
     host,
     port,

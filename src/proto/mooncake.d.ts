@@ -87,7 +87,13 @@ export namespace mooncake {
         GET_STORAGE_CONFIG = 25,
 
         /** GET_FSDIR value */
-        GET_FSDIR = 26
+        GET_FSDIR = 26,
+
+        /** ours, not Mooncake's: a client could not reach a node's data path */
+        REPORT_UNREACHABLE = 27,
+
+        /** ours, not Mooncake's: a replica's bytes do not match its checksum */
+        REPORT_CORRUPT_REPLICA = 28
     }
 
     /** ReplicaStatus enum. */
@@ -1020,6 +1026,12 @@ export namespace mooncake {
         version: string;
 
         /**
+         * Ours, not Mooncake's: the HTTP metadata server this master serves ("" when none), e.g.
+         * "http://0.0.0.0:8080/metadata"; an unspecified host (0.0.0.0, ::) means "the host you reached me at".
+         */
+        metadataServer: string;
+
+        /**
          * Creates a new ServiceReadyResponse instance using the specified properties.
          * @param [properties] Properties to set
          * @returns ServiceReadyResponse instance
@@ -1056,6 +1068,12 @@ export namespace mooncake {
 
             /** the master's store version */
             version?: (string|null);
+
+            /**
+             * Ours, not Mooncake's: the HTTP metadata server this master serves ("" when none), e.g.
+             * "http://0.0.0.0:8080/metadata"; an unspecified host (0.0.0.0, ::) means "the host you reached me at".
+             */
+            metadataServer?: (string|null);
 
             /** Unknown fields preserved while decoding when enabled */
             $unknowns?: Uint8Array[];
@@ -4829,5 +4847,309 @@ export namespace mooncake {
 
         /** Shape of a GetFsdirResponse. */
         type $Shape = mooncake.GetFsdirResponse.$Properties;
+    }
+
+    /**
+     * Properties of a ReportUnreachableRequest.
+     * @deprecated Use mooncake.ReportUnreachableRequest.$Properties instead.
+     */
+    interface IReportUnreachableRequest extends mooncake.ReportUnreachableRequest.$Properties {
+    }
+
+    /**
+     * ReportUnreachable (ours, not Mooncake's): the caller's transfer to these segments (their names, as
+     * replica descriptors carry them in transport_endpoint) failed to connect or was lost. The master
+     * places nothing on them until the node that owns them pings again; existing replicas are untouched.
+     */
+    class ReportUnreachableRequest {
+
+        /**
+         * Constructs a new ReportUnreachableRequest.
+         * @param [properties] Properties to set
+         */
+        constructor(properties?: mooncake.ReportUnreachableRequest.$Properties);
+
+        /** Unknown fields preserved while decoding when enabled */
+        $unknowns?: Uint8Array[];
+
+        /** ReportUnreachableRequest clientId. */
+        clientId?: (mooncake.UUID.$Properties|null);
+
+        /** ReportUnreachableRequest segmentNames. */
+        segmentNames: string[];
+
+        /**
+         * Creates a new ReportUnreachableRequest instance using the specified properties.
+         * @param [properties] Properties to set
+         * @returns ReportUnreachableRequest instance
+         */
+        static create(properties: mooncake.ReportUnreachableRequest.$Shape): mooncake.ReportUnreachableRequest & mooncake.ReportUnreachableRequest.$Shape;
+        static create(properties?: mooncake.ReportUnreachableRequest.$Properties): mooncake.ReportUnreachableRequest;
+
+        /**
+         * Encodes the specified ReportUnreachableRequest message. Does not implicitly {@link mooncake.ReportUnreachableRequest.verify|verify} messages.
+         * @param message ReportUnreachableRequest message or plain object to encode
+         * @param [writer] Writer to encode to
+         * @returns Writer
+         */
+        static encode(message: mooncake.ReportUnreachableRequest.$Properties, writer?: $protobuf.Writer): $protobuf.Writer;
+
+        /**
+         * Decodes a ReportUnreachableRequest message from the specified reader or buffer.
+         * @param reader Reader or buffer to decode from
+         * @param [length] Message length if known beforehand
+         * @returns {mooncake.ReportUnreachableRequest & mooncake.ReportUnreachableRequest.$Shape} ReportUnreachableRequest
+         * @throws {Error} If the payload is not a reader or valid buffer
+         * @throws {$protobuf.util.ProtocolError} If required fields are missing
+         */
+        static decode(reader: ($protobuf.Reader|Uint8Array), length?: number): mooncake.ReportUnreachableRequest & mooncake.ReportUnreachableRequest.$Shape;
+    }
+
+    namespace ReportUnreachableRequest {
+
+        /** Properties of a ReportUnreachableRequest. */
+        interface $Properties {
+
+            /** ReportUnreachableRequest clientId */
+            clientId?: (mooncake.UUID.$Properties|null);
+
+            /** ReportUnreachableRequest segmentNames */
+            segmentNames?: (string[]|null);
+
+            /** Unknown fields preserved while decoding when enabled */
+            $unknowns?: Uint8Array[];
+        }
+
+        /** Shape of a ReportUnreachableRequest. */
+        type $Shape = mooncake.ReportUnreachableRequest.$Properties;
+    }
+
+    /**
+     * Properties of a ReportUnreachableResponse.
+     * @deprecated Use mooncake.ReportUnreachableResponse.$Properties instead.
+     */
+    interface IReportUnreachableResponse extends mooncake.ReportUnreachableResponse.$Properties {
+    }
+
+    /** Represents a ReportUnreachableResponse. */
+    class ReportUnreachableResponse {
+
+        /**
+         * Constructs a new ReportUnreachableResponse.
+         * @param [properties] Properties to set
+         */
+        constructor(properties?: mooncake.ReportUnreachableResponse.$Properties);
+
+        /** Unknown fields preserved while decoding when enabled */
+        $unknowns?: Uint8Array[];
+
+        /** ReportUnreachableResponse errorCode. */
+        errorCode: number;
+
+        /** names that were mounted and are now marked */
+        markedCount: number;
+
+        /**
+         * Creates a new ReportUnreachableResponse instance using the specified properties.
+         * @param [properties] Properties to set
+         * @returns ReportUnreachableResponse instance
+         */
+        static create(properties: mooncake.ReportUnreachableResponse.$Shape): mooncake.ReportUnreachableResponse & mooncake.ReportUnreachableResponse.$Shape;
+        static create(properties?: mooncake.ReportUnreachableResponse.$Properties): mooncake.ReportUnreachableResponse;
+
+        /**
+         * Encodes the specified ReportUnreachableResponse message. Does not implicitly {@link mooncake.ReportUnreachableResponse.verify|verify} messages.
+         * @param message ReportUnreachableResponse message or plain object to encode
+         * @param [writer] Writer to encode to
+         * @returns Writer
+         */
+        static encode(message: mooncake.ReportUnreachableResponse.$Properties, writer?: $protobuf.Writer): $protobuf.Writer;
+
+        /**
+         * Decodes a ReportUnreachableResponse message from the specified reader or buffer.
+         * @param reader Reader or buffer to decode from
+         * @param [length] Message length if known beforehand
+         * @returns {mooncake.ReportUnreachableResponse & mooncake.ReportUnreachableResponse.$Shape} ReportUnreachableResponse
+         * @throws {Error} If the payload is not a reader or valid buffer
+         * @throws {$protobuf.util.ProtocolError} If required fields are missing
+         */
+        static decode(reader: ($protobuf.Reader|Uint8Array), length?: number): mooncake.ReportUnreachableResponse & mooncake.ReportUnreachableResponse.$Shape;
+    }
+
+    namespace ReportUnreachableResponse {
+
+        /** Properties of a ReportUnreachableResponse. */
+        interface $Properties {
+
+            /** ReportUnreachableResponse errorCode */
+            errorCode?: (number|null);
+
+            /** names that were mounted and are now marked */
+            markedCount?: (number|null);
+
+            /** Unknown fields preserved while decoding when enabled */
+            $unknowns?: Uint8Array[];
+        }
+
+        /** Shape of a ReportUnreachableResponse. */
+        type $Shape = mooncake.ReportUnreachableResponse.$Properties;
+    }
+
+    /**
+     * Properties of a ReportCorruptReplicaRequest.
+     * @deprecated Use mooncake.ReportCorruptReplicaRequest.$Properties instead.
+     */
+    interface IReportCorruptReplicaRequest extends mooncake.ReportCorruptReplicaRequest.$Properties {
+    }
+
+    /**
+     * ReportCorruptReplica (ours, not Mooncake's): the replica of `key` at (transport_endpoint,
+     * buffer_address) did not match the object's checksum when the caller read it. The master drops
+     * that replica (its buffer goes back to the allocator); the object goes with its last replica.
+     */
+    class ReportCorruptReplicaRequest {
+
+        /**
+         * Constructs a new ReportCorruptReplicaRequest.
+         * @param [properties] Properties to set
+         */
+        constructor(properties?: mooncake.ReportCorruptReplicaRequest.$Properties);
+
+        /** Unknown fields preserved while decoding when enabled */
+        $unknowns?: Uint8Array[];
+
+        /** ReportCorruptReplicaRequest clientId. */
+        clientId?: (mooncake.UUID.$Properties|null);
+
+        /** ReportCorruptReplicaRequest key. */
+        key: string;
+
+        /** ReportCorruptReplicaRequest transportEndpoint. */
+        transportEndpoint: string;
+
+        /** ReportCorruptReplicaRequest bufferAddress. */
+        bufferAddress: number;
+
+        /**
+         * Creates a new ReportCorruptReplicaRequest instance using the specified properties.
+         * @param [properties] Properties to set
+         * @returns ReportCorruptReplicaRequest instance
+         */
+        static create(properties: mooncake.ReportCorruptReplicaRequest.$Shape): mooncake.ReportCorruptReplicaRequest & mooncake.ReportCorruptReplicaRequest.$Shape;
+        static create(properties?: mooncake.ReportCorruptReplicaRequest.$Properties): mooncake.ReportCorruptReplicaRequest;
+
+        /**
+         * Encodes the specified ReportCorruptReplicaRequest message. Does not implicitly {@link mooncake.ReportCorruptReplicaRequest.verify|verify} messages.
+         * @param message ReportCorruptReplicaRequest message or plain object to encode
+         * @param [writer] Writer to encode to
+         * @returns Writer
+         */
+        static encode(message: mooncake.ReportCorruptReplicaRequest.$Properties, writer?: $protobuf.Writer): $protobuf.Writer;
+
+        /**
+         * Decodes a ReportCorruptReplicaRequest message from the specified reader or buffer.
+         * @param reader Reader or buffer to decode from
+         * @param [length] Message length if known beforehand
+         * @returns {mooncake.ReportCorruptReplicaRequest & mooncake.ReportCorruptReplicaRequest.$Shape} ReportCorruptReplicaRequest
+         * @throws {Error} If the payload is not a reader or valid buffer
+         * @throws {$protobuf.util.ProtocolError} If required fields are missing
+         */
+        static decode(reader: ($protobuf.Reader|Uint8Array), length?: number): mooncake.ReportCorruptReplicaRequest & mooncake.ReportCorruptReplicaRequest.$Shape;
+    }
+
+    namespace ReportCorruptReplicaRequest {
+
+        /** Properties of a ReportCorruptReplicaRequest. */
+        interface $Properties {
+
+            /** ReportCorruptReplicaRequest clientId */
+            clientId?: (mooncake.UUID.$Properties|null);
+
+            /** ReportCorruptReplicaRequest key */
+            key?: (string|null);
+
+            /** ReportCorruptReplicaRequest transportEndpoint */
+            transportEndpoint?: (string|null);
+
+            /** ReportCorruptReplicaRequest bufferAddress */
+            bufferAddress?: (number|null);
+
+            /** Unknown fields preserved while decoding when enabled */
+            $unknowns?: Uint8Array[];
+        }
+
+        /** Shape of a ReportCorruptReplicaRequest. */
+        type $Shape = mooncake.ReportCorruptReplicaRequest.$Properties;
+    }
+
+    /**
+     * Properties of a ReportCorruptReplicaResponse.
+     * @deprecated Use mooncake.ReportCorruptReplicaResponse.$Properties instead.
+     */
+    interface IReportCorruptReplicaResponse extends mooncake.ReportCorruptReplicaResponse.$Properties {
+    }
+
+    /** Represents a ReportCorruptReplicaResponse. */
+    class ReportCorruptReplicaResponse {
+
+        /**
+         * Constructs a new ReportCorruptReplicaResponse.
+         * @param [properties] Properties to set
+         */
+        constructor(properties?: mooncake.ReportCorruptReplicaResponse.$Properties);
+
+        /** Unknown fields preserved while decoding when enabled */
+        $unknowns?: Uint8Array[];
+
+        /** OBJECT_NOT_FOUND, REPLICA_NOT_FOUND (no such replica: already dropped) */
+        errorCode: number;
+
+        /** ReportCorruptReplicaResponse replicasLeft. */
+        replicasLeft: number;
+
+        /**
+         * Creates a new ReportCorruptReplicaResponse instance using the specified properties.
+         * @param [properties] Properties to set
+         * @returns ReportCorruptReplicaResponse instance
+         */
+        static create(properties: mooncake.ReportCorruptReplicaResponse.$Shape): mooncake.ReportCorruptReplicaResponse & mooncake.ReportCorruptReplicaResponse.$Shape;
+        static create(properties?: mooncake.ReportCorruptReplicaResponse.$Properties): mooncake.ReportCorruptReplicaResponse;
+
+        /**
+         * Encodes the specified ReportCorruptReplicaResponse message. Does not implicitly {@link mooncake.ReportCorruptReplicaResponse.verify|verify} messages.
+         * @param message ReportCorruptReplicaResponse message or plain object to encode
+         * @param [writer] Writer to encode to
+         * @returns Writer
+         */
+        static encode(message: mooncake.ReportCorruptReplicaResponse.$Properties, writer?: $protobuf.Writer): $protobuf.Writer;
+
+        /**
+         * Decodes a ReportCorruptReplicaResponse message from the specified reader or buffer.
+         * @param reader Reader or buffer to decode from
+         * @param [length] Message length if known beforehand
+         * @returns {mooncake.ReportCorruptReplicaResponse & mooncake.ReportCorruptReplicaResponse.$Shape} ReportCorruptReplicaResponse
+         * @throws {Error} If the payload is not a reader or valid buffer
+         * @throws {$protobuf.util.ProtocolError} If required fields are missing
+         */
+        static decode(reader: ($protobuf.Reader|Uint8Array), length?: number): mooncake.ReportCorruptReplicaResponse & mooncake.ReportCorruptReplicaResponse.$Shape;
+    }
+
+    namespace ReportCorruptReplicaResponse {
+
+        /** Properties of a ReportCorruptReplicaResponse. */
+        interface $Properties {
+
+            /** OBJECT_NOT_FOUND, REPLICA_NOT_FOUND (no such replica: already dropped) */
+            errorCode?: (number|null);
+
+            /** ReportCorruptReplicaResponse replicasLeft */
+            replicasLeft?: (number|null);
+
+            /** Unknown fields preserved while decoding when enabled */
+            $unknowns?: Uint8Array[];
+        }
+
+        /** Shape of a ReportCorruptReplicaResponse. */
+        type $Shape = mooncake.ReportCorruptReplicaResponse.$Properties;
     }
 }

@@ -53,6 +53,8 @@ export const mooncake = $root.mooncake = (() => {
      * @property {number} BATCH_QUERY_IP=24 BATCH_QUERY_IP value
      * @property {number} GET_STORAGE_CONFIG=25 GET_STORAGE_CONFIG value
      * @property {number} GET_FSDIR=26 GET_FSDIR value
+     * @property {number} REPORT_UNREACHABLE=27 ours, not Mooncake's: a client could not reach a node's data path
+     * @property {number} REPORT_CORRUPT_REPLICA=28 ours, not Mooncake's: a replica's bytes do not match its checksum
      */
     mooncake.MethodId = (function() {
         const valuesById = $Object.create(null), values = $Object.create(valuesById);
@@ -83,6 +85,8 @@ export const mooncake = $root.mooncake = (() => {
         values[valuesById[24] = "BATCH_QUERY_IP"] = 24;
         values[valuesById[25] = "GET_STORAGE_CONFIG"] = 25;
         values[valuesById[26] = "GET_FSDIR"] = 26;
+        values[valuesById[27] = "REPORT_UNREACHABLE"] = 27;
+        values[valuesById[28] = "REPORT_CORRUPT_REPLICA"] = 28;
         return values;
     })();
 
@@ -2220,6 +2224,8 @@ export const mooncake = $root.mooncake = (() => {
          * @typedef {Object} mooncake.ServiceReadyResponse.$Properties
          * @property {number|null} [errorCode] ServiceReadyResponse errorCode
          * @property {string|null} [version] the master's store version
+         * @property {string|null} [metadataServer] Ours, not Mooncake's: the HTTP metadata server this master serves ("" when none), e.g.
+         * "http://0.0.0.0:8080/metadata"; an unspecified host (0.0.0.0, ::) means "the host you reached me at".
          * @property {Array.<Uint8Array>} [$unknowns] Unknown fields preserved while decoding when enabled
          */
 
@@ -2268,6 +2274,15 @@ export const mooncake = $root.mooncake = (() => {
         ServiceReadyResponse.prototype.version = "";
 
         /**
+         * Ours, not Mooncake's: the HTTP metadata server this master serves ("" when none), e.g.
+         * "http://0.0.0.0:8080/metadata"; an unspecified host (0.0.0.0, ::) means "the host you reached me at".
+         * @member {string} metadataServer
+         * @memberof mooncake.ServiceReadyResponse
+         * @instance
+         */
+        ServiceReadyResponse.prototype.metadataServer = "";
+
+        /**
          * Creates a new ServiceReadyResponse instance using the specified properties.
          * @function create
          * @memberof mooncake.ServiceReadyResponse
@@ -2303,6 +2318,8 @@ export const mooncake = $root.mooncake = (() => {
                 writer.uint32(/* id 1, wireType 0 =*/8).int32(message.errorCode);
             if (message.version != null && $Object.hasOwnProperty.call(message, "version") && message.version !== "")
                 writer.uint32(/* id 2, wireType 2 =*/18).string(message.version);
+            if (message.metadataServer != null && $Object.hasOwnProperty.call(message, "metadataServer") && message.metadataServer !== "")
+                writer.uint32(/* id 3, wireType 2 =*/26).string(message.metadataServer);
             if (message.$unknowns != null && $Object.hasOwnProperty.call(message, "$unknowns"))
                 for (let i = 0; i < message.$unknowns.length; ++i)
                     writer.raw(message.$unknowns[i]);
@@ -2363,6 +2380,15 @@ export const mooncake = $root.mooncake = (() => {
                             message.version = value;
                         else
                             delete message.version;
+                        continue;
+                    }
+                case 3: {
+                        if (wireType !== 2)
+                            break;
+                        if ((value = reader.stringVerify()).length)
+                            message.metadataServer = value;
+                        else
+                            delete message.metadataServer;
                         continue;
                     }
                 }
@@ -11518,6 +11544,733 @@ export const mooncake = $root.mooncake = (() => {
         };
 
         return GetFsdirResponse;
+    })();
+
+    mooncake.ReportUnreachableRequest = (function() {
+
+        /**
+         * Properties of a ReportUnreachableRequest.
+         * @typedef {Object} mooncake.ReportUnreachableRequest.$Properties
+         * @property {mooncake.UUID.$Properties|null} [clientId] ReportUnreachableRequest clientId
+         * @property {Array.<string>|null} [segmentNames] ReportUnreachableRequest segmentNames
+         * @property {Array.<Uint8Array>} [$unknowns] Unknown fields preserved while decoding when enabled
+         */
+
+        /**
+         * Properties of a ReportUnreachableRequest.
+         * @memberof mooncake
+         * @interface IReportUnreachableRequest
+         * @augments mooncake.ReportUnreachableRequest.$Properties
+         * @deprecated Use mooncake.ReportUnreachableRequest.$Properties instead.
+         */
+
+        /**
+         * Shape of a ReportUnreachableRequest.
+         * @typedef {mooncake.ReportUnreachableRequest.$Properties} mooncake.ReportUnreachableRequest.$Shape
+         */
+
+        /**
+         * Constructs a new ReportUnreachableRequest.
+         * @memberof mooncake
+         * @classdesc ReportUnreachable (ours, not Mooncake's): the caller's transfer to these segments (their names, as
+         * replica descriptors carry them in transport_endpoint) failed to connect or was lost. The master
+         * places nothing on them until the node that owns them pings again; existing replicas are untouched.
+         * @constructor
+         * @param {mooncake.ReportUnreachableRequest.$Properties=} [properties] Properties to set
+         * @property {Array.<Uint8Array>} [$unknowns] Unknown fields preserved while decoding when enabled
+         */
+        const ReportUnreachableRequest = function (properties) {
+            this.segmentNames = [];
+            if (properties)
+                for (let keys = $Object.keys(properties), i = 0; i < keys.length; ++i)
+                    if (properties[keys[i]] != null && keys[i] !== "__proto__")
+                        this[keys[i]] = properties[keys[i]];
+        };
+
+        /**
+         * ReportUnreachableRequest clientId.
+         * @member {mooncake.UUID.$Properties|null|undefined} clientId
+         * @memberof mooncake.ReportUnreachableRequest
+         * @instance
+         */
+        ReportUnreachableRequest.prototype.clientId = null;
+
+        /**
+         * ReportUnreachableRequest segmentNames.
+         * @member {Array.<string>} segmentNames
+         * @memberof mooncake.ReportUnreachableRequest
+         * @instance
+         */
+        ReportUnreachableRequest.prototype.segmentNames = $util.emptyArray;
+
+        /**
+         * Creates a new ReportUnreachableRequest instance using the specified properties.
+         * @function create
+         * @memberof mooncake.ReportUnreachableRequest
+         * @static
+         * @param {mooncake.ReportUnreachableRequest.$Properties=} [properties] Properties to set
+         * @returns {mooncake.ReportUnreachableRequest} ReportUnreachableRequest instance
+         * @type {{
+         *   (properties: mooncake.ReportUnreachableRequest.$Shape): mooncake.ReportUnreachableRequest & mooncake.ReportUnreachableRequest.$Shape;
+         *   (properties?: mooncake.ReportUnreachableRequest.$Properties): mooncake.ReportUnreachableRequest;
+         * }}
+         */
+        ReportUnreachableRequest.create = function(properties) {
+            return new ReportUnreachableRequest(properties);
+        };
+
+        /**
+         * Encodes the specified ReportUnreachableRequest message. Does not implicitly {@link mooncake.ReportUnreachableRequest.verify|verify} messages.
+         * @function encode
+         * @memberof mooncake.ReportUnreachableRequest
+         * @static
+         * @param {mooncake.ReportUnreachableRequest.$Properties} message ReportUnreachableRequest message or plain object to encode
+         * @param {$protobuf.Writer} [writer] Writer to encode to
+         * @returns {$protobuf.Writer} Writer
+         */
+        ReportUnreachableRequest.encode = function (message, writer, _depth) {
+            if (!writer)
+                writer = $Writer.create();
+            if (_depth === $undefined)
+                _depth = 0;
+            if (_depth > $util.recursionLimit)
+                throw $Error("max depth exceeded");
+            if (message.clientId != null && $Object.hasOwnProperty.call(message, "clientId"))
+                $root.mooncake.UUID.encode(message.clientId, writer.uint32(/* id 1, wireType 2 =*/10).fork(), _depth + 1).ldelim();
+            if (message.segmentNames != null && message.segmentNames.length)
+                for (let i = 0; i < message.segmentNames.length; ++i)
+                    writer.uint32(/* id 2, wireType 2 =*/18).string(message.segmentNames[i]);
+            if (message.$unknowns != null && $Object.hasOwnProperty.call(message, "$unknowns"))
+                for (let i = 0; i < message.$unknowns.length; ++i)
+                    writer.raw(message.$unknowns[i]);
+            return writer;
+        };
+
+        /**
+         * Decodes a ReportUnreachableRequest message from the specified reader or buffer.
+         * @function decode
+         * @memberof mooncake.ReportUnreachableRequest
+         * @static
+         * @param {$protobuf.Reader|Uint8Array} reader Reader or buffer to decode from
+         * @param {number} [length] Message length if known beforehand
+         * @returns {mooncake.ReportUnreachableRequest & mooncake.ReportUnreachableRequest.$Shape} ReportUnreachableRequest
+         * @throws {Error} If the payload is not a reader or valid buffer
+         * @throws {$protobuf.util.ProtocolError} If required fields are missing
+         */
+        ReportUnreachableRequest.decode = function (reader, length, _end, _depth, _target) {
+            if (!(reader instanceof $Reader))
+                reader = $Reader.create(reader);
+            if (_depth === $undefined)
+                _depth = 0;
+            if (_depth > $Reader.recursionLimit)
+                throw $Error("max depth exceeded");
+            let end, message, value;
+            if (length === $undefined)
+                end = reader.len;
+            else {
+                end = reader.pos + length;
+                if (end > reader.len)
+                    throw $RangeError("index out of range");
+                length = reader.len;
+                reader.len = end;
+            }
+            message = _target || new $root.mooncake.ReportUnreachableRequest();
+            while (reader.pos < end) {
+                let start = reader.pos;
+                let tag = reader.tag();
+                if (tag === _end) {
+                    _end = $undefined;
+                    break;
+                }
+                let wireType = tag & 7;
+                switch (tag >>>= 3) {
+                case 1: {
+                        if (wireType !== 2)
+                            break;
+                        message.clientId = $root.mooncake.UUID.decode(reader, reader.size(), $undefined, _depth + 1, message.clientId);
+                        continue;
+                    }
+                case 2: {
+                        if (wireType !== 2)
+                            break;
+                        if (!(message.segmentNames && message.segmentNames.length))
+                            message.segmentNames = [];
+                        message.segmentNames.push(reader.stringVerify());
+                        continue;
+                    }
+                }
+                reader.skipType(wireType, _depth, tag);
+                if (!reader.discardUnknown) {
+                    $util.makeProp(message, "$unknowns", false);
+                    (message.$unknowns || (message.$unknowns = [])).push(reader.raw(start, reader.pos));
+                }
+            }
+            if (length !== $undefined) {
+                if (reader.pos !== end)
+                    throw $RangeError("index out of range");
+                reader.len = length;
+            }
+            if (_end !== $undefined)
+                throw $Error("missing end group");
+            return message;
+        };
+
+        return ReportUnreachableRequest;
+    })();
+
+    mooncake.ReportUnreachableResponse = (function() {
+
+        /**
+         * Properties of a ReportUnreachableResponse.
+         * @typedef {Object} mooncake.ReportUnreachableResponse.$Properties
+         * @property {number|null} [errorCode] ReportUnreachableResponse errorCode
+         * @property {number|null} [markedCount] names that were mounted and are now marked
+         * @property {Array.<Uint8Array>} [$unknowns] Unknown fields preserved while decoding when enabled
+         */
+
+        /**
+         * Properties of a ReportUnreachableResponse.
+         * @memberof mooncake
+         * @interface IReportUnreachableResponse
+         * @augments mooncake.ReportUnreachableResponse.$Properties
+         * @deprecated Use mooncake.ReportUnreachableResponse.$Properties instead.
+         */
+
+        /**
+         * Shape of a ReportUnreachableResponse.
+         * @typedef {mooncake.ReportUnreachableResponse.$Properties} mooncake.ReportUnreachableResponse.$Shape
+         */
+
+        /**
+         * Constructs a new ReportUnreachableResponse.
+         * @memberof mooncake
+         * @classdesc Represents a ReportUnreachableResponse.
+         * @constructor
+         * @param {mooncake.ReportUnreachableResponse.$Properties=} [properties] Properties to set
+         * @property {Array.<Uint8Array>} [$unknowns] Unknown fields preserved while decoding when enabled
+         */
+        const ReportUnreachableResponse = function (properties) {
+            if (properties)
+                for (let keys = $Object.keys(properties), i = 0; i < keys.length; ++i)
+                    if (properties[keys[i]] != null && keys[i] !== "__proto__")
+                        this[keys[i]] = properties[keys[i]];
+        };
+
+        /**
+         * ReportUnreachableResponse errorCode.
+         * @member {number} errorCode
+         * @memberof mooncake.ReportUnreachableResponse
+         * @instance
+         */
+        ReportUnreachableResponse.prototype.errorCode = 0;
+
+        /**
+         * names that were mounted and are now marked
+         * @member {number} markedCount
+         * @memberof mooncake.ReportUnreachableResponse
+         * @instance
+         */
+        ReportUnreachableResponse.prototype.markedCount = 0;
+
+        /**
+         * Creates a new ReportUnreachableResponse instance using the specified properties.
+         * @function create
+         * @memberof mooncake.ReportUnreachableResponse
+         * @static
+         * @param {mooncake.ReportUnreachableResponse.$Properties=} [properties] Properties to set
+         * @returns {mooncake.ReportUnreachableResponse} ReportUnreachableResponse instance
+         * @type {{
+         *   (properties: mooncake.ReportUnreachableResponse.$Shape): mooncake.ReportUnreachableResponse & mooncake.ReportUnreachableResponse.$Shape;
+         *   (properties?: mooncake.ReportUnreachableResponse.$Properties): mooncake.ReportUnreachableResponse;
+         * }}
+         */
+        ReportUnreachableResponse.create = function(properties) {
+            return new ReportUnreachableResponse(properties);
+        };
+
+        /**
+         * Encodes the specified ReportUnreachableResponse message. Does not implicitly {@link mooncake.ReportUnreachableResponse.verify|verify} messages.
+         * @function encode
+         * @memberof mooncake.ReportUnreachableResponse
+         * @static
+         * @param {mooncake.ReportUnreachableResponse.$Properties} message ReportUnreachableResponse message or plain object to encode
+         * @param {$protobuf.Writer} [writer] Writer to encode to
+         * @returns {$protobuf.Writer} Writer
+         */
+        ReportUnreachableResponse.encode = function (message, writer, _depth) {
+            if (!writer)
+                writer = $Writer.create();
+            if (_depth === $undefined)
+                _depth = 0;
+            if (_depth > $util.recursionLimit)
+                throw $Error("max depth exceeded");
+            if (message.errorCode != null && $Object.hasOwnProperty.call(message, "errorCode") && message.errorCode !== 0)
+                writer.uint32(/* id 1, wireType 0 =*/8).int32(message.errorCode);
+            if (message.markedCount != null && $Object.hasOwnProperty.call(message, "markedCount") && message.markedCount !== 0)
+                writer.uint32(/* id 2, wireType 0 =*/16).uint32(message.markedCount);
+            if (message.$unknowns != null && $Object.hasOwnProperty.call(message, "$unknowns"))
+                for (let i = 0; i < message.$unknowns.length; ++i)
+                    writer.raw(message.$unknowns[i]);
+            return writer;
+        };
+
+        /**
+         * Decodes a ReportUnreachableResponse message from the specified reader or buffer.
+         * @function decode
+         * @memberof mooncake.ReportUnreachableResponse
+         * @static
+         * @param {$protobuf.Reader|Uint8Array} reader Reader or buffer to decode from
+         * @param {number} [length] Message length if known beforehand
+         * @returns {mooncake.ReportUnreachableResponse & mooncake.ReportUnreachableResponse.$Shape} ReportUnreachableResponse
+         * @throws {Error} If the payload is not a reader or valid buffer
+         * @throws {$protobuf.util.ProtocolError} If required fields are missing
+         */
+        ReportUnreachableResponse.decode = function (reader, length, _end, _depth, _target) {
+            if (!(reader instanceof $Reader))
+                reader = $Reader.create(reader);
+            if (_depth === $undefined)
+                _depth = 0;
+            if (_depth > $Reader.recursionLimit)
+                throw $Error("max depth exceeded");
+            let end, message, value;
+            if (length === $undefined)
+                end = reader.len;
+            else {
+                end = reader.pos + length;
+                if (end > reader.len)
+                    throw $RangeError("index out of range");
+                length = reader.len;
+                reader.len = end;
+            }
+            message = _target || new $root.mooncake.ReportUnreachableResponse();
+            while (reader.pos < end) {
+                let start = reader.pos;
+                let tag = reader.tag();
+                if (tag === _end) {
+                    _end = $undefined;
+                    break;
+                }
+                let wireType = tag & 7;
+                switch (tag >>>= 3) {
+                case 1: {
+                        if (wireType !== 0)
+                            break;
+                        if (value = reader.int32())
+                            message.errorCode = value;
+                        else
+                            delete message.errorCode;
+                        continue;
+                    }
+                case 2: {
+                        if (wireType !== 0)
+                            break;
+                        if (value = reader.uint32())
+                            message.markedCount = value;
+                        else
+                            delete message.markedCount;
+                        continue;
+                    }
+                }
+                reader.skipType(wireType, _depth, tag);
+                if (!reader.discardUnknown) {
+                    $util.makeProp(message, "$unknowns", false);
+                    (message.$unknowns || (message.$unknowns = [])).push(reader.raw(start, reader.pos));
+                }
+            }
+            if (length !== $undefined) {
+                if (reader.pos !== end)
+                    throw $RangeError("index out of range");
+                reader.len = length;
+            }
+            if (_end !== $undefined)
+                throw $Error("missing end group");
+            return message;
+        };
+
+        return ReportUnreachableResponse;
+    })();
+
+    mooncake.ReportCorruptReplicaRequest = (function() {
+
+        /**
+         * Properties of a ReportCorruptReplicaRequest.
+         * @typedef {Object} mooncake.ReportCorruptReplicaRequest.$Properties
+         * @property {mooncake.UUID.$Properties|null} [clientId] ReportCorruptReplicaRequest clientId
+         * @property {string|null} [key] ReportCorruptReplicaRequest key
+         * @property {string|null} [transportEndpoint] ReportCorruptReplicaRequest transportEndpoint
+         * @property {number|null} [bufferAddress] ReportCorruptReplicaRequest bufferAddress
+         * @property {Array.<Uint8Array>} [$unknowns] Unknown fields preserved while decoding when enabled
+         */
+
+        /**
+         * Properties of a ReportCorruptReplicaRequest.
+         * @memberof mooncake
+         * @interface IReportCorruptReplicaRequest
+         * @augments mooncake.ReportCorruptReplicaRequest.$Properties
+         * @deprecated Use mooncake.ReportCorruptReplicaRequest.$Properties instead.
+         */
+
+        /**
+         * Shape of a ReportCorruptReplicaRequest.
+         * @typedef {mooncake.ReportCorruptReplicaRequest.$Properties} mooncake.ReportCorruptReplicaRequest.$Shape
+         */
+
+        /**
+         * Constructs a new ReportCorruptReplicaRequest.
+         * @memberof mooncake
+         * @classdesc ReportCorruptReplica (ours, not Mooncake's): the replica of `key` at (transport_endpoint,
+         * buffer_address) did not match the object's checksum when the caller read it. The master drops
+         * that replica (its buffer goes back to the allocator); the object goes with its last replica.
+         * @constructor
+         * @param {mooncake.ReportCorruptReplicaRequest.$Properties=} [properties] Properties to set
+         * @property {Array.<Uint8Array>} [$unknowns] Unknown fields preserved while decoding when enabled
+         */
+        const ReportCorruptReplicaRequest = function (properties) {
+            if (properties)
+                for (let keys = $Object.keys(properties), i = 0; i < keys.length; ++i)
+                    if (properties[keys[i]] != null && keys[i] !== "__proto__")
+                        this[keys[i]] = properties[keys[i]];
+        };
+
+        /**
+         * ReportCorruptReplicaRequest clientId.
+         * @member {mooncake.UUID.$Properties|null|undefined} clientId
+         * @memberof mooncake.ReportCorruptReplicaRequest
+         * @instance
+         */
+        ReportCorruptReplicaRequest.prototype.clientId = null;
+
+        /**
+         * ReportCorruptReplicaRequest key.
+         * @member {string} key
+         * @memberof mooncake.ReportCorruptReplicaRequest
+         * @instance
+         */
+        ReportCorruptReplicaRequest.prototype.key = "";
+
+        /**
+         * ReportCorruptReplicaRequest transportEndpoint.
+         * @member {string} transportEndpoint
+         * @memberof mooncake.ReportCorruptReplicaRequest
+         * @instance
+         */
+        ReportCorruptReplicaRequest.prototype.transportEndpoint = "";
+
+        /**
+         * ReportCorruptReplicaRequest bufferAddress.
+         * @member {number} bufferAddress
+         * @memberof mooncake.ReportCorruptReplicaRequest
+         * @instance
+         */
+        ReportCorruptReplicaRequest.prototype.bufferAddress = $util.Long ? $util.Long.fromBits(0,0,true) : 0;
+
+        /**
+         * Creates a new ReportCorruptReplicaRequest instance using the specified properties.
+         * @function create
+         * @memberof mooncake.ReportCorruptReplicaRequest
+         * @static
+         * @param {mooncake.ReportCorruptReplicaRequest.$Properties=} [properties] Properties to set
+         * @returns {mooncake.ReportCorruptReplicaRequest} ReportCorruptReplicaRequest instance
+         * @type {{
+         *   (properties: mooncake.ReportCorruptReplicaRequest.$Shape): mooncake.ReportCorruptReplicaRequest & mooncake.ReportCorruptReplicaRequest.$Shape;
+         *   (properties?: mooncake.ReportCorruptReplicaRequest.$Properties): mooncake.ReportCorruptReplicaRequest;
+         * }}
+         */
+        ReportCorruptReplicaRequest.create = function(properties) {
+            return new ReportCorruptReplicaRequest(properties);
+        };
+
+        /**
+         * Encodes the specified ReportCorruptReplicaRequest message. Does not implicitly {@link mooncake.ReportCorruptReplicaRequest.verify|verify} messages.
+         * @function encode
+         * @memberof mooncake.ReportCorruptReplicaRequest
+         * @static
+         * @param {mooncake.ReportCorruptReplicaRequest.$Properties} message ReportCorruptReplicaRequest message or plain object to encode
+         * @param {$protobuf.Writer} [writer] Writer to encode to
+         * @returns {$protobuf.Writer} Writer
+         */
+        ReportCorruptReplicaRequest.encode = function (message, writer, _depth) {
+            if (!writer)
+                writer = $Writer.create();
+            if (_depth === $undefined)
+                _depth = 0;
+            if (_depth > $util.recursionLimit)
+                throw $Error("max depth exceeded");
+            if (message.clientId != null && $Object.hasOwnProperty.call(message, "clientId"))
+                $root.mooncake.UUID.encode(message.clientId, writer.uint32(/* id 1, wireType 2 =*/10).fork(), _depth + 1).ldelim();
+            if (message.key != null && $Object.hasOwnProperty.call(message, "key") && message.key !== "")
+                writer.uint32(/* id 2, wireType 2 =*/18).string(message.key);
+            if (message.transportEndpoint != null && $Object.hasOwnProperty.call(message, "transportEndpoint") && message.transportEndpoint !== "")
+                writer.uint32(/* id 3, wireType 2 =*/26).string(message.transportEndpoint);
+            if (message.bufferAddress != null && $Object.hasOwnProperty.call(message, "bufferAddress") && (typeof message.bufferAddress === "object" ? message.bufferAddress.low || message.bufferAddress.high : message.bufferAddress !== 0))
+                writer.uint32(/* id 4, wireType 0 =*/32).uint64(message.bufferAddress);
+            if (message.$unknowns != null && $Object.hasOwnProperty.call(message, "$unknowns"))
+                for (let i = 0; i < message.$unknowns.length; ++i)
+                    writer.raw(message.$unknowns[i]);
+            return writer;
+        };
+
+        /**
+         * Decodes a ReportCorruptReplicaRequest message from the specified reader or buffer.
+         * @function decode
+         * @memberof mooncake.ReportCorruptReplicaRequest
+         * @static
+         * @param {$protobuf.Reader|Uint8Array} reader Reader or buffer to decode from
+         * @param {number} [length] Message length if known beforehand
+         * @returns {mooncake.ReportCorruptReplicaRequest & mooncake.ReportCorruptReplicaRequest.$Shape} ReportCorruptReplicaRequest
+         * @throws {Error} If the payload is not a reader or valid buffer
+         * @throws {$protobuf.util.ProtocolError} If required fields are missing
+         */
+        ReportCorruptReplicaRequest.decode = function (reader, length, _end, _depth, _target) {
+            if (!(reader instanceof $Reader))
+                reader = $Reader.create(reader);
+            if (_depth === $undefined)
+                _depth = 0;
+            if (_depth > $Reader.recursionLimit)
+                throw $Error("max depth exceeded");
+            let end, message, value;
+            if (length === $undefined)
+                end = reader.len;
+            else {
+                end = reader.pos + length;
+                if (end > reader.len)
+                    throw $RangeError("index out of range");
+                length = reader.len;
+                reader.len = end;
+            }
+            message = _target || new $root.mooncake.ReportCorruptReplicaRequest();
+            while (reader.pos < end) {
+                let start = reader.pos;
+                let tag = reader.tag();
+                if (tag === _end) {
+                    _end = $undefined;
+                    break;
+                }
+                let wireType = tag & 7;
+                switch (tag >>>= 3) {
+                case 1: {
+                        if (wireType !== 2)
+                            break;
+                        message.clientId = $root.mooncake.UUID.decode(reader, reader.size(), $undefined, _depth + 1, message.clientId);
+                        continue;
+                    }
+                case 2: {
+                        if (wireType !== 2)
+                            break;
+                        if ((value = reader.stringVerify()).length)
+                            message.key = value;
+                        else
+                            delete message.key;
+                        continue;
+                    }
+                case 3: {
+                        if (wireType !== 2)
+                            break;
+                        if ((value = reader.stringVerify()).length)
+                            message.transportEndpoint = value;
+                        else
+                            delete message.transportEndpoint;
+                        continue;
+                    }
+                case 4: {
+                        if (wireType !== 0)
+                            break;
+                        if (typeof (value = reader.uint64()) === "object" ? value.low || value.high : value !== 0)
+                            message.bufferAddress = value;
+                        else
+                            delete message.bufferAddress;
+                        continue;
+                    }
+                }
+                reader.skipType(wireType, _depth, tag);
+                if (!reader.discardUnknown) {
+                    $util.makeProp(message, "$unknowns", false);
+                    (message.$unknowns || (message.$unknowns = [])).push(reader.raw(start, reader.pos));
+                }
+            }
+            if (length !== $undefined) {
+                if (reader.pos !== end)
+                    throw $RangeError("index out of range");
+                reader.len = length;
+            }
+            if (_end !== $undefined)
+                throw $Error("missing end group");
+            return message;
+        };
+
+        return ReportCorruptReplicaRequest;
+    })();
+
+    mooncake.ReportCorruptReplicaResponse = (function() {
+
+        /**
+         * Properties of a ReportCorruptReplicaResponse.
+         * @typedef {Object} mooncake.ReportCorruptReplicaResponse.$Properties
+         * @property {number|null} [errorCode] OBJECT_NOT_FOUND, REPLICA_NOT_FOUND (no such replica: already dropped)
+         * @property {number|null} [replicasLeft] ReportCorruptReplicaResponse replicasLeft
+         * @property {Array.<Uint8Array>} [$unknowns] Unknown fields preserved while decoding when enabled
+         */
+
+        /**
+         * Properties of a ReportCorruptReplicaResponse.
+         * @memberof mooncake
+         * @interface IReportCorruptReplicaResponse
+         * @augments mooncake.ReportCorruptReplicaResponse.$Properties
+         * @deprecated Use mooncake.ReportCorruptReplicaResponse.$Properties instead.
+         */
+
+        /**
+         * Shape of a ReportCorruptReplicaResponse.
+         * @typedef {mooncake.ReportCorruptReplicaResponse.$Properties} mooncake.ReportCorruptReplicaResponse.$Shape
+         */
+
+        /**
+         * Constructs a new ReportCorruptReplicaResponse.
+         * @memberof mooncake
+         * @classdesc Represents a ReportCorruptReplicaResponse.
+         * @constructor
+         * @param {mooncake.ReportCorruptReplicaResponse.$Properties=} [properties] Properties to set
+         * @property {Array.<Uint8Array>} [$unknowns] Unknown fields preserved while decoding when enabled
+         */
+        const ReportCorruptReplicaResponse = function (properties) {
+            if (properties)
+                for (let keys = $Object.keys(properties), i = 0; i < keys.length; ++i)
+                    if (properties[keys[i]] != null && keys[i] !== "__proto__")
+                        this[keys[i]] = properties[keys[i]];
+        };
+
+        /**
+         * OBJECT_NOT_FOUND, REPLICA_NOT_FOUND (no such replica: already dropped)
+         * @member {number} errorCode
+         * @memberof mooncake.ReportCorruptReplicaResponse
+         * @instance
+         */
+        ReportCorruptReplicaResponse.prototype.errorCode = 0;
+
+        /**
+         * ReportCorruptReplicaResponse replicasLeft.
+         * @member {number} replicasLeft
+         * @memberof mooncake.ReportCorruptReplicaResponse
+         * @instance
+         */
+        ReportCorruptReplicaResponse.prototype.replicasLeft = 0;
+
+        /**
+         * Creates a new ReportCorruptReplicaResponse instance using the specified properties.
+         * @function create
+         * @memberof mooncake.ReportCorruptReplicaResponse
+         * @static
+         * @param {mooncake.ReportCorruptReplicaResponse.$Properties=} [properties] Properties to set
+         * @returns {mooncake.ReportCorruptReplicaResponse} ReportCorruptReplicaResponse instance
+         * @type {{
+         *   (properties: mooncake.ReportCorruptReplicaResponse.$Shape): mooncake.ReportCorruptReplicaResponse & mooncake.ReportCorruptReplicaResponse.$Shape;
+         *   (properties?: mooncake.ReportCorruptReplicaResponse.$Properties): mooncake.ReportCorruptReplicaResponse;
+         * }}
+         */
+        ReportCorruptReplicaResponse.create = function(properties) {
+            return new ReportCorruptReplicaResponse(properties);
+        };
+
+        /**
+         * Encodes the specified ReportCorruptReplicaResponse message. Does not implicitly {@link mooncake.ReportCorruptReplicaResponse.verify|verify} messages.
+         * @function encode
+         * @memberof mooncake.ReportCorruptReplicaResponse
+         * @static
+         * @param {mooncake.ReportCorruptReplicaResponse.$Properties} message ReportCorruptReplicaResponse message or plain object to encode
+         * @param {$protobuf.Writer} [writer] Writer to encode to
+         * @returns {$protobuf.Writer} Writer
+         */
+        ReportCorruptReplicaResponse.encode = function (message, writer, _depth) {
+            if (!writer)
+                writer = $Writer.create();
+            if (_depth === $undefined)
+                _depth = 0;
+            if (_depth > $util.recursionLimit)
+                throw $Error("max depth exceeded");
+            if (message.errorCode != null && $Object.hasOwnProperty.call(message, "errorCode") && message.errorCode !== 0)
+                writer.uint32(/* id 1, wireType 0 =*/8).int32(message.errorCode);
+            if (message.replicasLeft != null && $Object.hasOwnProperty.call(message, "replicasLeft") && message.replicasLeft !== 0)
+                writer.uint32(/* id 2, wireType 0 =*/16).uint32(message.replicasLeft);
+            if (message.$unknowns != null && $Object.hasOwnProperty.call(message, "$unknowns"))
+                for (let i = 0; i < message.$unknowns.length; ++i)
+                    writer.raw(message.$unknowns[i]);
+            return writer;
+        };
+
+        /**
+         * Decodes a ReportCorruptReplicaResponse message from the specified reader or buffer.
+         * @function decode
+         * @memberof mooncake.ReportCorruptReplicaResponse
+         * @static
+         * @param {$protobuf.Reader|Uint8Array} reader Reader or buffer to decode from
+         * @param {number} [length] Message length if known beforehand
+         * @returns {mooncake.ReportCorruptReplicaResponse & mooncake.ReportCorruptReplicaResponse.$Shape} ReportCorruptReplicaResponse
+         * @throws {Error} If the payload is not a reader or valid buffer
+         * @throws {$protobuf.util.ProtocolError} If required fields are missing
+         */
+        ReportCorruptReplicaResponse.decode = function (reader, length, _end, _depth, _target) {
+            if (!(reader instanceof $Reader))
+                reader = $Reader.create(reader);
+            if (_depth === $undefined)
+                _depth = 0;
+            if (_depth > $Reader.recursionLimit)
+                throw $Error("max depth exceeded");
+            let end, message, value;
+            if (length === $undefined)
+                end = reader.len;
+            else {
+                end = reader.pos + length;
+                if (end > reader.len)
+                    throw $RangeError("index out of range");
+                length = reader.len;
+                reader.len = end;
+            }
+            message = _target || new $root.mooncake.ReportCorruptReplicaResponse();
+            while (reader.pos < end) {
+                let start = reader.pos;
+                let tag = reader.tag();
+                if (tag === _end) {
+                    _end = $undefined;
+                    break;
+                }
+                let wireType = tag & 7;
+                switch (tag >>>= 3) {
+                case 1: {
+                        if (wireType !== 0)
+                            break;
+                        if (value = reader.int32())
+                            message.errorCode = value;
+                        else
+                            delete message.errorCode;
+                        continue;
+                    }
+                case 2: {
+                        if (wireType !== 0)
+                            break;
+                        if (value = reader.uint32())
+                            message.replicasLeft = value;
+                        else
+                            delete message.replicasLeft;
+                        continue;
+                    }
+                }
+                reader.skipType(wireType, _depth, tag);
+                if (!reader.discardUnknown) {
+                    $util.makeProp(message, "$unknowns", false);
+                    (message.$unknowns || (message.$unknowns = [])).push(reader.raw(start, reader.pos));
+                }
+            }
+            if (length !== $undefined) {
+                if (reader.pos !== end)
+                    throw $RangeError("index out of range");
+                reader.len = length;
+            }
+            if (_end !== $undefined)
+                throw $Error("missing end group");
+            return message;
+        };
+
+        return ReportCorruptReplicaResponse;
     })();
 
     return mooncake;

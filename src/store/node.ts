@@ -1,8 +1,9 @@
 // A store node (`mooncake store`): contributes `global_segment_size` bytes of shared memory to the
-// pool. It maps its segments once (memfd, prefaulted; several segments when over 4 GiB), serves
-// them through the transfer engine (TCP data port, handshake port, same-host shared memory),
-// publishes their descriptors in the metadata service, mounts them at the master, pings every
-// second, and remounts (republishing its descriptors) when the master answers NEED_REMOUNT.
+// pool. It refuses a size the host or its cgroup cannot give (memory-check.ts), maps its segments
+// once (memfd, prefaulted; several segments when over 4 GiB), serves them through the transfer
+// engine (TCP data port, handshake port, same-host shared memory), publishes their descriptors in
+// the metadata service, mounts them at the master, pings every second, and remounts (republishing
+// its descriptors) when the master answers NEED_REMOUNT.
 
 import { MasterClient } from "../client/master-client.ts";
 import { errorName, MooncakeError } from "../core/errors.ts";
@@ -13,6 +14,7 @@ import type { Config } from "../config/schema.ts";
 import { isIpLiteral, splitHostname, TransferEngine } from "../transfer/engine.ts";
 import { SharedSegment } from "../transfer/shared-memory.ts";
 import { TcpDataClient } from "../transfer/tcp/client.ts";
+import { assertSegmentFits } from "./memory-check.ts";
 
 /** The largest single segment: one JS view is capped at 4 GiB, and so is one mapping window. */
 export const MAX_SEGMENT_BYTES = 4 * 1024 ** 3;
@@ -59,6 +61,12 @@ export async function startStoreNode(config: Config, log: Logger): Promise<Store
   const segments: SharedSegment[] = [];
   let engine: TransferEngine | null = null;
   try {
+    // Before the first page is faulted in: prefaulting more than there is takes the OOM killer
+    // ~30 s to end, and starves the neighbours meanwhile (issue 14).
+    assertSegmentFits(config.global_segment_size, {
+      subject: `global_segment_size ${formatBytes(config.global_segment_size)}`,
+      fix: "Lower global_segment_size (--global-segment-size, MOONCAKE_GLOBAL_SEGMENT_SIZE or extra_config)",
+    });
     for (const [i, size] of segmentSizes(config.global_segment_size).entries()) {
       segments.push(SharedSegment.create(`mooncake-segment-${i}`, size, { hugePages: config.store_use_hugepage }));
     }

@@ -7,12 +7,16 @@ import { logger } from "../core/log.ts";
 import type { Config } from "../config/schema.ts";
 import { watchParent } from "../runtime/parent-watch.ts";
 import { splitHostname } from "../transfer/engine.ts";
+import { logExposure } from "../runtime/exposure.ts";
+import { storeNodeListeners } from "./exposure.ts";
 import { startStoreNode } from "./node.ts";
 
 export async function runStoreNode(config: Config) {
   const log = logger("store");
   const node = await startStoreNode(config, log);
   const gateways: { stop(): Promise<void> }[] = [];
+  let resp: { port: number; authenticated: boolean } | null = null;
+  let lm: { port: number } | null = null;
   let gatewayStore: { close(): Promise<number> } | null = null;
   if (config.resp_port !== null || config.lm_port !== null) {
     try {
@@ -33,11 +37,15 @@ export async function runStoreNode(config: Config) {
       if (config.resp_port !== null) {
         const { startRespGateway } = await import("./gateways/resp.ts");
         const auth = config.password ? { password: config.password, ...(config.username ? { username: config.username } : {}) } : {};
-        gateways.push(startRespGateway({ host, port: config.resp_port, store, log: logger("resp"), ...auth }));
+        const gateway = startRespGateway({ host, port: config.resp_port, store, log: logger("resp"), ...auth });
+        gateways.push(gateway);
+        resp = { port: gateway.port, authenticated: Boolean(config.password) };
       }
       if (config.lm_port !== null) {
         const { startLmGateway } = await import("./gateways/lm.ts");
-        gateways.push(startLmGateway({ host, port: config.lm_port, store, log: logger("lm") }));
+        const gateway = startLmGateway({ host, port: config.lm_port, store, log: logger("lm") });
+        gateways.push(gateway);
+        lm = { port: gateway.port };
       }
     } catch (e) {
       for (const g of gateways) await g.stop();
@@ -46,6 +54,10 @@ export async function runStoreNode(config: Config) {
       throw e;
     }
   }
+  logExposure(
+    log,
+    storeNodeListeners({ localHostname: config.local_hostname, dataPort: node.engine.dataPort, handshakePort: node.engine.handshakePort, resp, lm }),
+  );
   await new Promise<void>((resolve) => {
     const stop = (signal: string) => {
       log.info(`${signal}: unmounting ${node.name} and exiting`);

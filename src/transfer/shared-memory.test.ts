@@ -176,6 +176,48 @@ describe("sharing", () => {
   });
 });
 
+describe("ownerAlive()", () => {
+  test("true while the owner holds the segment, false once it is killed (our mapping keeps the pages)", async () => {
+    const src = resolve(import.meta.dirname, "shared-memory.ts");
+    const owner = Bun.spawn(
+      [process.execPath, "-e", `const { SharedSegment } = await import(${JSON.stringify(src)}); const s = SharedSegment.create("owner", 1 << 20); s.view(0, 4)[0] = 9; console.log(s.sharePath); setInterval(() => {}, 1000);`],
+      { stdout: "pipe", stderr: "inherit" },
+    );
+    try {
+      const reader = owner.stdout.getReader();
+      let text = "";
+      const deadlineMs = Date.now() + 10_000;
+      while (!text.includes("\n") && Date.now() < deadlineMs) {
+        const { value, done } = await reader.read();
+        if (done) break;
+        text += new TextDecoder().decode(value);
+      }
+      const mapping = track(SharedSegment.map(text.trim(), MiB));
+      expect(mapping.ownerAlive()).toBe(true);
+      expect(mapping.view(0, 1)[0]).toBe(9);
+      owner.kill("SIGKILL");
+      await owner.exited;
+      expect(mapping.ownerAlive()).toBe(false);
+      expect(mapping.view(0, 1)[0]).toBe(9);
+    } finally {
+      owner.kill("SIGKILL");
+    }
+  });
+
+  test("a path that now names another file (a reused fd or pid) is not the owner", () => {
+    const a = track(SharedSegment.create("a", MiB));
+    const mapping = track(SharedSegment.map(a.sharePath, MiB));
+    expect(mapping.ownerAlive()).toBe(true);
+    const other = new (mapping.constructor as new (p: string, address: number, length: number, inode: number) => SharedMapping)(
+      a.sharePath,
+      mapping.address,
+      0 + MiB,
+      a.inode + 1,
+    );
+    expect(other.ownerAlive()).toBe(false);
+  });
+});
+
 describe("segments over 4 GiB", () => {
   test("one 5 GiB mapping, views before, at and across the 4 GiB line, nothing prefaulted", () => {
     const size = 5 * GiB;

@@ -1,11 +1,12 @@
 // The CLI as an operator meets it: help, usage errors (exit 2, one-line reason and usage), config
-// errors without stack traces, `inspect config`, completion scripts, `metadata` start and stop.
+// errors without stack traces, `inspect config`, config warnings printed once, completion scripts,
+// `metadata` start and stop (and its JSON body rule).
 
 import { describe, expect, test } from "bun:test";
 import { mkdtempSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { CLI_FROM_SOURCE, run, start } from "../helpers/process.ts";
+import { CLI_FROM_SOURCE, cleanEnv, run, start } from "../helpers/process.ts";
 
 const cli = (...args: string[]) => run([...CLI_FROM_SOURCE, ...args]);
 const tmp = mkdtempSync(join(tmpdir(), "mooncake-cli-"));
@@ -95,6 +96,31 @@ describe("inspect config", () => {
     expect(JSON.parse(r.stdout).global_segment_size.source).toBe("default");
   });
 
+  test("an unknown key's warning is printed once, also by `store`, which restarts itself at start", async () => {
+    const file = join(tmp, "unknown-once.yaml");
+    writeFileSync(file, "chunk_size: 256\nbogus_key: 1\nextra_config:\n  local_hostname: 127.0.0.1\n  nonsense: 2\n");
+    const inspect = await cli("inspect", "config", "--config", file);
+    expect(inspect.stderr.split("unknown key 'bogus_key'").length - 1).toBe(1);
+    // Without MIMALLOC_PURGE_DELAY the store restarts in place (execve) once before running, and
+    // loads the config again; a dead master then ends it quickly (exit 1).
+    const env = cleanEnv();
+    delete env.MIMALLOC_PURGE_DELAY;
+    const proc = Bun.spawn(
+      [...CLI_FROM_SOURCE, "store", "--config", file, "--master-server-address", "127.0.0.1:1", "--metadata-server", "http://127.0.0.1:1/metadata"],
+      { env, stdin: "ignore", stdout: "pipe", stderr: "pipe" },
+    );
+    const timer = setTimeout(() => proc.kill("SIGKILL"), 15_000);
+    try {
+      const stderr = await new Response(proc.stderr).text();
+      expect(await proc.exited).toBe(1);
+      expect(stderr.split("unknown key 'bogus_key'").length - 1).toBe(1);
+      expect(stderr.split("unknown key 'extra_config.nonsense'").length - 1).toBe(1);
+    } finally {
+      clearTimeout(timer);
+      proc.kill("SIGKILL");
+    }
+  });
+
   test("--log-format json makes warnings JSON lines", async () => {
     const file = join(tmp, "typo2.yaml");
     writeFileSync(file, "chunk_sise: 1\n");
@@ -132,10 +158,29 @@ describe("metadata", () => {
     const server = start([...CLI_FROM_SOURCE, "metadata", "--port=0", "--host", "127.0.0.1"]);
     try {
       const [, url] = await server.waitFor(/url=(http:\/\/127\.0\.0\.1:\d+\/metadata)/);
-      expect(await (await fetch(`${url}?key=k`, { method: "PUT", body: "v" })).text()).toBe("metadata updated");
-      expect(await (await fetch(`${url}?key=k`)).text()).toBe("v");
+      expect(await (await fetch(`${url}?key=k`, { method: "PUT", body: '{"v":1}' })).text()).toBe("metadata updated");
+      expect(await (await fetch(`${url}?key=k`)).text()).toBe('{"v":1}');
+      const bad = await fetch(`${url}?key=k`, { method: "PUT", body: "v" });
+      expect(bad.status).toBe(400);
+      expect(await bad.text()).toStartWith("invalid JSON body: ");
+      expect(await (await fetch(`${url}?key=k`)).text()).toBe('{"v":1}');
       server.proc.kill("SIGTERM");
       expect(await server.proc.exited).toBe(0);
+      // Bound to loopback: no exposure warning.
+      expect(server.stderr()).not.toContain("exposed without authentication");
+    } finally {
+      server.kill();
+    }
+  });
+
+  test("--accept-any-body stores bodies that are not JSON, as Mooncake's server does", async () => {
+    const server = start([...CLI_FROM_SOURCE, "--log-level", "debug", "metadata", "--port=0", "--host", "127.0.0.1", "--accept-any-body"]);
+    try {
+      const [, url] = await server.waitFor(/url=(http:\/\/127\.0\.0\.1:\d+\/metadata)/);
+      // The start-up exposure check ran and found only loopback.
+      await server.waitFor(/no port exposed beyond loopback \(metadata bound/);
+      expect(await (await fetch(`${url}?key=k`, { method: "PUT", body: "v" })).text()).toBe("metadata updated");
+      expect(await (await fetch(`${url}?key=k`)).text()).toBe("v");
     } finally {
       server.kill();
     }

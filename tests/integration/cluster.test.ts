@@ -8,6 +8,7 @@ import { ErrorCode } from "../../src/core/errors.ts";
 import { encodeSessionHeader, OP_READ } from "../../src/core/transfer/tcp-wire.ts";
 import { SharedSegment } from "../../src/transfer/shared-memory.ts";
 import { startCluster, type TestCluster } from "../helpers/cluster.ts";
+import { waitUntil } from "../helpers/wait.ts";
 
 const MiB = 1024 * 1024;
 
@@ -135,13 +136,15 @@ describe("three store nodes", () => {
         socket: { data: (_s, d) => void replies.push(new Uint8Array(d)), close: () => closed.resolve(), error: () => closed.resolve() },
       });
       socket.write(encodeSessionHeader({ op: OP_READ, version: 2, address: address!, sizeBytes: size! }));
-      await Promise.race([closed.promise, Bun.sleep(3000)]);
+      // The node answers a rejection with its status frame and then closes: wait for the close
+      // (the test's timeout is the deadline), after which nothing more can arrive.
+      await closed.promise;
       const bytes = Buffer.concat(replies);
       expect(bytes.length).toBe(8); // a status frame, no data
       expect(bytes[0]).toBe(1); // ADDR_REJECTED
     }
     expect(same(await store.get("before-attack"), value)).toBe(true);
-  });
+  }, 30_000);
 });
 
 describe("faults", () => {
@@ -187,9 +190,20 @@ describe("faults", () => {
     const cluster = await startCluster({ nodes: 1, segmentSize: "160MB" });
     const store = await MooncakeStore.setup(cluster.clientConfig({ store_memcpy: "off", transfer_timeout: 5 }));
     try {
+      const putStarts = async () => {
+        const metrics = await (await fetch(`${cluster.adminUrl}/metrics`)).text();
+        return Number(metrics.match(/^master_put_start_requests_total (\d+)/m)?.[1]);
+      };
+      const before = await putStarts();
+      expect(before).toBeGreaterThanOrEqual(0);
+      // Freeze the node, so the put can start (the master places it on the node's segment) but
+      // cannot finish (the bytes are not applied and acknowledged); kill it once the master has
+      // the PutStart: mid-put by construction, not by a guess at how long 128 MiB takes.
+      const node = cluster.nodes[0]!.process.proc;
+      node.kill("SIGSTOP");
       const put = store.put("doomed", pattern(128 * MiB, 3));
-      await Bun.sleep(15);
-      cluster.nodes[0]!.process.proc.kill("SIGKILL");
+      await waitUntil("the master to receive the PutStart", async () => (await putStarts()) > before);
+      node.kill("SIGKILL");
       const code = await put;
       expect(code).toBeLessThan(0);
       expect(await store.isExist("doomed")).toBe(0);

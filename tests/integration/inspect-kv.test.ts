@@ -1,6 +1,8 @@
 // `mooncake inspect cluster|segments|keys|key|metrics` and `mooncake kv …` against a real cluster
 // (master + one store node, processes on 127.0.0.1): byte-exact round trips, exit codes 0/1/2/3,
-// LMCache key columns, and a dead master reported within the timeout.
+// LMCache key columns, a dead master reported within the timeout, keys that are awkward to
+// print (over-long ones are cut short in errors, control characters escaped in `kv ls`), and a
+// store node on loopback having no port to report as exposed.
 
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { mkdtempSync, readFileSync, writeFileSync } from "node:fs";
@@ -200,4 +202,50 @@ describe("errors", () => {
       expect(r.exitCode).toBe(2);
     }
   });
+});
+
+describe("awkward keys", () => {
+  test("an over-long key (5,000 bytes) is a usage error that shows only its start and length", async () => {
+    const key = "k".repeat(5000);
+    for (const verb of ["put", "get", "rm", "exists"]) {
+      const r = await kv(verb === "put" ? [verb, key, "-"] : [verb, key], verb === "put" ? "v" : undefined);
+      expect(r.exitCode).toBe(2);
+      expect(r.stderr).toBe(`mooncake: kv ${verb}: key too long (max 4096 bytes): ${"k".repeat(64)}… (5000 bytes)\n`);
+    }
+  }, 60_000);
+
+  test("a failure on a long valid key names it by a short prefix", async () => {
+    const key = `missing-${"m".repeat(4000)}`;
+    const r = await kv(["get", key]);
+    expect(r.exitCode).toBe(1);
+    expect(r.stderr).toBe(`mooncake: kv get ${key.slice(0, 64)}… (4008 bytes): no such key\n`);
+  }, 60_000);
+
+  test("kv ls prints a key with control characters on one line, escaped", async () => {
+    const key = "ctl\nkey\twith\\slash\u0001end";
+    expect((await kv(["put", key], "x")).exitCode).toBe(0);
+    try {
+      const ls = await run([...CLI_FROM_SOURCE, "kv", "ls", "--admin", cluster.adminUrl, "--regex", "^ctl"]);
+      expect(ls.exitCode).toBe(0);
+      expect(ls.stdout).toBe("ctl\\nkey\\twith\\\\slash\\x01end\n");
+      // Without a filter too: one line per key, so the line count is the key count.
+      const all = await run([...CLI_FROM_SOURCE, "kv", "ls", "--admin", cluster.adminUrl]);
+      const lines = all.stdout.replace(/\n$/, "").split("\n");
+      expect(lines).toContain("ctl\\nkey\\twith\\\\slash\\x01end");
+      const count = Number(/Keys: (\d+)/.exec((await inspect(["metrics"])).stdout)?.[1]);
+      expect(lines.length).toBe(count);
+    } finally {
+      expect((await kv(["rm", key, "--force"])).exitCode).toBe(0);
+    }
+  }, 60_000);
+});
+
+describe("exposure", () => {
+  test("a store node on 127.0.0.1 has nothing to report as exposed (its start-up check ran)", async () => {
+    const node = await cluster.startNode("32MB", "--log-level", "debug");
+    await node.process.waitFor(/no port exposed beyond loopback \(data, handshake bound/);
+    expect(node.process.stderr()).not.toContain("exposed without authentication");
+    node.process.proc.kill("SIGTERM");
+    await node.process.proc.exited;
+  }, 60_000);
 });

@@ -3,14 +3,17 @@
 // raw sockets for bad input. Also: the examples/lmcache/*.yaml files load without warnings.
 
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
-import { readdirSync } from "node:fs";
+import { readFileSync, readdirSync } from "node:fs";
 import { connect } from "node:net";
 import { encodeRequest } from "../../src/core/lm/protocol.ts";
-import { type TestCluster, startCluster } from "../helpers/cluster.ts";
+import { type TestCluster, type TestNode, startCluster } from "../helpers/cluster.ts";
 import { CLI_FROM_SOURCE, ROOT, run } from "../helpers/process.ts";
+import { tcpQueues, waitUntil } from "../helpers/wait.ts";
 
 let cluster: TestCluster;
+let node: TestNode;
 let port = 0;
+const MiB = 1024 * 1024;
 const PYTHON = "/usr/bin/python3";
 
 // LMCache's ClientMetaMessage / ServerMetaMessage (lmcache/v1/protocol.py), verbatim formats.
@@ -65,36 +68,64 @@ assert meta[0] == 200 and recv_exact(t, meta[1]) == payload
 print("ok")
 `;
 
-/** Sends raw bytes, collects what comes back until the server closes or `ms` passes. */
-function raw(bytes: Uint8Array, ms = 2000, endEarly = false): Promise<{ bytes: Uint8Array; closed: boolean }> {
+/**
+ * Sends raw bytes and collects what comes back until the server closes, `want` bytes have come
+ * (then it hangs up), or `ms` passes. `end`: half-close (FIN) right after the bytes, so the
+ * gateway reads all of them before it sees the client go. `localPort` names the connection in the
+ * gateway's log ("lm 127.0.0.1:<localPort>: …").
+ */
+function raw(
+  bytes: Uint8Array,
+  options: { ms?: number; end?: boolean; want?: number } = {},
+): Promise<{ bytes: Uint8Array; closed: boolean; localPort: number }> {
   return new Promise((resolve) => {
     const s = connect(port, "127.0.0.1");
     const got: Buffer[] = [];
+    let received = 0;
     let closed = false;
-    const done = () => resolve({ bytes: new Uint8Array(Buffer.concat(got)), closed });
+    let localPort = 0;
+    const done = () => {
+      clearTimeout(timer);
+      resolve({ bytes: new Uint8Array(Buffer.concat(got)), closed, localPort });
+    };
     const timer = setTimeout(() => {
       s.destroy();
       done();
-    }, ms);
-    s.on("data", (d: Buffer) => got.push(d));
+    }, options.ms ?? 5000);
+    s.on("connect", () => {
+      localPort = s.localPort ?? 0;
+    });
+    s.on("data", (d: Buffer) => {
+      got.push(d);
+      received += d.length;
+      if (options.want !== undefined && received >= options.want) {
+        s.destroy();
+        done();
+      }
+    });
     s.on("close", () => {
       closed = true;
-      clearTimeout(timer);
       done();
     });
     s.on("error", () => {});
     s.write(bytes, () => {
-      if (endEarly) s.destroy();
+      if (options.end) s.end();
     });
   });
 }
+
+const escapeRe = (s: string) => s.replace(/[.*+?^${}()|[\]\\]/g, "\\$&");
+
+/** Resolves once the gateway has logged that the client on `localPort` left mid-request. */
+const closedMidRequest = (localPort: number) =>
+  node.process.waitFor(new RegExp(`lm 127\\.0\\.0\\.1:${localPort}: closed mid-request; the partial request is dropped`));
 
 const req = (command: number, key: string, length = 0, shape: [number, number, number, number] = [0, 0, 0, 0]) =>
   encodeRequest({ command, length, fmt: 1, dtype: 2, shape, key });
 const codeOf = (b: Uint8Array, at = 0) => new DataView(b.buffer, b.byteOffset).getInt32(at, true);
 
 async function exists(key: string): Promise<number> {
-  const r = await raw(req(3, key), 500);
+  const r = await raw(req(3, key), { want: 36 });
   expect(r.bytes.length).toBe(36);
   return codeOf(r.bytes);
 }
@@ -102,7 +133,9 @@ async function exists(key: string): Promise<number> {
 beforeAll(async () => {
   if (Bun.spawnSync([PYTHON, "-c", "import struct"]).exitCode !== 0) throw new Error(`${PYTHON} is required for this test`);
   cluster = await startCluster({ nodes: 0, segmentSize: "512MB" });
-  const node = await cluster.startNode("512MB", "--lm-port", "0");
+  // Debug logging: the gateway says when a client leaves mid-request and when it stops to wait
+  // for a slow reader, the events the tests below wait for.
+  node = await cluster.startNode("512MB", "--lm-port", "0", "--log-level", "debug");
   const [, p] = await node.process.waitFor(/LM gateway \(LMCache lm:\/\/ protocol\) listening on [\d.]+:(\d+)/, 20_000);
   port = Number(p);
 }, 60_000);
@@ -117,34 +150,41 @@ describe("lm gateway", () => {
   }, 70_000);
 
   test("bad input closes that connection only", async () => {
-    // A truncated header, then gone: nothing answered, nothing stored.
-    const truncated = await raw(req(1, "trunc", 10).subarray(0, 100), 300, true);
+    // A truncated header, then gone: nothing answered, nothing stored. The gateway logs that the
+    // close came mid-request, so it did read the 100 bytes first; after that nothing can run.
+    const truncated = await raw(req(1, "trunc", 10).subarray(0, 100), { end: true });
     expect(truncated.bytes.length).toBe(0);
+    expect(truncated.closed).toBe(true);
+    await closedMidRequest(truncated.localPort);
     // A length over the 512 MiB limit: a 400 header, then the connection closes.
-    const over = await raw(req(1, "over", 1024 * 1024 * 1024), 2000);
+    const over = await raw(req(1, "over", 1024 * 1024 * 1024));
     expect(over.bytes.length).toBe(36);
     expect(codeOf(over.bytes)).toBe(400);
     expect(over.closed).toBe(true);
     // Garbage (an HTTP request): unknown command, 400 and close.
-    const garbage = await raw(new TextEncoder().encode("GET / HTTP/1.1\r\nHost: x\r\n\r\n".padEnd(200, "x")), 2000);
+    const garbage = await raw(new TextEncoder().encode("GET / HTTP/1.1\r\nHost: x\r\n\r\n".padEnd(200, "x")));
     expect(codeOf(garbage.bytes)).toBe(400);
     expect(garbage.closed).toBe(true);
     // A GET that claims a payload: wrong length, 400 and close.
-    const wrong = await raw(req(2, "k", 16), 2000);
+    const wrong = await raw(req(2, "k", 16));
     expect(codeOf(wrong.bytes)).toBe(400);
     expect(wrong.closed).toBe(true);
     // Requests before the bad bytes are answered first.
-    const before = await raw(new Uint8Array([...req(5, ""), ...req(42, "x")]), 2000);
+    const before = await raw(new Uint8Array([...req(5, ""), ...req(42, "x")]));
     expect(before.bytes.length).toBe(72);
     expect([codeOf(before.bytes, 0), codeOf(before.bytes, 36)]).toEqual([200, 400]);
-    // 1 MiB PUT announced, 1000 bytes sent, then gone: the key never becomes visible.
-    await raw(new Uint8Array([...req(1, "half", 1024 * 1024), ...new Uint8Array(1000)]), 500, true);
-    await Bun.sleep(200);
+    // 1 MiB PUT announced, 1000 bytes sent, then gone: once the gateway has seen the close mid-
+    // value (and dropped it), the key is not visible, and nothing is left that could store it.
+    const half = await raw(new Uint8Array([...req(1, "half", 1024 * 1024), ...new Uint8Array(1000)]), { end: true });
+    expect(half.closed).toBe(true);
+    await closedMidRequest(half.localPort);
     expect(await exists("half")).toBe(400);
     expect(await exists("trunc")).toBe(400);
     // The node still serves: a small PUT then GET on a fresh connection.
     const value = new Uint8Array(4096).map((_, i) => i * 7);
-    const r = await raw(new Uint8Array([...req(1, "after", value.length, [4096, 0, 0, 0]), ...value, ...req(2, "after")]), 2000);
+    const r = await raw(new Uint8Array([...req(1, "after", value.length, [4096, 0, 0, 0]), ...value, ...req(2, "after")]), {
+      want: 36 + 4096,
+    });
     expect(codeOf(r.bytes)).toBe(200);
     expect(codeOf(r.bytes, 4)).toBe(4096);
     expect(codeOf(r.bytes, 16)).toBe(4096);
@@ -152,27 +192,75 @@ describe("lm gateway", () => {
   }, 30_000);
 
   test("slow reader: GETs pile up without the gateway buffering them all", async () => {
-    const value = new Uint8Array(4 * 1024 * 1024).fill(9);
-    const gets = Array.from({ length: 40 }, () => req(2, "slow"));
+    const value = new Uint8Array(4 * MiB).fill(9);
+    const reply = 36 + value.length;
+    // What the kernel can hold of replies on the way (the gateway's send buffer, the client's
+    // receive buffer), at most; ask for far more than that plus the gateway's 8 MiB bound.
+    const kernelMax = (name: string) => Number(readFileSync(`/proc/sys/net/ipv4/${name}`, "utf8").trim().split(/\s+/)[2]);
+    const inKernel = kernelMax("tcp_wmem") + kernelMax("tcp_rmem");
+    const bound = 8 * MiB + reply; // unsent replies when the gateway stops: over 8 MiB by under one reply
+    const count = Math.max(40, Math.ceil((inKernel + bound) / reply) + 10);
     const s = connect(port, "127.0.0.1");
     await new Promise<void>((r) => s.once("connect", () => r()));
+    s.pause(); // read nothing: count * 4 MiB of replies are asked for
     s.write(new Uint8Array([...req(1, "slow", value.length), ...value]));
-    s.pause(); // read nothing for a while: 160 MiB of replies are asked for
-    for (const g of gets) s.write(g);
-    await Bun.sleep(1000);
-    // Meanwhile another connection is served.
-    const h = await raw(req(5, ""), 2000);
+    const gets = new Uint8Array(count * 186);
+    for (let i = 0; i < count; i++) gets.set(req(2, "slow"), i * 186);
+    s.write(gets);
+    // The event: the gateway stops running this connection's requests and waits for it to read,
+    // with at most its bound unsent and most GETs not run. A gateway that buffered every reply
+    // would never log this, and the test fails on the wait.
+    const stalled = new RegExp(
+      `lm ${escapeRe(`127.0.0.1:${s.localPort}`)}: (\\d+) reply bytes unsent; waiting for the client to read before running the (\\d+) queued requests`,
+    );
+    const [, unsent, queued] = await node.process.waitFor(stalled, 20_000);
+    const ran = count - Number(queued);
+    expect(Number(unsent)).toBeGreaterThan(8 * MiB);
+    expect(Number(unsent)).toBeLessThanOrEqual(bound);
+    // Every reply of a GET that ran is either unsent in the gateway or in the kernel.
+    expect(ran * reply).toBeLessThanOrEqual(Number(unsent) + inKernel);
+    expect(Number(queued)).toBeGreaterThanOrEqual(10);
+    // And it stopped reading this connection: one more GET sits unread in the gateway's receive
+    // queue (measured by the kernel, not reported by the gateway), even after the gateway has
+    // served another connection meanwhile.
+    s.write(req(2, "slow"));
+    const unread = () => tcpQueues(port, s.localPort!)?.rx ?? 0;
+    await waitUntil("the extra GET to reach the gateway's socket", () => unread() >= 186);
+    const h = await raw(req(5, ""), { want: 36 });
     expect(codeOf(h.bytes)).toBe(200);
+    expect(unread()).toBe(186);
+    // Now the client reads: every reply arrives, in order, each a 200 header and the value.
+    const replies = count + 1;
+    const want = replies * reply;
+    const done = Promise.withResolvers<void>();
     let got = 0;
+    const headers: Buffer[] = [];
+    let bad = 0;
     s.on("data", (d: Buffer) => {
+      // Bytes of reply headers (offset within a reply < 36) are collected; value bytes must be 9.
+      for (let at = 0; at < d.length; ) {
+        const inReply = (got + at) % reply;
+        const take = Math.min(d.length - at, inReply < 36 ? 36 - inReply : reply - inReply);
+        const part = d.subarray(at, at + take);
+        if (inReply < 36) headers.push(part);
+        else if (part.some((b) => b !== 9)) bad++;
+        at += take;
+      }
       got += d.length;
+      if (got >= want) done.resolve();
     });
+    s.on("close", () => done.reject(new Error(`closed after ${got} of ${want} bytes`)));
     s.resume();
-    const want = 40 * (36 + value.length);
-    for (let i = 0; i < 200 && got < want; i++) await Bun.sleep(50);
+    await done.promise;
     s.destroy();
     expect(got).toBe(want);
-  }, 30_000);
+    expect(bad).toBe(0);
+    const all = new Uint8Array(Buffer.concat(headers));
+    expect(all.length).toBe(replies * 36);
+    for (let i = 0; i < replies; i++) {
+      expect([codeOf(all, i * 36), codeOf(all, i * 36 + 4)]).toEqual([200, value.length]);
+    }
+  }, 60_000);
 });
 
 describe("examples/lmcache", () => {

@@ -1,5 +1,6 @@
 // `mooncake master` as a real process on 127.0.0.1: start-up lines, admin and metadata HTTP,
-// Mooncake's flag spellings, bad flags, liveness expiry end to end, `bench master`, clean shutdown.
+// Mooncake's flag spellings, bad flags, liveness expiry end to end, `bench master`, clean shutdown,
+// the three bind flags (no exposure warning when all are loopback) and the metadata body rule.
 
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { MasterClient } from "../../src/client/master-client.ts";
@@ -72,6 +73,31 @@ describe("mooncake master", () => {
     expect(await missing.text()).toBe('{"success":false,"error_code":-704,"error_message":"OBJECT_NOT_FOUND"}');
   });
 
+  test("--rpc_address, --metrics_host, --http_metadata_server_host = 127.0.0.1: no exposure line, all answer there", async () => {
+    expect(m.process.stderr()).not.toContain("exposed without authentication");
+    const c = await MasterClient.connect(m.rpc);
+    try {
+      expect((await c.call("existKey", { key: "nothing" })).exists).toBe(false);
+    } finally {
+      c.close();
+    }
+    expect((await fetch(`${m.admin}/health`)).status).toBe(200);
+    expect((await fetch(`${m.metadata}?key=absent`)).status).toBe(404);
+  });
+
+  test("admin: POST /api/v1/remove_all from loopback is served", async () => {
+    const r = await fetch(`${m.admin}/api/v1/remove_all?force=true`, { method: "POST" });
+    expect(r.status).toBe(200);
+    expect(await r.text()).toBe('{"success":true,"removed_count":0}');
+  });
+
+  test("embedded metadata server: a body that is not JSON is refused (400)", async () => {
+    const r = await fetch(`${m.metadata}?key=not-json`, { method: "PUT", body: "v" });
+    expect(r.status).toBe(400);
+    expect(await r.text()).toStartWith("invalid JSON body: ");
+    expect((await fetch(`${m.metadata}?key=not-json`)).status).toBe(404);
+  });
+
   test("embedded metadata server: PUT then GET, missing key 404", async () => {
     const key = encodeURIComponent("mooncake/ram/127.0.0.1:12345");
     expect(await (await fetch(`${m.metadata}?key=${key}`, { method: "PUT", body: '{"a":1}' })).text()).toBe(
@@ -122,6 +148,30 @@ describe("mooncake master", () => {
     m.process.proc.kill("SIGTERM");
     expect(await m.process.proc.exited).toBe(0);
     expect(m.process.stderr()).toContain("Shutdown signal received, exiting gracefully");
+  });
+});
+
+describe("exposure", () => {
+  test("the start-up check runs: with every port on loopback it logs only a debug line", async () => {
+    const m = await startMaster("--log-level", "debug");
+    try {
+      await m.process.waitFor(/no port exposed beyond loopback \(rpc, admin, metadata/);
+      expect(m.process.stderr()).not.toContain("exposed without authentication");
+    } finally {
+      m.process.kill();
+    }
+  });
+});
+
+describe("metadata bodies", () => {
+  test("--http_metadata_server_accept_any_body stores any bytes, as Mooncake's server does", async () => {
+    const m = await startMaster("--http_metadata_server_accept_any_body");
+    try {
+      expect(await (await fetch(`${m.metadata}?key=k`, { method: "PUT", body: "v" })).text()).toBe("metadata updated");
+      expect(await (await fetch(`${m.metadata}?key=k`)).text()).toBe("v");
+    } finally {
+      m.process.kill();
+    }
   });
 });
 

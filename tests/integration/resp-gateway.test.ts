@@ -3,9 +3,10 @@
 // the test fails loudly when they are missing (CI installs redis-tools and python3-redis).
 
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
-import { connect } from "node:net";
+import { connect, type Socket } from "node:net";
 import { type TestCluster, startCluster } from "../helpers/cluster.ts";
 import { run } from "../helpers/process.ts";
+import { waitUntil } from "../helpers/wait.ts";
 
 let cluster: TestCluster;
 let port = 0;
@@ -21,30 +22,107 @@ async function cli(...args: string[]): Promise<string> {
   return r.stdout.trim();
 }
 
-/** Sends raw bytes, collects what comes back until the server closes or `ms` passes. */
-function raw(bytes: Uint8Array | string, ms = 2000, endEarly = false): Promise<{ text: string; closed: boolean }> {
+/**
+ * Sends raw bytes, collects what comes back until the server closes, `until` holds for what came
+ * (then it hangs up), or `ms` passes. `end`: half-close (FIN) right after the bytes, so the
+ * gateway reads all of them before it sees the client go.
+ */
+function raw(
+  bytes: Uint8Array | string,
+  options: { ms?: number; end?: boolean; until?: (text: string) => boolean } = {},
+): Promise<{ text: string; closed: boolean }> {
   return new Promise((resolve) => {
     const s = connect(port, "127.0.0.1");
     let text = "";
     let closed = false;
+    const done = () => {
+      clearTimeout(timer);
+      resolve({ text, closed });
+    };
     const timer = setTimeout(() => {
       s.destroy();
-      resolve({ text, closed });
-    }, ms);
+      done();
+    }, options.ms ?? 5000);
     s.on("data", (d) => {
       text += d.toString("latin1");
+      if (options.until?.(text)) {
+        s.destroy();
+        done();
+      }
     });
     s.on("close", () => {
       closed = true;
-      clearTimeout(timer);
-      resolve({ text, closed });
+      done();
     });
     s.on("error", () => {});
     s.write(bytes, () => {
-      if (endEarly) s.destroy();
+      if (options.end) s.end();
     });
   });
 }
+
+type Reply = string | number | null;
+
+/**
+ * One connection kept open, in this process: each call sends a command and resolves with its
+ * reply (simple string, error as "-…", integer, bulk string or null). No process start between
+ * two commands, so a check that must come before a deadline is not raced against a spawn.
+ */
+async function session(): Promise<{ call(...args: string[]): Promise<Reply>; sentBytes: number; close(): void }> {
+  const s: Socket = connect(port, "127.0.0.1");
+  await new Promise<void>((resolve, reject) => {
+    s.once("connect", () => resolve());
+    s.once("error", reject);
+  });
+  let buffered = Buffer.alloc(0);
+  const waiting: ((r: Reply) => void)[] = [];
+  /** One reply from the front of `buffered`, or undefined while it is incomplete. */
+  const parse = (): { reply: Reply; used: number } | undefined => {
+    const eol = buffered.indexOf("\r\n");
+    if (eol < 0) return undefined;
+    const line = buffered.subarray(1, eol).toString("latin1");
+    switch (buffered[0]) {
+      case 0x2b: // +
+        return { reply: line, used: eol + 2 };
+      case 0x2d: // -
+        return { reply: `-${line}`, used: eol + 2 };
+      case 0x3a: // :
+        return { reply: Number(line), used: eol + 2 };
+      case 0x24: {
+        // $
+        const n = Number(line);
+        if (n < 0) return { reply: null, used: eol + 2 };
+        if (buffered.length < eol + 2 + n + 2) return undefined;
+        return { reply: buffered.subarray(eol + 2, eol + 2 + n).toString("latin1"), used: eol + 2 + n + 2 };
+      }
+      default:
+        throw new Error(`unexpected reply type in ${JSON.stringify(buffered.toString("latin1").slice(0, 40))}`);
+    }
+  };
+  s.on("data", (d: Buffer) => {
+    buffered = Buffer.concat([buffered, d]);
+    for (let r = parse(); r !== undefined; r = parse()) {
+      buffered = buffered.subarray(r.used);
+      waiting.shift()?.(r.reply);
+    }
+  });
+  const self = {
+    sentBytes: 0,
+    call(...args: string[]): Promise<Reply> {
+      const command = `*${args.length}\r\n${args.map((a) => `$${Buffer.byteLength(a)}\r\n${a}\r\n`).join("")}`;
+      self.sentBytes += Buffer.byteLength(command);
+      return new Promise<Reply>((resolve) => {
+        waiting.push(resolve);
+        s.write(command);
+      });
+    },
+    close: () => s.destroy(),
+  };
+  return self;
+}
+
+/** A field of an INFO reply, as a number. */
+const infoField = (info: Reply, field: string) => Number(String(info).match(new RegExp(`^${field}:(\\d+)`, "m"))?.[1]);
 
 beforeAll(async () => {
   for (const tool of ["redis-cli", "redis-benchmark", "python3"]) {
@@ -77,19 +155,48 @@ describe("resp gateway", () => {
     expect(await cli("del", "k")).toBe("0");
     expect(await cli("get", "k")).toBe("");
     expect(await cli("ttl", "k")).toBe("-2");
-    expect(await cli("set", "e", "x", "PX", "300")).toBe("OK");
-    expect(Number(await cli("pttl", "e"))).toBeGreaterThan(0);
-    await Bun.sleep(800);
-    expect(await cli("exists", "e")).toBe("0");
     expect(await cli("info", "server")).toContain("redis_version:7.0.0-mooncake");
     expect(await cli("nosuch")).toContain("ERR unknown command 'nosuch'");
+  }, 30_000);
+
+  test("SET PX: a TTL while it lasts, gone once it passes and not before", async () => {
+    // On one open connection: SET, then PTTL and EXISTS straight after on the same socket (a
+    // round trip, far inside the 1000 ms), then EXISTS polled until the key goes.
+    const c = await session();
+    try {
+      const ttlMs = 1000;
+      const sent = performance.now();
+      expect(await c.call("SET", "e", "x", "PX", String(ttlMs))).toBe("OK");
+      const pttl = await c.call("PTTL", "e");
+      const checkedAt = performance.now();
+      expect(pttl).toBeGreaterThan(0);
+      expect(pttl).toBeLessThanOrEqual(ttlMs);
+      expect(await c.call("TTL", "e")).toBe(1);
+      expect(await c.call("EXISTS", "e")).toBe(1);
+      expect(await c.call("GET", "e")).toBe("x");
+      // The checks above ran before the TTL could have passed: the key was there while it lasted.
+      expect(checkedAt - sent).toBeLessThan(ttlMs);
+      const goneAt = await waitUntil(
+        "the key to expire",
+        async () => (await c.call("EXISTS", "e")) === 0 && performance.now(),
+        { timeoutMs: ttlMs + 10_000, everyMs: 20 },
+      );
+      // The gateway starts the TTL when it gets the SET, after `sent`: gone no earlier than that
+      // (1 ms for timer rounding).
+      expect(goneAt - sent).toBeGreaterThanOrEqual(ttlMs - 1);
+      expect(await c.call("PTTL", "e")).toBe(-2);
+      expect(await c.call("GET", "e")).toBeNull();
+      // Seen the same way by another client.
+      expect(await cli("exists", "e")).toBe("0");
+    } finally {
+      c.close();
+    }
   }, 30_000);
 
   test("byte-exact replies and pipelining", async () => {
     const r = await raw(
       "*3\r\n$3\r\nSET\r\n$2\r\npk\r\n$3\r\nabc\r\n*2\r\n$6\r\nEXISTS\r\n$2\r\npk\r\n*2\r\n$3\r\nGET\r\n$2\r\npk\r\n" +
         "*2\r\n$3\r\nGET\r\n$4\r\nnone\r\n*2\r\n$3\r\nDEL\r\n$2\r\npk\r\n*2\r\n$6\r\nEXISTS\r\n$2\r\npk\r\n*1\r\n$4\r\nQUIT\r\n",
-      5000,
     );
     expect(r.text).toBe("+OK\r\n:1\r\n$3\r\nabc\r\n$-1\r\n:1\r\n:0\r\n+OK\r\n");
     expect(r.closed).toBe(true);
@@ -134,11 +241,30 @@ print("ok")
     const garbage = await raw("*1\r\nxyz\r\n");
     expect(garbage.text).toStartWith("-ERR Protocol error");
     expect(garbage.closed).toBe(true);
-    const inline = await raw(new Uint8Array([1, 2, 3, 0xff, 13, 10]), 1000);
+    const inline = await raw(new Uint8Array([1, 2, 3, 0xff, 13, 10]), { until: (t) => t.includes("\r\n") });
     expect(inline.text).toStartWith("-ERR unknown command");
-    // 1 MiB value announced, 1000 bytes sent, then gone.
-    await raw(`*3\r\n$3\r\nSET\r\n$4\r\nhalf\r\n$1048576\r\n${"x".repeat(1000)}`, 500, true);
-    await Bun.sleep(200);
+    // 1 MiB value announced, 1000 bytes sent, then gone. Wait until the gateway has read those
+    // bytes and let go of the connection (INFO, from a client kept open: its input bytes beyond
+    // this client's own, and the connected clients back to this one). From then on nothing is
+    // left that could store the key.
+    const c = await session();
+    try {
+      const partial = `*3\r\n$3\r\nSET\r\n$4\r\nhalf\r\n$1048576\r\n${"x".repeat(1000)}`;
+      const info0 = await c.call("INFO", "stats");
+      const [in0, own0] = [infoField(info0, "total_net_input_bytes"), c.sentBytes];
+      const half = await raw(partial, { end: true });
+      expect(half.closed).toBe(true);
+      expect(half.text).toBe("");
+      const fromOthers = await waitUntil("the gateway to read the partial SET and see its client go", async () => {
+        const stats = await c.call("INFO", "stats", "clients");
+        const others = infoField(stats, "total_net_input_bytes") - in0 - (c.sentBytes - own0);
+        return infoField(stats, "connected_clients") === 1 && others >= partial.length && others;
+      });
+      expect(fromOthers).toBe(partial.length);
+      expect(await c.call("EXISTS", "half")).toBe(0);
+    } finally {
+      c.close();
+    }
     expect(await cli("exists", "half")).toBe("0");
     expect(await cli("set", "after", "fine")).toBe("OK");
     expect(await cli("get", "after")).toBe("fine");

@@ -67,6 +67,8 @@ export interface MasterCounters {
   /** Zombie PutStarts preempted / their discarded buffers released. */
   putStartDiscards: number;
   putStartReleases: number;
+  /** Replicas dropped because a reader found them not matching their checksum (ours, not Mooncake's). */
+  corruptReplicasDropped: number;
   /** Successful memory reads (GetReplicaList hits) and their object bytes. */
   memCacheHits: number;
   memCacheHitBytes: number;
@@ -91,6 +93,7 @@ export function newCounters(): MasterCounters {
     putStartPartialAllocations: 0,
     putStartDiscards: 0,
     putStartReleases: 0,
+    corruptReplicasDropped: 0,
     memCacheHits: 0,
     memCacheHitBytes: 0,
     valueSizeBuckets: new Array<number>(VALUE_SIZE_BUCKETS.length + 1).fill(0),

@@ -24,7 +24,7 @@ export {
   querySegmentUsage,
 } from "./liveness.ts";
 export { Master, type MasterOptions } from "./master.ts";
-export { MAX_KEY_BYTES } from "./objects.ts";
+export { invalidKeyReason, MAX_KEY_BYTES } from "./objects.ts";
 export { apply, decodeOp, encodeOp, type Op, type OpInput, type OpName, type OpResults } from "./operations.ts";
 export { MAX_REGEX_LENGTH, MAX_UNBOUNDED_QUANTIFIERS } from "./regex.ts";
 export { randomIndex, seededRandom } from "./random.ts";

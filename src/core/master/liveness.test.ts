@@ -194,3 +194,40 @@ describe("a node that restarts under the same name", () => {
     expect(must(querySegmentStatusById(master.state, "s2"))).toBe(SegmentStatus.OK);
   });
 });
+
+describe("ReportUnreachable", () => {
+  test("placement skips a reported node until that node pings again; its replicas stay readable", () => {
+    const { master: m } = newTestMaster();
+    mountNode(m, "a", [segSpec("sa", "h:1", 64 * MiB)]);
+    mountNode(m, "b", [segSpec("sb", "h:2", 64 * MiB)]);
+    putObject(m, "w", "old", MiB, { preferredSegment: "h:1" });
+    expect(must(m.submit({ op: "reportUnreachable", clientId: "w", endpoints: ["h:1", "nobody:9"] }))).toBe(1);
+    // Reported twice: nothing new to mark.
+    expect(must(m.submit({ op: "reportUnreachable", clientId: "w", endpoints: ["h:1"] }))).toBe(0);
+    for (let i = 0; i < 20; i++) {
+      const placed = putObject(m, "w", `k${i}`, MiB, { preferredSegment: "h:1" });
+      expect(placed.map((d) => d.transportEndpoint)).toEqual(["h:2"]);
+    }
+    expect(must(m.submit({ op: "getReplicaList", key: "old" })).replicas[0]!.transportEndpoint).toBe("h:1");
+    must(m.submit({ op: "ping", clientId: "a" }));
+    expect(putObject(m, "w", "after-ping", MiB, { preferredSegment: "h:1" })[0]!.transportEndpoint).toBe("h:1");
+  });
+
+  test("a single reported node: NO_AVAILABLE_HANDLE without asking for an eviction", () => {
+    const { master: m } = newTestMaster();
+    mountNode(m, "a", [segSpec("sa", "h:1", 64 * MiB)]);
+    must(m.submit({ op: "reportUnreachable", clientId: "w", endpoints: ["h:1"] }));
+    expectCode(m.submit({ op: "putStart", clientId: "w", key: "k", sizeBytes: MiB, config: {} }), ErrorCode.NO_AVAILABLE_HANDLE);
+    expect(m.state.needEviction).toBe(false);
+  });
+
+  test("a te endpoint that differs from the segment name marks that name; an unmount forgets the mark", () => {
+    const { master: m } = newTestMaster();
+    mountNode(m, "a", [segSpec("sa", "node-a", 64 * MiB, { teEndpoint: "10.0.0.1:15000" })]);
+    mountNode(m, "b", [segSpec("sb", "node-b", 64 * MiB)]);
+    expect(must(m.submit({ op: "reportUnreachable", clientId: "w", endpoints: ["10.0.0.1:15000"] }))).toBe(1);
+    expect(m.state.segments.unreachableNames.has("node-a")).toBe(true);
+    must(m.submit({ op: "unmountSegment", segmentId: "sa", clientId: "a" }));
+    expect(m.state.segments.unreachableNames.size).toBe(0);
+  });
+});

@@ -49,6 +49,7 @@ export function mountSegment(state: MasterState, spec: SegmentSpec, clientId: st
   touchClient(state, clientId, nowMs);
   replaceOldIncarnation(state, spec, clientId);
   const r = state.segments.mount(spec, clientId);
+  state.segments.markReachable(clientId);
   return counted(state, "mount_segment", r.ok ? OK_VOID : r);
 }
 
@@ -94,6 +95,7 @@ function remountInner(state: MasterState, specs: readonly SegmentSpec[], clientI
   touchClient(state, clientId, nowMs);
   // Validated above, so every mount here either succeeds, finds the segment, or skips a bad spec.
   for (const spec of specs) state.segments.mount(spec, clientId);
+  state.segments.markReachable(clientId);
   state.okClients.add(clientId);
   return OK_VOID;
 }
@@ -125,7 +127,20 @@ export function gracefulUnmountSegment(state: MasterState, segmentId: string): R
 export function ping(state: MasterState, clientId: string, nowMs: number): Result<PingResponse> {
   const clientStatus = state.okClients.has(clientId) ? ClientStatus.OK : ClientStatus.NEED_REMOUNT;
   touchClient(state, clientId, nowMs);
+  state.segments.markReachable(clientId);
   return counted(state, "ping", ok({ viewVersionId: 0, clientStatus }));
+}
+
+/**
+ * ReportUnreachable: a client's transfer to these endpoints failed to connect or was cut off.
+ * Placement skips their names until the owning node pings again (within ~1 s when it is alive and
+ * only this client's path to it is broken; never, when it is dead, until its TTL unmounts it), so
+ * a put retried after a dead node lands elsewhere. Returns how many names were newly marked.
+ */
+export function reportUnreachable(state: MasterState, endpoints: readonly string[]): Result<number> {
+  let marked = 0;
+  for (const endpoint of endpoints) marked += state.segments.markUnreachable(endpoint).length;
+  return ok(marked);
 }
 
 /** True when some client's deadline has passed (cheap check before logging an expiry op). */

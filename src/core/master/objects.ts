@@ -16,6 +16,7 @@
 import type { Placement } from "./placement.ts";
 import type { MountedSegment } from "./segments.ts";
 import { type ReplicaDescriptor, ReplicaStatus } from "./types.ts";
+import { keyPreview } from "../key-display.ts";
 import { isWellFormed, utf8Length } from "../utf8.ts";
 
 /** Longest key accepted, in UTF-8 bytes. Longer keys are INVALID_PARAMS. */
@@ -214,5 +215,17 @@ export function isValidKey(key: unknown): key is string {
   if (!isWellFormed(key)) return false;
   if (key.length * 3 <= MAX_KEY_BYTES) return true; // ≤3 UTF-8 bytes per UTF-16 unit
   return utf8Length(key) <= MAX_KEY_BYTES;
+}
+
+/**
+ * Why the master refuses `key` (INVALID_PARAMS), for people; null when isValidKey(key). A long
+ * key is shown as a short prefix with its length, never whole.
+ */
+export function invalidKeyReason(key: string): string | null {
+  // Through unknown: as a type guard on a string, isValidKey would narrow `key` to never below.
+  if (isValidKey(key as unknown)) return null;
+  if (key.length === 0) return "empty key";
+  if (!isWellFormed(key)) return `key is not valid Unicode (it has a lone surrogate): ${keyPreview(key)}`;
+  return `key too long (max ${MAX_KEY_BYTES} bytes): ${keyPreview(key)}`;
 }
 

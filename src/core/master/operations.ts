@@ -24,6 +24,7 @@ import {
   mountSegment,
   ping,
   remountSegment,
+  reportUnreachable,
   unmountSegment,
 } from "./liveness.ts";
 import type { MasterState } from "./state.ts";
@@ -66,6 +67,10 @@ export type Op = Stamp &
     /** Stop allocating in a segment; the caller unmounts it when its grace period ends. */
     | { op: "gracefulUnmountSegment"; segmentId: string; clientId: string }
     | { op: "ping"; clientId: string }
+    /** A client could not reach these segments' data path: place nothing there until they ping. */
+    | { op: "reportUnreachable"; clientId: string; endpoints: string[] }
+    /** A reader found this replica not matching the object's checksum: drop it. */
+    | { op: "reportCorruptReplica"; clientId: string; key: string; endpoint: string; address: number }
     /** The liveness monitor's tick: expire clients whose TTL ran out. */
     | { op: "expireClients" }
     /** The eviction thread's tick (eviction.ts); apply when evictionDue() says so. */
@@ -99,6 +104,8 @@ export interface OpResults {
   unmountSegment: Result<void>;
   gracefulUnmountSegment: Result<void>;
   ping: Result<PingResponse>;
+  reportUnreachable: Result<number>;
+  reportCorruptReplica: Result<number>;
   expireClients: ExpiryReport;
   evict: EvictionReport;
   expireSoftPins: number;
@@ -165,6 +172,10 @@ function applyAny(state: MasterState, op: Op): OpResults[OpName] {
       return gracefulUnmountSegment(state, op.segmentId);
     case "ping":
       return ping(state, op.clientId, now);
+    case "reportUnreachable":
+      return reportUnreachable(state, op.endpoints);
+    case "reportCorruptReplica":
+      return state.dropCorruptReplica(op.key, op.endpoint, op.address);
     case "expireClients":
       return expireClients(state, now);
     case "evict":

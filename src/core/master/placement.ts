@@ -7,6 +7,7 @@
 // - free_ratio_first: preferred names first; then take min(6 × remaining, #names) consecutive names
 //   from a random start, try them by free/capacity ratio, highest first; then the random walk.
 // Inside one name (a node with several segments), start at a random segment and try each.
+// Names a client reported unreachable are skipped (segments.ts, unreachableNames).
 
 import type { AllocationStrategyName } from "./config.ts";
 import { randomIndex } from "./random.ts";
@@ -91,8 +92,12 @@ export function placeReplicas(
   return out;
 }
 
-/** One buffer in one of the name's allocatable segments, starting at a random one. */
+/**
+ * One buffer in one of the name's allocatable segments, starting at a random one. None on a name
+ * a client reported unreachable (ReportUnreachable), until its node pings again.
+ */
 function allocateInName(table: SegmentTable, name: string, sizeBytes: number, random: () => number): Placement | null {
+  if (table.unreachableNames.size > 0 && table.unreachableNames.has(name)) return null;
   const segs = table.allocatableByName.get(name);
   if (segs === undefined || segs.length === 0) return null;
   if (segs.length === 1) {

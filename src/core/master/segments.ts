@@ -89,6 +89,11 @@ export class SegmentTable {
   readonly allocatableByName = new Map<string, MountedSegment[]>();
   /** Names with ≥1 allocatable segment, in first-mount order: random placement indexes into it. */
   readonly names: string[] = [];
+  /**
+   * Names a client reported it could not reach (ReportUnreachable): placement skips them until a
+   * client owning segments under that name pings, mounts or remounts again. Reads are unaffected.
+   */
+  readonly unreachableNames = new Set<string>();
   /** Sum of mounted segment sizes (status OK or readable). */
   capacityBytes = 0;
   /** Sum of allocator used bytes over the segments in the table. */
@@ -184,6 +189,33 @@ export class SegmentTable {
     return undefined;
   }
 
+  /** Names placement may use now: allocatable and not reported unreachable. */
+  reachableNameCount(): number {
+    return this.names.length - this.unreachableNames.size;
+  }
+
+  /**
+   * Marks the names of the allocatable segments whose name or te endpoint is `endpoint` (a replica
+   * descriptor's transport_endpoint) as unreachable. Returns the names newly marked.
+   */
+  markUnreachable(endpoint: string): string[] {
+    const marked: string[] = [];
+    for (const [name, segs] of this.allocatableByName) {
+      if (this.unreachableNames.has(name)) continue;
+      if (name === endpoint || segs.some((s) => s.teEndpoint === endpoint)) {
+        this.unreachableNames.add(name);
+        marked.push(name);
+      }
+    }
+    return marked;
+  }
+
+  /** The client is alive (it pinged or mounted): its names take placements again. */
+  markReachable(clientId: string): void {
+    if (this.unreachableNames.size === 0) return;
+    for (const seg of this.byClient.get(clientId) ?? []) this.unreachableNames.delete(seg.name);
+  }
+
   /** Free/capacity over the allocatable segments of one name (free_ratio_first placement). */
   freeRatioOfName(name: string): number {
     const segs = this.allocatableByName.get(name);
@@ -217,6 +249,7 @@ export class SegmentTable {
       this.allocatableByName.delete(seg.name);
       // Keep the order of the remaining names: random placement is defined over this order.
       this.names.splice(this.names.indexOf(seg.name), 1);
+      this.unreachableNames.delete(seg.name);
     }
   }
 }

@@ -221,7 +221,8 @@ export class MasterState {
     if (placements.length === 0) {
       this.counters.putStartAllocFailures++;
       // As Mooncake: only worth evicting when there are enough nodes for the replicas at all.
-      if (this.segments.names.length >= replicaNum) this.needEviction = true;
+      // Names skipped as unreachable do not count: evicting cannot make them reachable.
+      if (this.segments.reachableNameCount() >= replicaNum) this.needEviction = true;
       return fail(ErrorCode.NO_AVAILABLE_HANDLE);
     }
     if (placements.length < replicaNum) this.counters.putStartPartialAllocations++;
@@ -446,6 +447,32 @@ export class MasterState {
     }
     countBatchCleared(this.counters, keys.length, cleared.length);
     return cleared;
+  }
+
+  /**
+   * ReportCorruptReplica: a reader found the replica of `key` at (endpoint, address) not matching
+   * the object's checksum. That replica is dropped and its buffer freed, so no reader is sent to it
+   * again; with its last replica the object goes (a miss is better than bytes that are known bad).
+   * Returns how many replicas are left.
+   */
+  dropCorruptReplica(key: string, endpoint: string, address: number): Result<number> {
+    if (!isValidKey(key)) return INVALID_PARAMS;
+    const o = this.objects.get(key);
+    if (o === undefined) return OBJECT_NOT_FOUND;
+    if (!o.complete) return fail(ErrorCode.REPLICA_IS_NOT_READY);
+    let bad: MountedSegment | null = null;
+    forEachReplica(o, (_id, seg, offset) => {
+      if (seg.teEndpoint === endpoint && seg.base + offset === address) bad = seg;
+    });
+    if (bad === null) return fail(ErrorCode.REPLICA_NOT_FOUND);
+    const left = dropReplicas(
+      o,
+      (seg) => seg === bad,
+      (seg, offset) => this.segments.free(seg, offset, o.sizeBytes),
+    );
+    if (left === 0) this.eraseObject(key, o, false);
+    this.counters.corruptReplicasDropped++;
+    return ok(left);
   }
 
   #remove(key: string, force: boolean, nowMs: number): Result<void> {

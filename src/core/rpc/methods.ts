@@ -99,6 +99,8 @@ export const METHODS = {
   batchQueryIp: method(M.BATCH_QUERY_IP, pb.BatchQueryIpRequest, pb.BatchQueryIpResponse),
   getStorageConfig: method(M.GET_STORAGE_CONFIG, pb.GetStorageConfigRequest, pb.GetStorageConfigResponse),
   getFsdir: method(M.GET_FSDIR, pb.GetFsdirRequest, pb.GetFsdirResponse),
+  reportUnreachable: method(M.REPORT_UNREACHABLE, pb.ReportUnreachableRequest, pb.ReportUnreachableResponse),
+  reportCorruptReplica: method(M.REPORT_CORRUPT_REPLICA, pb.ReportCorruptReplicaRequest, pb.ReportCorruptReplicaResponse),
 };
 
 export type MethodName = keyof typeof METHODS;

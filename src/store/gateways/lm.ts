@@ -184,6 +184,11 @@ export function startLmGateway(options: LmGatewayOptions): LmGateway {
         // is empty here whenever the previous reply was drained, which pump waits for.
         c.send(...reply);
         c.updatePause();
+        if (c.unsentBytes > maxQueued && !c.closed) {
+          log.debug(
+            `lm ${c.socket.remote}: ${c.unsentBytes} reply bytes unsent; waiting for the client to read before running the ${c.queue.length} queued requests`,
+          );
+        }
         await c.waitDrained();
         c.updatePause();
       }

@@ -3,7 +3,9 @@
 //   http(s)://host:port/metadata → a Mooncake-compatible HTTP metadata server (MetadataHttpClient);
 //   P2PHANDSHAKE                 → no registry: a peer's name is its `host:port` handshake address
 //                                  and its descriptor comes from a METADATA handshake there.
-// etcd and redis registries are not implemented yet and fail loudly at creation.
+// etcd and redis registries are not implemented yet and fail loudly at creation. `chainBackends`
+// asks a second registry when the first has no entry (a client left at P2PHANDSHAKE that also
+// looks in the master's metadata server).
 
 import { isIPv6 } from "node:net";
 import { MetadataHttpClient, MetadataHttpError } from "../../metadata/http-client.ts";
@@ -25,7 +27,9 @@ import { DEFAULT_HANDSHAKE_PORT, fetchPeerDescriptor } from "./handshake.ts";
 export const P2P_HANDSHAKE = "P2PHANDSHAKE";
 
 export interface MetadataBackend {
-  readonly kind: "http" | "p2p";
+  readonly kind: "http" | "p2p" | "chain";
+  /** Where lookups go, for error messages ("metadata server http://…", "P2P handshake"). */
+  describe(name: string): string;
   /** A peer's descriptor; null when the registry has none. Throws on transport errors and on a
    * descriptor that does not decode (the error names the segment and field). */
   getSegment(name: string): Promise<SegmentDescriptor | null>;
@@ -82,11 +86,17 @@ class HttpBackend implements MetadataBackend {
   readonly #client: MetadataHttpClient;
   readonly #clusterId: string | undefined;
   readonly #log: Logger;
+  readonly #url: string;
 
   constructor(url: string, opts: MetadataBackendOptions) {
+    this.#url = url;
     this.#client = new MetadataHttpClient(url, { timeoutMs: opts.timeoutMs, ...(opts.fetch ? { fetch: opts.fetch } : {}) });
     this.#clusterId = opts.clusterId;
     this.#log = opts.log ?? logger("metadata");
+  }
+
+  describe(): string {
+    return `metadata server ${this.#url}`;
   }
 
   async getSegment(name: string): Promise<SegmentDescriptor | null> {
@@ -195,6 +205,11 @@ class P2PBackend implements MetadataBackend {
     this.#defaultPort = opts.handshakePort ?? DEFAULT_HANDSHAKE_PORT;
   }
 
+  describe(name: string): string {
+    const { host, port } = parseSegmentAddress(segmentName(name), this.#defaultPort);
+    return `P2P handshake at ${host.includes(":") ? `[${host}]` : host}:${port}`;
+  }
+
   async getSegment(name: string): Promise<SegmentDescriptor> {
     const n = segmentName(name);
     const { host, port } = parseSegmentAddress(n, this.#defaultPort);
@@ -215,4 +230,42 @@ class P2PBackend implements MetadataBackend {
   async unpublish(_name: string): Promise<void> {
     this.#local = undefined;
   }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Chain
+
+/**
+ * Looks a peer up in `first`, and in `second` when `first` has no entry or fails; publishes only
+ * to `first`. A peer's rpc_meta comes from the registry that had its descriptor.
+ */
+export function chainBackends(first: MetadataBackend, second: MetadataBackend): MetadataBackend {
+  const answeredBy = new Map<string, MetadataBackend>();
+  return {
+    kind: "chain",
+    describe: (name) => `${first.describe(name)}, then ${second.describe(name)}`,
+    async getSegment(name) {
+      let firstError: Error | null = null;
+      try {
+        const found = await first.getSegment(name);
+        if (found !== null) {
+          answeredBy.set(name, first);
+          return found;
+        }
+      } catch (e) {
+        firstError = e as Error;
+      }
+      try {
+        const found = await second.getSegment(name);
+        if (found !== null) answeredBy.set(name, second);
+        return found;
+      } catch (e) {
+        const why = `${second.describe(name)}: ${(e as Error).message}`;
+        throw new Error(firstError ? `${first.describe(name)}: ${firstError.message}; ${why}` : why);
+      }
+    },
+    getRpcMeta: (name) => (answeredBy.get(name) ?? first).getRpcMeta(name),
+    publish: (name, descriptor, rpcMeta) => first.publish(name, descriptor, rpcMeta),
+    unpublish: (name) => first.unpublish(name),
+  };
 }

@@ -11,7 +11,7 @@ import { decodeHandshakeFrame, encodeHandshakeFrame, HandshakeType, LEGACY_FRAME
 import { decodeSegmentDescriptor, rpcMetaKey, type SegmentDescriptor, segmentKey } from "../../core/transfer/segment-descriptor.ts";
 import { MetadataHttpClient } from "../../metadata/http-client.ts";
 import { type RunningMetadataServer, startMetadataServer } from "../../metadata/serve.ts";
-import { createMetadataBackend, type MetadataBackend, P2P_HANDSHAKE, parseSegmentAddress } from "./backend.ts";
+import { chainBackends, createMetadataBackend, type MetadataBackend, P2P_HANDSHAKE, parseSegmentAddress } from "./backend.ts";
 import {
   fetchPeerDescriptor,
   type HandshakeServer,
@@ -421,5 +421,30 @@ describe("peers that misbehave", () => {
     } finally {
       hs.stop();
     }
+  });
+});
+
+describe("chainBackends", () => {
+  const fake = (kind: "http" | "p2p", entries: Record<string, string>, fails = false): MetadataBackend => ({
+    kind,
+    describe: (name) => `${kind} for ${name}`,
+    getSegment: async (name) => {
+      if (fails) throw new Error("down");
+      return entries[name] ? ({ name: entries[name] } as unknown as SegmentDescriptor) : null;
+    },
+    getRpcMeta: async (name) => (entries[name] ? { ip_or_host_name: kind, rpc_port: 1 } : null),
+    publish: async () => {},
+    unpublish: async () => {},
+  });
+
+  test("the first registry's entry wins; a miss or a failure asks the second; rpc_meta follows the descriptor", async () => {
+    const chain = chainBackends(fake("http", { a: "from-http" }), fake("p2p", { a: "from-p2p", b: "b-from-p2p" }));
+    expect(((await chain.getSegment("a")) as unknown as { name: string }).name).toBe("from-http");
+    expect(((await chain.getSegment("b")) as unknown as { name: string }).name).toBe("b-from-p2p");
+    expect((await chain.getRpcMeta("b"))?.ip_or_host_name).toBe("p2p");
+    const down = chainBackends(fake("http", {}, true), fake("p2p", { c: "c" }));
+    expect(await down.getSegment("c")).not.toBeNull();
+    const both = chainBackends(fake("http", {}, true), fake("p2p", {}, true));
+    await expect(both.getSegment("d")).rejects.toThrow("http for d: down; p2p for d: down");
   });
 });

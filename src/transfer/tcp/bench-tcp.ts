@@ -41,7 +41,7 @@ function serve(): void {
 
 interface Case {
   name: string;
-  operation: () => Promise<void>;
+  operation: () => Promise<unknown>;
   gbPerSecond: number[];
 }
 

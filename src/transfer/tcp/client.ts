@@ -16,6 +16,7 @@
 // received READ chunks are copied once into the caller's buffer. Once a call has settled we
 // neither read nor write its buffer again (late data of a failed READ is discarded).
 
+import { crc32Combine, crc32Update } from "../../core/checksum.ts";
 import { ErrorCode, MooncakeError } from "../../core/errors.ts";
 import { type Logger, logger } from "../../core/log.ts";
 import {
@@ -92,25 +93,39 @@ const DEFAULTS = {
 const MAX_ATTEMPTS = 2;
 // WRITE bodies up to this are copied behind their header so both leave in one syscall.
 const COALESCE_WRITE_BYTES = 16 * 1024;
+// Steps of a digesting WRITE body: small enough to be checksummed while still in the cache.
+const DIGEST_STEP_BYTES = 1024 * 1024;
 // Parts are cut on page boundaries so a C++ target copies whole pages.
 const PART_ALIGN_BYTES = 4096;
 
-/** One read()/write() call: settles when all its parts have, or at the first failure. */
+/**
+ * One read()/write() call: settles when all its parts have, or at the first failure. With `digest`
+ * it also computes the CRC-32 of the bytes it moved, chunk by chunk as they pass through this
+ * process (received into the caller's buffer, or accepted by the kernel), while they are still in
+ * the cache: the object checksum then costs ~0.3 ms per 32 MiB, mostly hidden behind the wire.
+ */
 class Operation {
   settled = false;
   remainingParts = 0;
   readonly parts: Part[] = [];
   timer: ReturnType<typeof setTimeout> | undefined;
   constructor(
-    private readonly resolveFn: () => void,
+    private readonly resolveFn: (crc: number | undefined) => void,
     private readonly rejectFn: (error: TransferError) => void,
+    readonly digest: boolean,
   ) {}
 
   partDone(): void {
     if (this.settled || --this.remainingParts > 0) return;
     this.settled = true;
     clearTimeout(this.timer);
-    this.resolveFn();
+    // Parts are in offset order; each covered its own bytes in order.
+    let crc: number | undefined;
+    if (this.digest) {
+      crc = 0;
+      for (const p of this.parts) crc = crc32Combine(crc, p.crc, p.buffer.length);
+    }
+    this.resolveFn(crc);
   }
 
   fail(error: TransferError): void {
@@ -137,6 +152,8 @@ class Part {
   fullySent = false;
   statusSeen = false;
   receivedBytes = 0;
+  /** CRC-32 of the bytes of `buffer` moved so far in this attempt (only when the operation digests). */
+  crc = 0;
 
   constructor(
     readonly operation: Operation,
@@ -158,6 +175,13 @@ class Part {
     this.fullySent = false;
     this.statusSeen = false;
     this.receivedBytes = 0;
+    this.crc = 0;
+  }
+
+  /** True when `piece` (a pending write) is a slice of this part's own buffer, i.e. body bytes. */
+  isBody(piece: Uint8Array): boolean {
+    const b = this.buffer;
+    return piece.buffer === b.buffer && piece.byteOffset >= b.byteOffset && piece.byteOffset < b.byteOffset + b.length;
   }
 
   abandon(error: TransferError): void {
@@ -263,11 +287,17 @@ class Lane implements StreamEvents {
       const pending = part.pending;
       while (pending.length > 0) {
         const head = pending[0]!;
-        const written = socket.write(head);
+        // A digesting WRITE hands the body over in cache-sized steps and checksums each step
+        // right after the kernel copied it, while it is still in the cache.
+        const body = part.operation.digest && part.isBody(head);
+        const piece = body && head.length > DIGEST_STEP_BYTES ? head.subarray(0, DIGEST_STEP_BYTES) : head;
+        const written = socket.write(piece);
         if (written < 0) return; // closed: the close event fails the lane
+        if (body && written > 0) part.crc = crc32Update(piece.subarray(0, written), part.crc);
         if (written < head.length) {
           pending[0] = head.subarray(written);
-          return; // resumed by drain
+          if (written < piece.length) return; // resumed by drain
+          continue;
         }
         pending.shift();
       }
@@ -287,6 +317,7 @@ class Lane implements StreamEvents {
     );
     if (part.op === OP_WRITE && part.buffer.length <= COALESCE_WRITE_BYTES) {
       header.set(part.buffer, SESSION_HEADER_BYTES);
+      if (part.operation.digest) part.crc = crc32Update(part.buffer, 0);
       part.pending = [header.subarray(0, SESSION_HEADER_BYTES + part.buffer.length)];
     } else {
       const head = header.subarray(0, SESSION_HEADER_BYTES);
@@ -328,6 +359,7 @@ class Lane implements StreamEvents {
       const take = Math.min(part.buffer.length - part.receivedBytes, length - at);
       if (!part.abandoned) {
         part.buffer.set(at === 0 && take === length ? chunk : chunk.subarray(at, at + take), part.receivedBytes);
+        if (part.operation.digest) part.crc = crc32Update(part.buffer.subarray(part.receivedBytes, part.receivedBytes + take), part.crc);
       }
       part.receivedBytes += take;
       at += take;
@@ -541,14 +573,20 @@ export class TcpDataClient {
     this.log = options.log ?? logger("transfer tcp");
   }
 
-  /** Copies remote [remoteAddress, +into.length) into `into`. */
-  read(peer: TcpPeer, remoteAddress: number, into: Uint8Array): Promise<void> {
-    return this.submit(peer, OP_READ, remoteAddress, into);
+  /**
+   * Copies remote [remoteAddress, +into.length) into `into`. With `digest`, resolves with the
+   * CRC-32 of the bytes read (computed as they arrive).
+   */
+  read(peer: TcpPeer, remoteAddress: number, into: Uint8Array, digest = false): Promise<number | undefined> {
+    return this.submit(peer, OP_READ, remoteAddress, into, digest);
   }
 
-  /** Copies `from` to remote [remoteAddress, +from.length); v2 resolves once the target applied it. */
-  write(peer: TcpPeer, remoteAddress: number, from: Uint8Array): Promise<void> {
-    return this.submit(peer, OP_WRITE, remoteAddress, from);
+  /**
+   * Copies `from` to remote [remoteAddress, +from.length); v2 resolves once the target applied it.
+   * With `digest`, resolves with the CRC-32 of `from` (computed as the kernel takes it).
+   */
+  write(peer: TcpPeer, remoteAddress: number, from: Uint8Array, digest = false): Promise<number | undefined> {
+    return this.submit(peer, OP_WRITE, remoteAddress, from, digest);
   }
 
   stats(): TcpDataClientStats {
@@ -570,12 +608,12 @@ export class TcpDataClient {
     this.peers.clear();
   }
 
-  private submit(peer: TcpPeer, op: TcpOp, remoteAddress: number, buffer: Uint8Array): Promise<void> {
+  private submit(peer: TcpPeer, op: TcpOp, remoteAddress: number, buffer: Uint8Array, digest: boolean): Promise<number | undefined> {
     const what = `${op === OP_READ ? "READ" : "WRITE"} of ${buffer.length} bytes at ${remoteAddress} on ${peer.host}:${peer.port}`;
     if (this.closed) return Promise.reject(new TransferError("CLOSED", `${what}: client closed`));
     const invalid = validate(peer, remoteAddress, buffer);
     if (invalid) return Promise.reject(new TransferError("INVALID_REQUEST", `${what}: ${invalid}`));
-    if (buffer.length === 0) return Promise.resolve();
+    if (buffer.length === 0) return Promise.resolve(digest ? 0 : undefined);
 
     const key = `${peer.host}:${peer.port}`;
     let pool = this.peers.get(key);
@@ -583,8 +621,8 @@ export class TcpDataClient {
       pool = new PeerPool(peer.host, peer.port, this.options, this.log);
       this.peers.set(key, pool);
     }
-    const { promise, resolve, reject } = Promise.withResolvers<void>();
-    const operation = new Operation(resolve, reject);
+    const { promise, resolve, reject } = Promise.withResolvers<number | undefined>();
+    const operation = new Operation(resolve, reject, digest);
     for (const [offset, length] of splitRanges(buffer.length, this.options.splitThresholdBytes)) {
       operation.parts.push(
         new Part(operation, op, peer.protoVersion, remoteAddress + offset, buffer.subarray(offset, offset + length)),

@@ -4,9 +4,11 @@
 import { afterAll, afterEach, beforeAll, describe, expect, test } from "bun:test";
 import type { Socket } from "bun";
 import type { Logger } from "../../core/log.ts";
+import { tcpQueues, waitUntil } from "../../../tests/helpers/wait.ts";
 import { ArrayRegion, BufferRegistry } from "../memory.ts";
 import { splitRanges, type TcpDataClientOptions, TcpDataClient, type TcpPeer, TransferError } from "./client.ts";
 import { startTcpDataServer, type TcpDataServer } from "./server.ts";
+import { crc32 } from "../../core/checksum.ts";
 
 const MiB = 1024 * 1024;
 const BASE = 0x7f0000000000;
@@ -161,6 +163,14 @@ describe("TCP transport", () => {
   registry.register(region);
   registry.register(nextRegion);
   registry.register(goldenRegion);
+  // A v2 READ of 8 known bytes. Sent behind the requests under test on the same connection, its
+  // reply is the next thing on the wire: receiving exactly it, right after what they should
+  // produce, proves nothing else arrived in between (no sleep that merely hopes so).
+  const MARKER_OFFSET = MiB - 8;
+  const MARKER = hex("6d 61 72 6b 65 72 21 21"); // "marker!!"
+  goldenRegion.view(MARKER_OFFSET, 8).set(MARKER);
+  const MARKER_READ = rawHeader(8n, BigInt(GOLDEN_ADDRESS + MARKER_OFFSET), 0x80);
+  const MARKER_REPLY = [...STATUS_OK, ...MARKER];
   const serverLog = testLog();
   let server: TcpDataServer;
   const clients: TcpDataClient[] = [];
@@ -211,6 +221,21 @@ describe("TCP transport", () => {
     });
   }
 
+  test("digest: read and write resolve with the CRC-32 of the bytes moved (small, one part, split over lanes), none without", async () => {
+    const client = newClient();
+    let offset = 8 * MiB;
+    for (const size of [5, 16 * 1024, 3 * MiB + 1, 32 * MiB]) {
+      const data = randomBytes(size, size + 7);
+      const address = BASE + offset;
+      expect(await client.write(peer(2), address, data, true)).toBe(crc32([data]));
+      const back = new Uint8Array(size);
+      expect(await client.read(peer(2), address, back, true)).toBe(crc32([data]));
+      expect(sameBytes(back, data)).toBe(true);
+      expect(await client.read(peer(2), address, back)).toBeUndefined();
+      offset += Math.ceil(size / 4096) * 4096;
+    }
+  });
+
   test("many concurrent requests on two lanes, more than they may carry at once", async () => {
     const client = newClient({ lanesPerPeer: 2, maxInFlightPerLane: 4 });
     const count = 200;
@@ -245,18 +270,19 @@ describe("TCP transport", () => {
     const r = await raw();
     r.send(GOLDEN_WRITE_HEADER, payload);
     const got = await r.waitForBytes(8);
-    await Bun.sleep(20);
-    expect([...r.received()]).toEqual(STATUS_OK);
+    expect([...got]).toEqual(STATUS_OK);
     expect(sameBytes(goldenRegion.view(0, 4096), payload)).toBe(true);
 
-    // READ on the same connection: status, then exactly the 4096 bytes.
-    r.send(GOLDEN_READ_HEADER);
-    const all = await r.waitForBytes(8 + 8 + 4096);
-    expect(got.length).toBe(8);
+    // READ on the same connection, then the marker: the WRITE's status, the READ's status and
+    // exactly the 4096 bytes, then the marker's reply. Anything more after the WRITE's status or
+    // the READ's data would come before the marker's reply and shift it.
+    r.send(GOLDEN_READ_HEADER, MARKER_READ);
+    const all = await r.waitForBytes(8 + 8 + 4096 + MARKER_REPLY.length);
+    expect(all.length).toBe(8 + 8 + 4096 + MARKER_REPLY.length);
+    expect([...all.subarray(0, 8)]).toEqual(STATUS_OK);
     expect([...all.subarray(8, 16)]).toEqual(STATUS_OK);
-    expect(sameBytes(all.subarray(16), payload)).toBe(true);
-    await Bun.sleep(20);
-    expect(r.receivedBytes).toBe(8 + 8 + 4096);
+    expect(sameBytes(all.subarray(16, 16 + 4096), payload)).toBe(true);
+    expect([...all.subarray(16 + 4096)]).toEqual(MARKER_REPLY);
     expect(r.isClosed).toBe(false);
   });
 
@@ -267,11 +293,13 @@ describe("TCP transport", () => {
     v1Write[16] = 0x01;
     const v1Read = GOLDEN_READ_HEADER.slice();
     v1Read[16] = 0x00;
-    r.send(v1Write, payload, v1Read);
-    const got = await r.waitForBytes(4096);
-    expect(sameBytes(got, payload)).toBe(true);
-    await Bun.sleep(20);
-    expect(r.receivedBytes).toBe(4096);
+    r.send(v1Write, payload, v1Read, MARKER_READ);
+    // The READ's bare data is the first thing back (the WRITE answered nothing) and the marker's
+    // reply follows it directly (the READ sent no status).
+    const got = await r.waitForBytes(4096 + MARKER_REPLY.length);
+    expect(got.length).toBe(4096 + MARKER_REPLY.length);
+    expect(sameBytes(got.subarray(0, 4096), payload)).toBe(true);
+    expect([...got.subarray(4096)]).toEqual(MARKER_REPLY);
   });
 
   test("golden: our client sends exactly the C++ engine's bytes and accepts its replies", async () => {
@@ -336,11 +364,12 @@ describe("TCP transport", () => {
       b, // v1 WRITE b: no reply; v1 READ b: bare data
       Uint8Array.from(STATUS_OK),
       a.subarray(1, 4),
+      Uint8Array.from(MARKER_REPLY), // and nothing between the last reply and the marker's
     ]);
+    r.send(MARKER_READ);
     const got = await r.waitForBytes(expected.length);
+    expect(got.length).toBe(expected.length);
     expect(sameBytes(got, expected)).toBe(true);
-    await Bun.sleep(20);
-    expect(r.receivedBytes).toBe(expected.length);
   });
 
   test("random garbage never crashes the server", async () => {
@@ -408,10 +437,17 @@ describe("TCP transport", () => {
     test("truncated header, then disconnect", async () => {
       const before = server.connections;
       const r = await raw();
+      const peer = `"peer":"127.0.0.1:${r.socket.localPort}"`;
       r.send(GOLDEN_WRITE_HEADER.subarray(0, 13));
-      await Bun.sleep(20);
-      r.close();
-      await eventually(() => server.connections === before);
+      r.socket.end(); // FIN after the 13 bytes: the server reads them, then sees the close
+      // The server logs this only when the close finds a request under way: proof it held the
+      // partial header, rather than a close that beat the bytes.
+      await waitUntil("the server to see the close mid-header", () =>
+        serverLog.lines.some((l) => l.includes("peer closed mid-request") && l.includes(peer)),
+      );
+      // The log comes from the close handler, after the server let go of the connection (one
+      // left over from an earlier test may close meanwhile, so not necessarily equal).
+      expect(server.connections).toBeLessThanOrEqual(before);
       await checkStillServing();
     });
 
@@ -431,12 +467,21 @@ describe("TCP transport", () => {
       const r = await raw({ read: false });
       Bun.gc(true);
       const rssBefore = process.memoryUsage().rss;
-      // A READ nobody consumes, then a WRITE pipelined behind it.
-      r.send(rawHeader(BigInt(32 * MiB), BigInt(BASE), 0x80), rawHeader(4096n, BigInt(markerAt), 0x81), marker);
-      await Bun.sleep(200);
-      // Other connections keep working meanwhile.
+      const { bytesServedToPeers: served, bytesWrittenByPeers: written } = server.stats;
+      // A READ nobody consumes; once the server has taken it up, a WRITE pipelined behind it.
+      r.send(rawHeader(BigInt(32 * MiB), BigInt(BASE), 0x80));
+      await waitUntil("the server to take up the READ", () => server.stats.bytesServedToPeers === served + 32 * MiB);
+      r.send(rawHeader(4096n, BigInt(markerAt), 0x81), marker);
+      // The WRITE's 24 + 4096 bytes reach the server's socket (on loopback, once sent).
+      const unread = () => tcpQueues(server.port, r.socket.localPort)?.rx;
+      await waitUntil("the WRITE to sit unread in the server's receive queue", () => (unread() ?? 0) >= 24 + 4096);
+      // Other connections keep working meanwhile: the server has been through its event loop
+      // many times, each time told this socket is readable, and read none of it.
       await checkStillServing();
-      // The WRITE behind the stuck READ is not processed until the READ is flushed.
+      // The WRITE behind the stuck READ is still not read, let alone applied: only
+      // checkStillServing's 10 000 bytes were written.
+      expect(unread()).toBe(24 + 4096);
+      expect(server.stats.bytesWrittenByPeers).toBe(written + 10_000);
       expect(sameBytes(region.view(62 * MiB, 4096), marker)).toBe(false);
       Bun.gc(true);
       expect(process.memoryUsage().rss - rssBefore).toBeLessThan(24 * MiB);
@@ -460,6 +505,9 @@ describe("TCP transport", () => {
       raws.push(stuck, idle);
       stuck.send(rawHeader(BigInt(32 * MiB), BigInt(BASE), 0x80));
       expect(await stuck.waitClosed(3000)).toBe(true);
+      // The idle connection is still served: a request on it gets its reply.
+      idle.send(MARKER_READ);
+      expect([...(await idle.waitForBytes(MARKER_REPLY.length))]).toEqual(MARKER_REPLY);
       expect(idle.isClosed).toBe(false);
       expect(log.lines.some((l) => l.includes("no progress"))).toBe(true);
       await eventually(() => quick.connections === 1);
@@ -476,6 +524,12 @@ describe("TCP transport", () => {
       const c = await rawPeer(capped.port);
       raws.push(a, b, c);
       expect(await c.waitClosed(2000)).toBe(true);
+      expect(c.receivedBytes).toBe(0);
+      // The two admitted ones are served.
+      for (const admitted of [a, b]) {
+        admitted.send(MARKER_READ);
+        expect([...(await admitted.waitForBytes(MARKER_REPLY.length))]).toEqual(MARKER_REPLY);
+      }
       expect(a.isClosed || b.isClosed).toBe(false);
       expect(capped.connections).toBe(2);
     } finally {
@@ -484,7 +538,7 @@ describe("TCP transport", () => {
   });
 
   describe("client failures are TransferErrors (code -800) with a reason", () => {
-    const expectFailure = async (promise: Promise<void>, reason: string) => {
+    const expectFailure = async (promise: Promise<unknown>, reason: string) => {
       const error = await promise.then(
         () => null,
         (e: unknown) => e,
@@ -524,9 +578,10 @@ describe("TCP transport", () => {
       const snapshot = into.slice();
       const from = randomBytes(32 * MiB, 11);
       await expectFailure(client.write(peer(2), BASE + 40 * MiB, from), "ADDR_REJECTED");
-      await Bun.sleep(300);
+      // Every part of both transfers has finished (none in flight or queued): nothing is left
+      // that could still copy into `into`, and it holds what it held when the read failed.
+      await eventually(() => client.stats().inFlight === 0 && client.stats().queued === 0);
       expect(sameBytes(into, snapshot)).toBe(true);
-      await eventually(() => client.stats().inFlight === 0);
       const small = randomBytes(1000, 12);
       await client.write(peer(2), BASE + 41 * MiB, small);
       const back = new Uint8Array(1000);
