@@ -31,7 +31,7 @@ export async function spawnUntil(cmd: string[], pattern: RegExp) {
 /** `mooncake master` on free loopback ports: its RPC address and metadata URL. */
 export async function startBenchMaster() {
   const { proc, text } = await spawnUntil(
-    [...cli, "master", "--rpc_port=0", "--rpc_address=127.0.0.1", "--metrics_port=0", "--metrics_host=127.0.0.1", "--http_metadata_server_port=0", "--http_metadata_server_host=127.0.0.1", "--enable_metric_reporting=false"],
+    [...cli, "master", "--rpc_port=0", "--rpc_address=127.0.0.1", "--metrics_port=0", "--metrics_host=127.0.0.1", "--http_metadata_server_port=0", "--http_metadata_server_host=127.0.0.1", "--enable_metric_reporting=false", "--state_dir=none"],
     /Master admin server started on port \d+/,
   );
   const port = (re: RegExp) => Number(re.exec(text)?.[1] ?? 0);

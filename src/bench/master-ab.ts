@@ -78,7 +78,8 @@ for (let round = 0; round < rounds; round++) {
         "--http_metadata_server_port=8590",
         "--enable_metric_reporting=false",
       ],
-      { env: { ...process.env, ...v.env }, stdout: "ignore", stderr: "ignore" },
+      // No durable state: each round starts empty (and older builds ignore the variable).
+      { env: { ...process.env, MOONCAKE_STATE_DIR: "none", ...v.env }, stdout: "ignore", stderr: "ignore" },
     );
     try {
       await Bun.sleep(1200);

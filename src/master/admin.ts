@@ -47,6 +47,8 @@ export interface AdminDeps {
    * served by (Hono's env). Tests inject one; an unknown caller is treated as remote.
    */
   peerAddress?: (c: Context) => string | null;
+  /** A durable master's log: mutating endpoints answer once their change is on disk. */
+  durability?: { durable(): Promise<void> };
 }
 
 /** The body of the 403 a non-loopback caller gets from a mutating endpoint. */
@@ -371,7 +373,7 @@ export function createAdminApp(deps: AdminDeps): Hono {
     );
   });
 
-  app.post("/api/v1/remove_all", (c) => {
+  app.post("/api/v1/remove_all", async (c) => {
     const refused = refuseRemote(c);
     if (refused) return refused;
     // As Mooncake: force only for exactly "true" or "1"; anything else means not forced.
@@ -385,6 +387,8 @@ export function createAdminApp(deps: AdminDeps): Hono {
     if (t.kind === "ok" && t.value !== "default") return json(c, JSON.stringify({ success: true, removed_count: 0 }));
     const r = master.submit({ op: "removeAll", force });
     if (!r.ok) return json(c, errorBody(r.code), httpStatusForError(r.code));
+    // Answer once the removal is durable, as the RPC port does (a durable master's log).
+    await deps.durability?.durable();
     return json(c, JSON.stringify({ success: true, removed_count: r.value }));
   });
   allowed.set("/api/v1/remove_all", ["POST"]);

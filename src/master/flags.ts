@@ -99,6 +99,18 @@ export const MASTER_FLAGS = {
     doc: "replica placement",
   },
   cluster_id: { kind: "string", default: D.clusterId, doc: "cluster id (env MC_STORE_CLUSTER_ID)" },
+  state_dir: {
+    kind: "string",
+    default: "",
+    doc:
+      "directory where the master keeps every acknowledged object and segment, so a restart (even kill -9) loses no key " +
+      "(env MOONCAKE_STATE_DIR; default $XDG_STATE_HOME/mooncake/<cluster_id>, else ~/.local/state/mooncake/<cluster_id>; none: keep nothing)",
+  },
+  state_strict: {
+    kind: "bool",
+    default: false,
+    doc: "refuse to start when the state directory holds a damaged record (default: recover up to the last good one and say where)",
+  },
   root_fs_dir: { kind: "string", default: D.rootFsDir, doc: "reported to clients by GetFsdir (no disk tier yet)" },
   // Accepted so Mooncake deployment scripts run unchanged; they have no effect here.
   rpc_thread_num: { kind: "int", min: 0, max: 1024, default: 0, doc: "ignored (one event loop)" },
@@ -123,6 +135,9 @@ export interface MasterSettings {
   httpMetadataServerPort: number;
   httpMetadataServerHost: string;
   httpMetadataServerAcceptAnyBody: boolean;
+  /** Where durable state lives; null when turned off (`--state_dir none`). */
+  stateDir: string | null;
+  stateStrict: boolean;
   /** name -> "default" | "flag" | "config_path <file>:<line>" | "env NAME", for the startup line. */
   sources: Record<string, string>;
   values: Record<MasterFlagName, unknown>;
@@ -222,6 +237,10 @@ export function resolveMasterSettings(
     values.cluster_id = parseFlag("cluster_id", env.MC_STORE_CLUSTER_ID, "MC_STORE_CLUSTER_ID");
     sources.cluster_id = "env MC_STORE_CLUSTER_ID";
   }
+  if (env.MOONCAKE_STATE_DIR) {
+    values.state_dir = env.MOONCAKE_STATE_DIR;
+    sources.state_dir = "env MOONCAKE_STATE_DIR";
+  }
   for (const [name, raw] of Object.entries(flags) as [MasterFlagName, unknown][]) {
     if (raw === undefined) continue;
     values[name] = parseFlag(name, raw, `--${name}`);
@@ -255,7 +274,22 @@ export function resolveMasterSettings(
     httpMetadataServerPort: values.http_metadata_server_port as number,
     httpMetadataServerHost: values.http_metadata_server_host as string,
     httpMetadataServerAcceptAnyBody: values.http_metadata_server_accept_any_body as boolean,
+    stateDir: resolveStateDir(values.state_dir as string, values.cluster_id as string, env),
+    stateStrict: values.state_strict as boolean,
     sources,
     values,
   };
+}
+
+/**
+ * The state directory: `none` (any case) turns durability off; empty means the default under
+ * $XDG_STATE_HOME (or ~/.local/state, or ./mooncake-state without a home), one per cluster id so
+ * two clusters on one host keep apart and two masters of one cluster meet at its lock.
+ */
+export function resolveStateDir(flag: string, clusterId: string, env: Record<string, string | undefined>): string | null {
+  if (flag.toLowerCase() === "none") return null;
+  if (flag !== "") return flag;
+  const cluster = clusterId.replace(/[^A-Za-z0-9._-]/g, "_") || "default";
+  const base = env.XDG_STATE_HOME || (env.HOME ? `${env.HOME}/.local/state` : "");
+  return base ? `${base}/mooncake/${cluster}` : `mooncake-state/${cluster}`;
 }

@@ -44,6 +44,19 @@ export interface RpcServerOptions {
   maxQueuedBytes?: number;
   /** Called after every request, for metrics: method, whether the handler answered OK. */
   onRequest?: (method: MethodName, errorCode: number) => void;
+  /**
+   * A durable master's log (durable-master.ts): replies to requests that changed durable state
+   * are held until those changes are on disk, so no client is told of a change a crash could
+   * still undo. Replies of one connection stay in order.
+   */
+  durability?: DurabilityGate;
+}
+
+export interface DurabilityGate {
+  /** How many changes have been applied so far (a counter that only grows). */
+  applied(): number;
+  /** Resolves once every change applied so far is durable; rejects when the log has failed. */
+  durable(): Promise<void>;
 }
 
 export interface RpcServer {
@@ -53,7 +66,10 @@ export interface RpcServer {
 }
 
 /** Set once the connection's first byte says which protocol it speaks. */
-type ConnectionState = { protocol: "frame"; reader: FrameReader } | { protocol: "coro"; reader: CoroFrameReader<CoroRequest> };
+type ConnectionState = ({ protocol: "frame"; reader: FrameReader } | { protocol: "coro"; reader: CoroFrameReader<CoroRequest> }) & {
+  /** The last reply still waiting for the log (durability), so later ones queue behind it. */
+  waiting?: Promise<void> | null;
+};
 
 /** A coro_rpc name's protobuf method (ServiceReady → serviceReady), for the shared metrics. */
 const PROTOBUF_NAME: ReadonlyMap<string, MethodName> = new Map(
@@ -134,6 +150,30 @@ export function startRpcServer(options: RpcServerOptions): RpcServer {
     return response;
   };
 
+  /** Sends `reply` now, or once the changes its requests made are durable (`changed`), in order. */
+  const sendWhenDurable = (connection: Connection, state: ConnectionState, reply: Uint8Array, changed: boolean): void => {
+    const gate = options.durability;
+    if (gate === undefined || ((state.waiting ?? null) === null && !changed)) {
+      connection.send(reply);
+      return;
+    }
+    const previous = state.waiting ?? null;
+    const durable = gate.durable();
+    const sent = (previous === null ? durable : Promise.all([previous, durable])).then(
+      () => {
+        connection.send(reply);
+      },
+      (e: unknown) => {
+        log.error(`not answering ${connection.remoteAddress}: the state log failed (${(e as Error).message})`);
+        connection.close();
+      },
+    );
+    state.waiting = sent;
+    sent.finally(() => {
+      if (state.waiting === sent) state.waiting = null;
+    });
+  };
+
   const server: TcpServer = listenTcp(
     options.host,
     options.port,
@@ -153,11 +193,12 @@ export function startRpcServer(options: RpcServerOptions): RpcServer {
           states.set(connection, state);
         }
         const current = state;
+        const appliedBefore = options.durability?.applied() ?? 0;
         const reply =
           current.protocol === "frame"
             ? serve(connection, "RPC", () => current.reader.push(chunk), answer, answerFrameFailure, encodeFrames)
             : serve(connection, "coro_rpc", () => current.reader.push(chunk), answerCoroRequest, coroHandlerFailure, encodeResponses);
-        if (reply !== null) connection.send(reply);
+        if (reply !== null) sendWhenDurable(connection, current, reply, (options.durability?.applied() ?? 0) !== appliedBefore);
       },
       onClose(connection, reason) {
         states.delete(connection);

@@ -18,6 +18,8 @@ import { MetricsSummary } from "./metrics.ts";
 import { createCoroHandlers } from "./coro-rpc-service.ts";
 import { startRpcServer } from "./rpc-server.ts";
 import { createHandlers } from "./rpc-service.ts";
+import { openDurableMaster } from "./durable-master.ts";
+import { ConfigError } from "../config/errors.ts";
 
 export interface RunningMaster {
   readonly master: Master;
@@ -33,6 +35,8 @@ const LIVENESS_TICK_MS = 1000;
 const EVICTION_TICK_MS = 10;
 const SOFT_PIN_TICK_MS = 30_000;
 const SUMMARY_TICK_MS = 10_000;
+/** How often a durable master checks whether its log has grown enough for a snapshot. */
+const SNAPSHOT_CHECK_MS = 5_000;
 /** A graceful unmount longer than this is clamped: a timer must not outlive any sane drain. */
 const MAX_GRACE_MS = 3_600_000;
 
@@ -58,10 +62,35 @@ function processMetrics(): string {
 export async function startMaster(settings: MasterSettings): Promise<RunningMaster> {
   const log = logger("master");
   const now = () => Date.now();
-  const master = new Master({ config: settings.config, now, random: Math.random });
+  // With a state directory every acknowledged object and segment survives a restart; its lock
+  // keeps a second master of the same cluster off it (durable-master.ts).
+  const durable =
+    settings.stateDir === null
+      ? null
+      : await openDurableMaster({
+          dir: settings.stateDir,
+          strict: settings.stateStrict,
+          config: settings.config,
+          now,
+          random: Math.random,
+          log,
+          onLogFailure: (e) => {
+            // Going on would acknowledge writes a restart would lose: stop, loudly.
+            log.error(`cannot write the state log in ${settings.stateDir}: ${e.message}; stopping (no write after this one was acknowledged)`);
+            process.exit(1);
+          },
+        }).catch((e: Error) => {
+          throw new ConfigError(`state directory ${settings.stateDir}: ${e.message} (--state_dir none runs without durable state)`);
+        });
+  const master = durable?.master ?? new Master({ config: settings.config, now, random: Math.random });
   const timers: ReturnType<typeof setInterval>[] = [];
   const graceTimers = new Set<ReturnType<typeof setTimeout>>();
   const stops: (() => void | Promise<void>)[] = [];
+  if (durable) {
+    log.info(durable.summary);
+    stops.push(() => durable.close());
+    timers.push(setInterval(() => void durable.maybeSnapshot(), SNAPSHOT_CHECK_MS));
+  }
 
   try {
     const metadata = settings.enableHttpMetadataServer
@@ -77,6 +106,7 @@ export async function startMaster(settings: MasterSettings): Promise<RunningMast
       host: settings.rpcAddress,
       port: settings.rpcPort,
       log,
+      ...(durable ? { durability: durable.gate } : {}),
       coroHandlers: createCoroHandlers(master),
       handlers: createHandlers(master, {
         metadataServer: metadata ? `http://${urlHost(settings.httpMetadataServerHost)}:${metadata.port}/metadata` : "",
@@ -98,7 +128,7 @@ export async function startMaster(settings: MasterSettings): Promise<RunningMast
     const admin = serveHttp({
       host: settings.metricsHost,
       port: settings.metricsPort,
-      fetch: createAdminApp({ master, summary, now, extraMetrics: processMetrics }).fetch,
+      fetch: createAdminApp({ master, summary, now, extraMetrics: processMetrics, ...(durable ? { durability: durable.gate } : {}) }).fetch,
       what: "admin server",
     });
     stops.push(() => admin.stop());

@@ -3,7 +3,8 @@
 // once (memfd, prefaulted; several segments when over 4 GiB), serves them through the transfer
 // engine (TCP data port, handshake port, same-host shared memory), publishes their descriptors in
 // the metadata service, mounts them at the master, pings every second, and remounts (republishing
-// its descriptors) when the master answers NEED_REMOUNT.
+// its descriptors) when the master answers NEED_REMOUNT. Every 5 s it also checks that the metadata
+// registry still holds its descriptor and republishes it when the registry lost it.
 
 import { MasterClient } from "../client/master-client.ts";
 import { errorName, MooncakeError } from "../core/errors.ts";
@@ -12,6 +13,7 @@ import { pb, randomUuid } from "../core/rpc/methods.ts";
 import { formatBytes } from "../core/units.ts";
 import type { Config } from "../config/schema.ts";
 import { isIpLiteral, splitHostname, TransferEngine } from "../transfer/engine.ts";
+import { createMetadataBackend, P2P_HANDSHAKE } from "../transfer/metadata/backend.ts";
 import { SharedSegment } from "../transfer/shared-memory.ts";
 import { TcpDataClient } from "../transfer/tcp/client.ts";
 import { assertSegmentFits } from "./memory-check.ts";
@@ -21,6 +23,8 @@ export const MAX_SEGMENT_BYTES = 4 * 1024 ** 3;
 const PING_INTERVAL_MS = 1000;
 /** Consecutive failed pings before the node says the master is gone (Mooncake: 3). */
 const PING_FAILURES_TO_WARN = 3;
+/** How often the node looks its own descriptor up in the metadata registry. */
+export const REGISTRY_CHECK_INTERVAL_MS = 5000;
 
 export interface StoreNode {
   readonly name: string;
@@ -120,7 +124,7 @@ export async function startStoreNode(config: Config, log: Logger): Promise<Store
         if (re.errorCode) log.warn(`remount failed: ${errorName(re.errorCode)}`);
         else {
           await engine!.publish();
-          log.info("remounted at the master (NEED_REMOUNT); segments start empty");
+          log.info("remounted at the master (NEED_REMOUNT): the objects it kept in these segments are readable again");
         }
       }
     } catch (e) {
@@ -132,6 +136,8 @@ export async function startStoreNode(config: Config, log: Logger): Promise<Store
       remounting = false;
     }
   }, PING_INTERVAL_MS);
+
+  const registryCheck = watchRegistry(engine, config, log);
 
   const total = segments.reduce((n, s) => n + s.lengthBytes, 0);
   log.info(
@@ -149,6 +155,7 @@ export async function startStoreNode(config: Config, log: Logger): Promise<Store
       if (stopped) return;
       stopped = true;
       clearInterval(pinger);
+      await registryCheck.stop();
       for (const p of parts) {
         await master.call("unmountSegment", { segmentId: p.wire.id, clientId }).catch(() => {});
       }
@@ -160,6 +167,54 @@ export async function startStoreNode(config: Config, log: Logger): Promise<Store
   };
 }
 
+/**
+ * Every REGISTRY_CHECK_INTERVAL_MS, looks this node's descriptor and rpc_meta up in the metadata
+ * registry and publishes them again when either is gone: a registry can lose them while the
+ * master keeps the node mounted (a redis without persistence restarted, `mooncake metadata` or a
+ * master's embedded server restarted, an operator's `etcdctl del --prefix`), and peers then fail
+ * every lookup of the node. A lookup that fails is logged once until one succeeds. Not for
+ * P2PHANDSHAKE (no registry). Uses a backend of its own, like the engine's (same conn string,
+ * cluster id and timeout).
+ */
+function watchRegistry(engine: TransferEngine, config: Config, log: Logger): { stop(): Promise<void> } {
+  if (config.metadata_server === P2P_HANDSHAKE) return { stop: async () => {} };
+  const registry = createMetadataBackend(config.metadata_server, {
+    timeoutMs: 3000,
+    log,
+    ...(config.metadata_cluster_id ? { clusterId: config.metadata_cluster_id } : {}),
+  });
+  const where = registry.describe(engine.name);
+  let stopped = false;
+  let failing = false;
+  let running: Promise<void> | null = null;
+  const check = async () => {
+    try {
+      const [descriptor, rpcMeta] = await Promise.all([registry.getSegment(engine.name), registry.getRpcMeta(engine.name)]);
+      if (failing) log.info(`${where} answers lookups again`);
+      failing = false;
+      if ((descriptor && rpcMeta) || stopped) return;
+      await engine.publish();
+      log.info(`${where} had lost this node's ${descriptor ? "rpc_meta" : "segment descriptor"}: published again`);
+    } catch (e) {
+      if (!failing) log.warn(`cannot check this node's entries in ${where}: ${(e as Error).message}`);
+      failing = true;
+    }
+  };
+  const timer = setInterval(() => {
+    if (running || stopped) return;
+    running = check().finally(() => {
+      running = null;
+    });
+  }, REGISTRY_CHECK_INTERVAL_MS);
+  return {
+    async stop() {
+      stopped = true;
+      clearInterval(timer);
+      await running;
+      await registry.close?.();
+    },
+  };
+}
 
 /** Where the node's own data port answers: its IP when it binds one, else loopback. */
 function warmupHost(localHostname: string): string {

@@ -399,8 +399,10 @@ export class TransferEngine {
     try {
       desc = await this.metadata.getSegment(endpoint);
     } catch (e) {
-      // Over P2P the lookup IS a connection to the peer; a metadata server that fails says nothing of it.
-      throw new TransferFailedError(endpoint, "lookup", `${this.metadata.describe(endpoint)}: ${(e as Error).message}`, this.metadata.kind !== "http");
+      // Over P2P the lookup IS a connection to the peer; a registry (metadata server, etcd, redis)
+      // that fails says nothing of it.
+      const peerAsked = this.metadata.kind === "p2p" || this.metadata.kind === "chain";
+      throw new TransferFailedError(endpoint, "lookup", `${this.metadata.describe(endpoint)}: ${(e as Error).message}`, peerAsked);
     }
     if (desc === null) {
       throw new TransferFailedError(endpoint, "lookup", `${this.metadata.describe(endpoint)} has no segment of that name`, true);
@@ -571,6 +573,7 @@ export class TransferEngine {
     this.handshake?.stop();
     for (const m of this.mappings) m.close();
     this.mappings.clear();
+    await this.metadata.close?.();
   }
 }
 

@@ -7,12 +7,16 @@
 // back: after 0.5 s, doubling per restart up to 10 s, back to 0.5 s once it has stayed up 30 s
 // (runtime/restart-backoff.ts), for as long as `up` runs: a part that keeps dying costs one log
 // line per 10 s and comes back by itself once its cause is gone (issue 14: one dead node used to
-// stop them all). The master too: it comes back on the same ports, empty, and the store nodes,
-// which keep pinging, are told NEED_REMOUNT and mount and publish their segments again. A
+// stop them all). The master too: it comes back on the same ports with every key it had (its
+// state directory is a temporary one that lives as long as `up`), and the store nodes, which
+// keep pinging, are told NEED_REMOUNT and remount the same segments, objects intact. A
 // restarted store node is a new node (new port and name, its objects gone); its old segment stays
 // listed at the master until the client TTL (10 s) runs out. A part that dies before the cluster
 // is ready is a failed start (a taken port, a bad flag): the rest are stopped and `up` exits 1.
 
+import { mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import { logger } from "../core/log.ts";
 import { formatDuration } from "../core/units.ts";
 import { EXIT_WITH_PARENT_ENV } from "../runtime/parent-watch.ts";
@@ -103,6 +107,9 @@ export async function runUp(o: UpOptions): Promise<number> {
   // restarting would only repeat it.
   let clusterReady = false;
 
+  // The master's state directory lives as long as this cluster: a master that `up` restarts
+  // recovers every key from it, and the nodes remount into the same objects.
+  const stateDir = mkdtempSync(join(tmpdir(), "mooncake-up-"));
   let resolveDone: (code: number) => void = () => {};
   const done = new Promise<number>((r) => {
     resolveDone = r;
@@ -118,6 +125,7 @@ export async function runUp(o: UpOptions): Promise<number> {
     }
     await stopGroup(parts.filter((p) => p.spec.name !== "master"));
     await stopGroup(parts.filter((p) => p.spec.name === "master"));
+    rmSync(stateDir, { recursive: true, force: true });
   };
   const stopGroup = async (group: Part[]) => {
     const procs = group.flatMap((p) => (p.proc ? [{ name: p.spec.name, proc: p.proc }] : []));
@@ -214,6 +222,7 @@ export async function runUp(o: UpOptions): Promise<number> {
           `--metrics_port=${o.metricsPort}`,
           `--http_metadata_server_host=${o.host}`,
           `--http_metadata_server_port=${o.metadataPort}`,
+          `--state_dir=${stateDir}`,
         ],
         readyPattern: /Master admin server started/,
       }),

@@ -44,6 +44,9 @@ export function cleanEnv(): Record<string, string> {
     if (v === undefined || /^(MOONCAKE_|MC_|LMCACHE_)/.test(k)) continue;
     env[k] = v;
   }
+  // Masters started by tests keep no durable state unless a test gives them a directory: they
+  // would otherwise share (and lock) one under the home directory.
+  env.MOONCAKE_STATE_DIR = "none";
   return env;
 }
 

@@ -2,14 +2,15 @@
 // errors without stack traces, `inspect config`, config warnings printed once, completion scripts,
 // `metadata` start and stop (and its JSON body rule).
 
-import { describe, expect, test } from "bun:test";
-import { mkdtempSync, writeFileSync } from "node:fs";
+import { afterAll, describe, expect, test } from "bun:test";
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { CLI_FROM_SOURCE, cleanEnv, run, start } from "../helpers/process.ts";
 
 const cli = (...args: string[]) => run([...CLI_FROM_SOURCE, ...args]);
 const tmp = mkdtempSync(join(tmpdir(), "mooncake-cli-"));
+afterAll(() => rmSync(tmp, { recursive: true, force: true }));
 
 describe("help and usage errors", () => {
   test("--help lists the commands and the exit codes", async () => {

@@ -2,8 +2,10 @@
 // stops every process with exit 0, a store node or the master that dies is restarted and mounts
 // again (the cluster keeps running), and a size the machine cannot give is refused before any start.
 
-import { describe, expect, test } from "bun:test";
-import { readFileSync } from "node:fs";
+import { afterAll, describe, expect, test } from "bun:test";
+import { mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import { MooncakeStore } from "../../src/client/store.ts";
 import { CLI_FROM_SOURCE, run, start } from "../helpers/process.ts";
 
@@ -21,10 +23,15 @@ function portFlags([rpc, metrics, metadata]: number[]): string[] {
   return ["--rpc-port", String(rpc), "--metrics-port", String(metrics), "--metadata-port", String(metadata)];
 }
 
+// `up` keeps its master's state in a temporary directory it removes when it stops; a test that
+// kill -9s `up` itself would leave it behind, so every `up` here gets its own TMPDIR, removed after.
+const upTmp = mkdtempSync(join(tmpdir(), "mooncake-up-test-"));
+afterAll(() => rmSync(upTmp, { recursive: true, force: true }));
+
 async function up(nodes: number) {
   const ports = freePorts(3);
   const [rpc, metrics, metadata] = ports;
-  const proc = start([...CLI_FROM_SOURCE, "up", "--nodes", String(nodes), "--segment-size", "64MB", ...portFlags(ports)]);
+  const proc = start([...CLI_FROM_SOURCE, "up", "--nodes", String(nodes), "--segment-size", "64MB", ...portFlags(ports)], { env: { TMPDIR: upTmp } });
   await proc.waitFor(/cluster ready/, 30_000);
   return { proc, rpc: rpc!, metrics: metrics!, metadata: metadata! };
 }

@@ -181,3 +181,27 @@ describe("OffsetAllocator", () => {
     a.checkInvariants();
   });
 });
+
+describe("OffsetAllocator.withUsed", () => {
+  test("rebuilds exactly the free ranges around the used ones, and allocates around them", () => {
+    const live = new OffsetAllocator(1_000_000);
+    const sizes = [100, 5000, 64, 70_000, 1, 4096, 33_333];
+    const got = sizes.map((s) => [live.allocate(s)!, s] as [number, number]);
+    live.free(got[1]![0], sizes[1]!);
+    live.free(got[4]![0], sizes[4]!);
+    const used = got.filter((_, i) => i !== 1 && i !== 4);
+    const rebuilt = OffsetAllocator.withUsed(1_000_000, [...used].reverse());
+    rebuilt.checkInvariants();
+    expect(rebuilt.freeRanges()).toEqual(live.freeRanges());
+    expect(rebuilt.usedBytes).toBe(live.usedBytes);
+    const more = rebuilt.allocate(5000)!;
+    for (const [o, s] of used) expect(more + 5000 <= o || more >= o + s).toBe(true);
+  });
+  test("empty, full, and bad input", () => {
+    expect(OffsetAllocator.withUsed(4096, []).freeRanges()).toEqual([[0, 4096]]);
+    expect(OffsetAllocator.withUsed(4096, [[0, 4096]]).freeRanges()).toEqual([]);
+    expect(() => OffsetAllocator.withUsed(4096, [[0, 128], [64, 64]])).toThrow(RangeError);
+    expect(() => OffsetAllocator.withUsed(4096, [[32, 64]])).toThrow(RangeError);
+    expect(() => OffsetAllocator.withUsed(4096, [[4032, 128]])).toThrow(RangeError);
+  });
+});

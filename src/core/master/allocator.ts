@@ -229,6 +229,32 @@ export class OffsetAllocator {
     }
   }
 
+  /**
+   * An allocator whose in-use ranges are exactly `used` ([offset, sizeBytes] pairs, any order, as
+   * allocate() returned them): how a recovered master rebuilds a segment from its objects. Throws
+   * a RangeError on ranges that overlap, are misaligned or fall outside the segment.
+   */
+  static withUsed(capacityBytes: number, used: readonly (readonly [number, number])[]): OffsetAllocator {
+    const a = new OffsetAllocator(capacityBytes);
+    if (used.length === 0 || a.usableBytes === 0) {
+      if (used.length > 0) throw new RangeError("used ranges in a segment with no usable bytes");
+      return a;
+    }
+    const sorted = used.map(([offset, size]) => [offset, alignedSize(size)] as const).sort((x, y) => x[0] - y[0]);
+    // Everything in use, then the gaps between the used ranges handed back.
+    a.allocate(a.usableBytes);
+    let at = 0;
+    for (const [offset, size] of sorted) {
+      if (!Number.isSafeInteger(offset) || offset % ALLOC_ALIGNMENT !== 0 || offset < at || offset + size > a.usableBytes) {
+        throw new RangeError(`used range [${offset}, +${size}) overlaps another, is misaligned or lies outside the segment`);
+      }
+      if (offset > at) a.free(at, offset - at);
+      at = offset + size;
+    }
+    if (at < a.usableBytes) a.free(at, a.usableBytes - at);
+    return a;
+  }
+
   /** The free ranges as [offset, size] pairs sorted by offset (dumps, tests, admin views). */
   freeRanges(): [number, number][] {
     const out: [number, number][] = [];

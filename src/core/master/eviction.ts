@@ -287,6 +287,7 @@ export function releaseExpiredDiscarded(state: MasterState, nowMs: number): numb
     }
   }
   state.discarded = keep;
+  if (released > 0 && state.changes !== null) state.changes.discarded = true;
   state.counters.putStartReleases += released;
   return released;
 }

@@ -184,9 +184,13 @@ function sweepUnmounting(state: MasterState): number {
   for (const id of objects.ids()) {
     const o = objects.valueAt(id);
     // Buffers on a dying segment are not freed one by one: the whole allocator is discarded.
-    if (dropReplicas(o, dying, ignore) === 0) {
+    const before = o.replicaCount;
+    const left = dropReplicas(o, dying, ignore);
+    if (left === 0) {
       state.eraseObject(objects.keyAt(id), o, false);
       erased++;
+    } else if (left !== before) {
+      state.changes?.keys.add(objects.keyAt(id));
     }
   }
   return erased;
@@ -200,6 +204,7 @@ function commit(state: MasterState, seg: MountedSegment): void {
       state.discardedBytes -= d.sizeBytes;
       return false;
     });
+    if (state.changes !== null) state.changes.discarded = true;
   }
   state.segments.commitUnmount(seg);
 }

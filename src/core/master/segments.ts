@@ -5,6 +5,7 @@
 
 import { ErrorCode } from "../errors.ts";
 import { OffsetAllocator } from "./allocator.ts";
+import type { ChangeSet } from "./persistence.ts";
 import { fail, ok, type Result, type SegmentSpec, SegmentStatus, type SegmentStatusValue } from "./types.ts";
 
 /** One mounted segment. Replicas point at this object directly, so a lookup is never needed. */
@@ -22,7 +23,7 @@ export class MountedSegment {
   /** Set once the segment has left the table; frees into it are then ignored (nothing to free). */
   detached = false;
 
-  constructor(spec: SegmentSpec, clientId: string) {
+  constructor(spec: SegmentSpec, clientId: string, allocator: OffsetAllocator = new OffsetAllocator(spec.size)) {
     this.id = spec.id;
     this.name = spec.name;
     this.base = spec.base;
@@ -31,7 +32,7 @@ export class MountedSegment {
     this.protocol = spec.protocol;
     this.hostId = spec.hostId ?? "";
     this.clientId = clientId;
-    this.allocator = new OffsetAllocator(spec.size);
+    this.allocator = allocator;
   }
 
   /** Replicas here may be returned to readers (OK, or draining/gracefully unmounting). */
@@ -98,6 +99,8 @@ export class SegmentTable {
   capacityBytes = 0;
   /** Sum of allocator used bytes over the segments in the table. */
   allocatedBytes = 0;
+  /** When durable state is tracked (persistence.ts): the segments each operation touches. */
+  changes: ChangeSet | null = null;
 
   /**
    * MountSegment's table part. OK when mounted, or when this id is already mounted and OK
@@ -109,14 +112,29 @@ export class SegmentTable {
     if (existing !== undefined) {
       return existing.status === SegmentStatus.OK ? ok("exists") : fail(ErrorCode.UNAVAILABLE_IN_CURRENT_STATUS);
     }
-    const seg = new MountedSegment(spec, clientId);
+    this.#add(new MountedSegment(spec, clientId));
+    return ok("mounted");
+  }
+
+  /** A segment as recovery found it (persistence.ts): its status and an allocator holding its objects. */
+  mountRecovered(spec: SegmentSpec, clientId: string, status: SegmentStatusValue, allocator: OffsetAllocator): MountedSegment {
+    if (!validateSegmentSpec(spec) || this.byId.has(spec.id)) throw new Error(`recovered segment ${spec.id} is invalid or mounted twice`);
+    const seg = new MountedSegment(spec, clientId, allocator);
+    seg.status = status;
+    this.#add(seg);
+    if (!seg.allocatable) this.#removeAllocatable(seg);
+    this.allocatedBytes += allocator.usedBytes;
+    return seg;
+  }
+
+  #add(seg: MountedSegment): void {
     this.byId.set(seg.id, seg);
-    const own = this.byClient.get(clientId);
-    if (own === undefined) this.byClient.set(clientId, [seg]);
+    const own = this.byClient.get(seg.clientId);
+    if (own === undefined) this.byClient.set(seg.clientId, [seg]);
     else own.push(seg);
     this.#addAllocatable(seg);
     this.capacityBytes += seg.size;
-    return ok("mounted");
+    this.changes?.segments.add(seg.id);
   }
 
   /**
@@ -130,6 +148,7 @@ export class SegmentTable {
     if (seg.status === SegmentStatus.UNMOUNTING) return fail(ErrorCode.UNAVAILABLE_IN_CURRENT_STATUS);
     this.#removeAllocatable(seg);
     seg.status = SegmentStatus.UNMOUNTING;
+    this.changes?.segments.add(id);
     return ok(seg);
   }
 
@@ -144,6 +163,7 @@ export class SegmentTable {
     if (seg.status === SegmentStatus.UNMOUNTING) return fail(ErrorCode.UNAVAILABLE_IN_CURRENT_STATUS);
     this.#removeAllocatable(seg);
     seg.status = SegmentStatus.GRACEFULLY_UNMOUNTING;
+    this.changes?.segments.add(id);
     return ok(undefined);
   }
 
@@ -160,6 +180,7 @@ export class SegmentTable {
     this.capacityBytes -= seg.size;
     this.allocatedBytes -= seg.allocator.usedBytes;
     seg.detached = true;
+    this.changes?.segments.add(seg.id);
   }
 
   /** Takes `sizeBytes` from segment `seg`; null when it has no contiguous range that large. */

@@ -26,6 +26,7 @@ import {
 import { KeyTable } from "./key-table.ts";
 import { placeReplicas } from "./placement.ts";
 import { compileSafeRegex } from "./regex.ts";
+import { ChangeSet } from "./persistence.ts";
 import { type MountedSegment, SegmentTable } from "./segments.ts";
 import {
   fail,
@@ -93,6 +94,8 @@ export class MasterState {
   readonly okClients = new Set<string>();
   /** Preempted writers' buffers awaiting release, in discard order. */
   discarded: DiscardedReplica[] = [];
+  /** When durable state is tracked (persistence.ts, trackChanges()): what each operation touches. */
+  changes: ChangeSet | null = null;
   discardedBytes = 0;
   /** Set when PutStart found no space; the next eviction cycle runs even below the watermark. */
   needEviction = false;
@@ -106,6 +109,13 @@ export class MasterState {
   constructor(config: MasterConfig, random: () => number) {
     this.config = config;
     this.random = random;
+  }
+
+  /** Starts noting what each operation touches (persistence.ts); the caller reads and clears it. */
+  trackChanges(): ChangeSet {
+    this.changes ??= new ChangeSet();
+    this.segments.changes = this.changes;
+    return this.changes;
   }
 
   gauges(): MasterGauges {
@@ -261,6 +271,7 @@ export class MasterState {
       this.discarded.push({ segment, offset, sizeBytes: o.sizeBytes, releaseAtMs });
       this.discardedBytes += o.sizeBytes;
     });
+    if (this.changes !== null) this.changes.discarded = true;
     this.counters.putStartDiscards++;
     this.eraseObject(key, o, false);
   }
@@ -276,6 +287,7 @@ export class MasterState {
     // has no object left, so it answers OBJECT_NOT_FOUND.
     if (o.complete) return OK_VOID;
     o.markComplete();
+    this.changes?.keys.add(key);
     if ((o.flags & F_SOFT_PIN_PENDING) !== 0) {
       // The soft pin's lifetime starts when the object first becomes readable.
       o.flags = (o.flags & ~F_SOFT_PIN_PENDING) | F_SOFT_PINNED;
@@ -442,6 +454,7 @@ export class MasterState {
           (seg, offset) => this.segments.free(seg, offset, o.sizeBytes),
         );
         if (left === 0) this.eraseObject(key, o, false);
+        else this.changes?.keys.add(key);
       }
       cleared.push(key);
     }
@@ -471,6 +484,7 @@ export class MasterState {
       (seg, offset) => this.segments.free(seg, offset, o.sizeBytes),
     );
     if (left === 0) this.eraseObject(key, o, false);
+    else this.changes?.keys.add(key);
     this.counters.corruptReplicasDropped++;
     return ok(left);
   }
@@ -497,6 +511,7 @@ export class MasterState {
    */
   eraseObject(key: string, o: ObjectMeta, freeBuffers: boolean): void {
     if (this.objects.get(key) !== o) throw new Error(`eraseObject: ${key} is not the stored object`);
+    this.changes?.keys.add(key);
     if (freeBuffers) forEachReplica(o, (_id, seg, offset) => this.segments.free(seg, offset, o.sizeBytes));
     this.objects.delete(key);
     if ((o.flags & (F_SOFT_PINNED | F_SOFT_PIN_PENDING)) !== 0) {
@@ -518,6 +533,7 @@ export class MasterState {
       const o = this.objects.get(key)!;
       if ((o.flags & F_SOFT_PINNED) !== 0 && nowMs >= deadline) {
         o.flags &= ~F_SOFT_PINNED;
+        this.changes?.keys.add(key);
         this.softPins.delete(key);
         this.softPinnedKeys--;
         expired++;

@@ -1,11 +1,16 @@
 // Where the transfer engine publishes its segment descriptor and finds its peers' (transfer-engine-
 // spec.md §2.3–§2.5), chosen by Mooncake's `metadata_server` conn string:
 //   http(s)://host:port/metadata → a Mooncake-compatible HTTP metadata server (MetadataHttpClient);
+//   etcd://h1:2379,h2:2379 or a bare h1:2379[,h2:2379] → etcd (etcd-backend.ts);
+//   redis://host:port            → redis (redis-backend.ts; MC_REDIS_USERNAME, MC_REDIS_PASSWORD,
+//                                  MC_REDIS_DB_INDEX as Mooncake reads them);
 //   P2PHANDSHAKE                 → no registry: a peer's name is its `host:port` handshake address
 //                                  and its descriptor comes from a METADATA handshake there.
-// etcd and redis registries are not implemented yet and fail loudly at creation. `chainBackends`
-// asks a second registry when the first has no entry (a client left at P2PHANDSHAKE that also
-// looks in the master's metadata server).
+// etcd and redis hold exactly what Mooncake's C++ plugins write: the key `mooncake/[<cluster>/]ram/
+// <name>` / `.../rpc_meta/<name>`, the value the jsoncpp FastWriter JSON (compact, keys sorted,
+// one trailing "\n"), as a plain etcd key or a plain redis string (SET/GET/DEL), no lease or TTL;
+// so a C++ node and ours share one registry. `chainBackends` asks a second registry when the first
+// has no entry (a client left at P2PHANDSHAKE that also looks in the master's metadata server).
 
 import { isIPv6 } from "node:net";
 import { MetadataHttpClient, MetadataHttpError } from "../../metadata/http-client.ts";
@@ -21,13 +26,15 @@ import {
   type SegmentDescriptor,
   segmentKey,
 } from "../../core/transfer/segment-descriptor.ts";
+import { createEtcdKvStore } from "./etcd-backend.ts";
 import { DEFAULT_HANDSHAKE_PORT, fetchPeerDescriptor } from "./handshake.ts";
+import { createRedisKvStore } from "./redis-backend.ts";
 
 /** Mooncake's conn string for registry-less, peer-to-peer descriptor exchange. */
 export const P2P_HANDSHAKE = "P2PHANDSHAKE";
 
 export interface MetadataBackend {
-  readonly kind: "http" | "p2p" | "chain";
+  readonly kind: "http" | "etcd" | "redis" | "p2p" | "chain";
   /** Where lookups go, for error messages ("metadata server http://…", "P2P handshake"). */
   describe(name: string): string;
   /** A peer's descriptor; null when the registry has none. Throws on transport errors and on a
@@ -40,18 +47,37 @@ export interface MetadataBackend {
   publish(name: string, descriptor: SegmentDescriptor, rpcMeta?: RpcMeta): Promise<void>;
   /** Remove what publish() wrote (absent keys are fine). */
   unpublish(name: string): Promise<void>;
+  /** Closes the backend's connections (etcd, redis); calls after it fail. Idempotent. Backends
+   * without connections of their own (http, p2p) have none. */
+  close?(): Promise<void>;
+}
+
+/**
+ * A registry that is a plain key-value store (etcd, redis). Every call resolves or rejects within
+ * the backend's timeoutMs, and its errors name the registry's URL.
+ */
+export interface KvStore {
+  /** The value; null when the key is absent. */
+  get(key: string): Promise<string | null>;
+  put(key: string, value: string): Promise<void>;
+  /** Absent keys are fine. */
+  delete(key: string): Promise<void>;
+  close(): Promise<void>;
 }
 
 export interface MetadataBackendOptions {
   /** MC_METADATA_CLUSTER_ID: keys become `mooncake/<cluster>/...`. */
   clusterId?: string;
-  /** Per request: one HTTP call, or one whole handshake exchange. */
+  /** Per request: one HTTP call, one etcd or redis command (retries and reconnects included), or
+   * one whole handshake exchange. */
   timeoutMs: number;
   /** P2P: the port of a peer name without one (Mooncake's MC_HANDSHAKE_PORT, default 12001). */
   handshakePort?: number;
   log?: Logger;
   /** HTTP: substitute fetch (tests). */
   fetch?: typeof fetch;
+  /** Redis: where MC_REDIS_USERNAME / MC_REDIS_PASSWORD / MC_REDIS_DB_INDEX are read (process.env). */
+  env?: Record<string, string | undefined>;
 }
 
 /** Mooncake's `getSegmentID` strips one leading "/" from segment names. */
@@ -59,19 +85,87 @@ function segmentName(name: string): string {
   return name.startsWith("/") ? name.slice(1) : name;
 }
 
-/** Create the backend for a Mooncake `metadata_server` conn string. Throws for etcd/redis (not
- * implemented) and anything unrecognised. */
+/** Create the backend for a Mooncake `metadata_server` conn string. Throws for anything
+ * unrecognised. Connections (etcd, redis) are made on first use, so creating one is cheap. */
 export function createMetadataBackend(connString: string, opts: MetadataBackendOptions): MetadataBackend {
   if (connString === P2P_HANDSHAKE) return new P2PBackend(opts);
   // Mooncake: the scheme is what precedes "://"; no scheme means etcd (`h1:2379,h2:2379`).
   const sep = connString.indexOf("://");
   const scheme = sep < 0 ? "etcd" : connString.slice(0, sep).toLowerCase();
   if (scheme === "http" || scheme === "https") return new HttpBackend(connString, opts);
-  const hint = "use http://<host>:<port>/metadata or P2PHANDSHAKE";
-  if (scheme === "etcd" || scheme === "redis") {
-    throw new Error(`metadata server ${JSON.stringify(connString)}: ${scheme} is not supported yet: ${hint}`);
+  const rest = sep < 0 ? connString : connString.slice(sep + 3);
+  if (scheme === "etcd") {
+    const url = sep < 0 ? `etcd://${connString}` : connString;
+    return new KvBackend("etcd", url, createEtcdKvStore(rest, url, opts), opts);
   }
-  throw new Error(`metadata server ${JSON.stringify(connString)}: unknown scheme ${JSON.stringify(scheme)}: ${hint}`);
+  if (scheme === "redis") {
+    const r = createRedisKvStore(rest, opts);
+    return new KvBackend("redis", r.url, r.store, opts);
+  }
+  throw new Error(
+    `metadata server ${JSON.stringify(connString)}: unknown scheme ${JSON.stringify(scheme)}: ` +
+      "use http://<host>:<port>/metadata, etcd://<host>:<port>[,<host>:<port>…], redis://<host>:<port> or P2PHANDSHAKE",
+  );
+}
+
+// ---------------------------------------------------------------------------------------------
+// etcd and redis
+
+/** jsoncpp's FastWriter, which Mooncake's etcd and redis plugins write with, ends with one "\n". */
+function fastWriter(json: string): string {
+  return `${json}\n`;
+}
+
+class KvBackend implements MetadataBackend {
+  readonly kind: "etcd" | "redis";
+  readonly #url: string;
+  readonly #store: KvStore;
+  readonly #clusterId: string | undefined;
+
+  /** `url`: the conn string as shown in messages (no password). */
+  constructor(kind: "etcd" | "redis", url: string, store: KvStore, opts: MetadataBackendOptions) {
+    this.kind = kind;
+    this.#url = url;
+    this.#store = store;
+    this.#clusterId = opts.clusterId;
+  }
+
+  describe(): string {
+    return `metadata server ${this.#url}`;
+  }
+
+  async getSegment(name: string): Promise<SegmentDescriptor | null> {
+    const n = segmentName(name);
+    const json = await this.#store.get(segmentKey(n, this.#clusterId));
+    // An empty value is absent too (Mooncake's etcd plugin reads it so).
+    return json === null || json === "" ? null : decodeSegmentDescriptor(json, n);
+  }
+
+  async getRpcMeta(name: string): Promise<RpcMeta | null> {
+    const n = segmentName(name);
+    const json = await this.#store.get(rpcMetaKey(n, this.#clusterId));
+    return json === null || json === "" ? null : decodeRpcMeta(json, n);
+  }
+
+  /** Plain puts, as Mooncake's plugins do: a restarted node replaces its old entries. */
+  async publish(name: string, descriptor: SegmentDescriptor, rpcMeta?: RpcMeta): Promise<void> {
+    const n = segmentName(name);
+    // rpc_meta first: whoever can see our descriptor can also find our handshake port.
+    if (rpcMeta) await this.#store.put(rpcMetaKey(n, this.#clusterId), fastWriter(encodeRpcMeta(rpcMeta)));
+    const json = encodeSegmentDescriptor({ ...descriptor, timestamp: formatSegmentTimestamp() });
+    await this.#store.put(segmentKey(n, this.#clusterId), fastWriter(json));
+  }
+
+  async unpublish(name: string): Promise<void> {
+    const n = segmentName(name);
+    // Descriptor first: peers stop finding us before our RPC location disappears.
+    await this.#store.delete(segmentKey(n, this.#clusterId));
+    await this.#store.delete(rpcMetaKey(n, this.#clusterId));
+  }
+
+  close(): Promise<void> {
+    return this.#store.close();
+  }
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -267,5 +361,8 @@ export function chainBackends(first: MetadataBackend, second: MetadataBackend): 
     getRpcMeta: (name) => (answeredBy.get(name) ?? first).getRpcMeta(name),
     publish: (name, descriptor, rpcMeta) => first.publish(name, descriptor, rpcMeta),
     unpublish: (name) => first.unpublish(name),
+    async close() {
+      await Promise.all([first.close?.(), second.close?.()]);
+    },
   };
 }

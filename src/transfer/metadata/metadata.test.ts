@@ -188,11 +188,15 @@ describe("HTTP metadata backend", () => {
 });
 
 describe("conn strings", () => {
-  test("etcd, redis and scheme-less (etcd) strings are refused with a hint", () => {
-    for (const s of ["etcd://127.0.0.1:2379", "redis://127.0.0.1:6379", "127.0.0.1:2379"]) {
-      expect(() => createMetadataBackend(s, { timeoutMs: 1000 })).toThrow(/not supported yet: use http:\/\/.*or P2PHANDSHAKE/);
-    }
-    expect(() => createMetadataBackend("ftp://x", { timeoutMs: 1000 })).toThrow('unknown scheme "ftp"');
+  test("etcd, redis and scheme-less (etcd) strings make etcd and redis backends; others are refused with a hint", async () => {
+    // Nothing connects until the first lookup (etcd-backend.test.ts and redis-backend.test.ts run them).
+    const made = ["etcd://127.0.0.1:2379", "127.0.0.1:2379,127.0.0.1:2380", "redis://127.0.0.1:6379"].map((s) =>
+      createMetadataBackend(s, { timeoutMs: 1000 }),
+    );
+    expect(made.map((b) => b.kind)).toEqual(["etcd", "etcd", "redis"]);
+    expect(made[1]!.describe("x")).toBe("metadata server etcd://127.0.0.1:2379,127.0.0.1:2380");
+    for (const b of made) await b.close?.();
+    expect(() => createMetadataBackend("ftp://x", { timeoutMs: 1000 })).toThrow(/unknown scheme "ftp": use http:\/\/.*or P2PHANDSHAKE/);
   });
 
   test("http, https and P2PHANDSHAKE are accepted", () => {

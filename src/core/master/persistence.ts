@@ -1,0 +1,242 @@
+// What of the master's state survives a restart, and how it comes back (issue 15, single master).
+//
+// Durable state is a set of ITEMS, not a replay of operations: every readable object (its key,
+// size, writer, flags, replicas as (segment id, offset), checksum, soft-pin deadline), every
+// mounted segment (its spec, owner and status), and the discarded buffers of preempted writes.
+// The state machine notes which items an operation touched (ChangeSet, filled by MasterState and
+// SegmentTable when tracking is on); after the operation, `changeRecord` writes the touched items'
+// CURRENT state, one line each, as one record ("o" upsert / "O" delete for objects, "s" / "S" for
+// segments, "d" for the discarded list). Recovery reads a snapshot (the same lines for every item)
+// and the records after it in order, keeps the last word on each item, and builds a MasterState.
+//
+// Why items and not an op log: replaying ops needs every lease grant and ping (eviction, Remove
+// and client expiry depend on them) and the exact placement inputs (random generator, unreachable
+// marks); items need none of that and cost one short line per changed object.
+//
+// Not durable, on purpose: objects still being written (PROCESSING; their PutEnd after a restart
+// finds no object and the writer retries), leases (a lost lease is 10 s of weaker protection),
+// client deadlines (every owner gets a full client TTL after recovery to remount), the OK-client
+// set (so every node remounts and republishes after a restart), unreachable marks, counters.
+//
+// Runtime-neutral: strings in, strings out; src/master/durable-master.ts puts them on disk.
+
+import { OffsetAllocator } from "./allocator.ts";
+import { F_COMPLETE, F_MULTI, F_SOFT_PINNED, forEachReplica, ObjectMeta } from "./objects.ts";
+import type { MountedSegment } from "./segments.ts";
+import type { MasterState } from "./state.ts";
+import type { SegmentStatusValue } from "./types.ts";
+
+/** What one operation touched: keys of objects, ids of segments, and whether the discarded list changed. */
+export class ChangeSet {
+  readonly keys = new Set<string>();
+  readonly segments = new Set<string>();
+  discarded = false;
+
+  get empty(): boolean {
+    return this.keys.size === 0 && this.segments.size === 0 && !this.discarded;
+  }
+
+  clear(): void {
+    this.keys.clear();
+    this.segments.clear();
+    this.discarded = false;
+  }
+}
+
+// Line layouts (JSON arrays after a one-letter tag and a space):
+//   o [key, sizeBytes, writer, flags, [[segmentId, offset], ...], checksum|null, softPinDeadlineMs|null]
+//   O key                      (JSON string)
+//   s [id, name, base, size, teEndpoint, protocol, hostId, clientId, status]
+//   S id                       (JSON string)
+//   d [[segmentId, offset, sizeBytes, releaseAtMs], ...]     (the whole discarded list)
+type ObjectLine = [string, number, string, number, [string, number][], string | null, number | null];
+type SegmentLine = [string, string, number, number, string, string, string, string, number];
+type DiscardedLine = [string, number, number, number][];
+
+// Quoted JSON strings of segment ids and writers, which repeat on every line of a batch: one
+// JSON.stringify per segment or writer instead of one per line (this runs for every PutEnd).
+const quotedIds = new WeakMap<MountedSegment, string>();
+let lastWriter = "";
+let lastWriterQuoted = '""';
+
+function quotedId(seg: MountedSegment): string {
+  let q = quotedIds.get(seg);
+  if (q === undefined) {
+    q = JSON.stringify(seg.id);
+    quotedIds.set(seg, q);
+  }
+  return q;
+}
+
+/** An "o" line, written out by hand (the same text as JSON.stringify of the ObjectLine array). */
+function objectLine(state: MasterState, key: string, o: ObjectMeta): string {
+  let replicas: string;
+  if ((o.flags & F_MULTI) === 0) {
+    replicas = `[${quotedId(o.place as MountedSegment)},${o.offset}]`;
+  } else {
+    const parts: string[] = [];
+    forEachReplica(o, (_id, seg, offset) => parts.push(`[${quotedId(seg)},${offset}]`));
+    replicas = parts.join(",");
+  }
+  if (o.writer !== lastWriter) {
+    lastWriter = o.writer;
+    lastWriterQuoted = JSON.stringify(o.writer);
+  }
+  const checksum = state.checksums.size === 0 ? undefined : state.checksums.get(key);
+  const softPin = (o.flags & F_SOFT_PINNED) !== 0 ? (state.softPins.get(key) ?? null) : null;
+  return `o [${JSON.stringify(key)},${o.sizeBytes},${lastWriterQuoted},${o.flags},[${replicas}],${checksum === undefined ? "null" : `"${checksum}"`},${softPin}]`;
+}
+
+function segmentLine(seg: MountedSegment): string {
+  const line: SegmentLine = [seg.id, seg.name, seg.base, seg.size, seg.teEndpoint, seg.protocol, seg.hostId, seg.clientId, seg.status];
+  return `s ${JSON.stringify(line)}`;
+}
+
+function discardedLine(state: MasterState): string {
+  const list: DiscardedLine = state.discarded.map((d) => [d.segment.id, d.offset, d.sizeBytes, d.releaseAtMs]);
+  return `d ${JSON.stringify(list)}`;
+}
+
+/**
+ * The record for what `changes` names, from the state as it is now: null when nothing durable
+ * changed. An object that is absent or still PROCESSING is written as deleted.
+ */
+export function changeRecord(state: MasterState, changes: ChangeSet): string | null {
+  if (changes.empty) return null;
+  const lines: string[] = [];
+  for (const id of changes.segments) {
+    const seg = state.segments.byId.get(id);
+    lines.push(seg === undefined ? `S ${JSON.stringify(id)}` : segmentLine(seg));
+  }
+  for (const key of changes.keys) {
+    const o = state.objects.get(key);
+    lines.push(o === undefined || !o.complete ? `O ${JSON.stringify(key)}` : objectLine(state, key, o));
+  }
+  if (changes.discarded) lines.push(discardedLine(state));
+  return lines.join("\n");
+}
+
+/** The whole durable state as records of at most `perRecord` lines (a snapshot). */
+export function* snapshotRecords(state: MasterState, perRecord = 1024): Generator<string> {
+  const segments = [...state.segments.byId.values()].map(segmentLine);
+  for (let i = 0; i < segments.length; i += perRecord) yield segments.slice(i, i + perRecord).join("\n");
+  let batch: string[] = [];
+  for (const [key, o] of state.objects) {
+    if (!o.complete) continue;
+    batch.push(objectLine(state, key, o));
+    if (batch.length === perRecord) {
+      yield batch.join("\n");
+      batch = [];
+    }
+  }
+  if (batch.length > 0) yield batch.join("\n");
+  yield discardedLine(state);
+}
+
+/** What recovery found, for the start-up log. */
+export interface RestoreReport {
+  objects: number;
+  segments: number;
+  /** Lines that did not parse or contradicted the rest (each says which and why). */
+  problems: string[];
+}
+
+/**
+ * Builds the durable state from `records` (a snapshot's, then the log's, in order) into `state`,
+ * which must be fresh. Every segment owner gets a client TTL from `nowMs` to remount. A line that
+ * does not parse, or an object on a segment that is not there, is reported and skipped: recovery
+ * never makes up state.
+ */
+export function restoreState(state: MasterState, records: Iterable<string>, nowMs: number): RestoreReport {
+  if (state.objects.size !== 0 || state.segments.byId.size !== 0) throw new Error("restoreState needs a fresh MasterState");
+  const segments = new Map<string, SegmentLine>();
+  const objects = new Map<string, ObjectLine>();
+  let discarded: DiscardedLine = [];
+  const problems: string[] = [];
+  let lineNo = 0;
+  for (const record of records) {
+    for (const line of record.split("\n")) {
+      lineNo++;
+      const tag = line.slice(0, 2);
+      const body = line.slice(2);
+      try {
+        if (tag === "o ") {
+          const v = JSON.parse(body) as ObjectLine;
+          if (!Array.isArray(v) || typeof v[0] !== "string" || !Array.isArray(v[4])) throw new Error("not an object line");
+          objects.delete(v[0]); // the latest write goes last, as it would have in the live table
+          objects.set(v[0], v);
+        } else if (tag === "O ") {
+          objects.delete(JSON.parse(body) as string);
+        } else if (tag === "s ") {
+          const v = JSON.parse(body) as SegmentLine;
+          if (!Array.isArray(v) || typeof v[0] !== "string" || v.length !== 9) throw new Error("not a segment line");
+          segments.set(v[0], v);
+        } else if (tag === "S ") {
+          segments.delete(JSON.parse(body) as string);
+        } else if (tag === "d ") {
+          discarded = JSON.parse(body) as DiscardedLine;
+        } else {
+          throw new Error("unknown line tag");
+        }
+      } catch (e) {
+        problems.push(`line ${lineNo} (${line.slice(0, 40)}…): ${(e as Error).message}`);
+      }
+    }
+  }
+
+  // Each segment's allocator holds exactly its objects' and discarded buffers' ranges.
+  const used = new Map<string, [number, number][]>();
+  for (const id of segments.keys()) used.set(id, []);
+  for (const [key, v] of objects) {
+    const ranges = v[4].filter(([segId]) => used.has(segId));
+    if (ranges.length !== v[4].length) problems.push(`object ${JSON.stringify(key).slice(0, 80)}: a replica on a segment that is not mounted; kept its others`);
+    if (ranges.length === 0) {
+      objects.delete(key);
+      continue;
+    }
+    for (const [segId, offset] of ranges) used.get(segId)!.push([offset, v[1]]);
+  }
+  discarded = discarded.filter(([segId]) => used.has(segId));
+  for (const [segId, offset, size] of discarded) used.get(segId)!.push([offset, size]);
+
+  for (const [id, v] of segments) {
+    const [, name, base, size, teEndpoint, protocol, hostId, clientId, status] = v;
+    state.segments.mountRecovered(
+      { id, name, base, size, teEndpoint, protocol, hostId },
+      clientId,
+      status as SegmentStatusValue,
+      OffsetAllocator.withUsed(size, used.get(id)!),
+    );
+    state.clientDeadlines.set(clientId, nowMs + state.config.clientTtlMs);
+  }
+  for (const [key, v] of objects) {
+    const [, sizeBytes, writer, flags, replicas, checksum, softPin] = v;
+    const placements = replicas
+      .filter(([segId]) => segments.has(segId))
+      .map(([segId, offset]) => ({ segment: state.segments.byId.get(segId)!, offset }));
+    const o = new ObjectMeta(sizeBytes, writer, 0, flags | F_COMPLETE, placements, state.nextReplicaId);
+    state.nextReplicaId += placements.length;
+    state.objects.set(key, o);
+    if (checksum !== null) state.checksums.set(key, BigInt(checksum));
+    if ((flags & F_SOFT_PINNED) !== 0 && softPin !== null) {
+      state.softPins.set(key, softPin);
+      state.softPinnedKeys++;
+    }
+  }
+  state.discarded = discarded.map(([segId, offset, sizeBytes, releaseAtMs]) => ({
+    segment: state.segments.byId.get(segId)!,
+    offset,
+    sizeBytes,
+    releaseAtMs,
+  }));
+  state.discardedBytes = state.discarded.reduce((n, d) => n + d.sizeBytes, 0);
+  return { objects: objects.size, segments: segments.size, problems };
+}
+
+/** Replicas of `o` as (segment id, offset): for tests comparing a recovered state with the live one. */
+export function replicaPlaces(o: ObjectMeta): [string, number][] {
+  const out: [string, number][] = [];
+  forEachReplica(o, (_id, seg, offset) => out.push([seg.id, offset]));
+  return out;
+}
+
