@@ -190,7 +190,7 @@ function sweepUnmounting(state: MasterState): number {
       state.eraseObject(objects.keyAt(id), o, false);
       erased++;
     } else if (left !== before) {
-      state.changes?.keys.add(objects.keyAt(id));
+      state.changes?.keys.set(objects.keyAt(id), o);
     }
   }
   return erased;

@@ -26,9 +26,12 @@ import type { MountedSegment } from "./segments.ts";
 import type { MasterState } from "./state.ts";
 import type { SegmentStatusValue } from "./types.ts";
 
-/** What one operation touched: keys of objects, ids of segments, and whether the discarded list changed. */
+/**
+ * What one operation touched: objects (by key, with the object as it now is, or null when it was
+ * erased: the last touch wins), ids of segments, and whether the discarded list changed.
+ */
 export class ChangeSet {
-  readonly keys = new Set<string>();
+  readonly keys = new Map<string, ObjectMeta | null>();
   readonly segments = new Set<string>();
   discarded = false;
 
@@ -108,9 +111,8 @@ export function changeRecord(state: MasterState, changes: ChangeSet): string | n
     const seg = state.segments.byId.get(id);
     lines.push(seg === undefined ? `S ${JSON.stringify(id)}` : segmentLine(seg));
   }
-  for (const key of changes.keys) {
-    const o = state.objects.get(key);
-    lines.push(o === undefined || !o.complete ? `O ${JSON.stringify(key)}` : objectLine(state, key, o));
+  for (const [key, o] of changes.keys) {
+    lines.push(o === null || !o.complete ? `O ${JSON.stringify(key)}` : objectLine(state, key, o));
   }
   if (changes.discarded) lines.push(discardedLine(state));
   return lines.join("\n");

@@ -287,7 +287,7 @@ export class MasterState {
     // has no object left, so it answers OBJECT_NOT_FOUND.
     if (o.complete) return OK_VOID;
     o.markComplete();
-    this.changes?.keys.add(key);
+    this.changes?.keys.set(key, o);
     if ((o.flags & F_SOFT_PIN_PENDING) !== 0) {
       // The soft pin's lifetime starts when the object first becomes readable.
       o.flags = (o.flags & ~F_SOFT_PIN_PENDING) | F_SOFT_PINNED;
@@ -454,7 +454,7 @@ export class MasterState {
           (seg, offset) => this.segments.free(seg, offset, o.sizeBytes),
         );
         if (left === 0) this.eraseObject(key, o, false);
-        else this.changes?.keys.add(key);
+        else this.changes?.keys.set(key, o);
       }
       cleared.push(key);
     }
@@ -484,7 +484,7 @@ export class MasterState {
       (seg, offset) => this.segments.free(seg, offset, o.sizeBytes),
     );
     if (left === 0) this.eraseObject(key, o, false);
-    else this.changes?.keys.add(key);
+    else this.changes?.keys.set(key, o);
     this.counters.corruptReplicasDropped++;
     return ok(left);
   }
@@ -511,7 +511,7 @@ export class MasterState {
    */
   eraseObject(key: string, o: ObjectMeta, freeBuffers: boolean): void {
     if (this.objects.get(key) !== o) throw new Error(`eraseObject: ${key} is not the stored object`);
-    this.changes?.keys.add(key);
+    this.changes?.keys.set(key, null);
     if (freeBuffers) forEachReplica(o, (_id, seg, offset) => this.segments.free(seg, offset, o.sizeBytes));
     this.objects.delete(key);
     if ((o.flags & (F_SOFT_PINNED | F_SOFT_PIN_PENDING)) !== 0) {
@@ -533,7 +533,7 @@ export class MasterState {
       const o = this.objects.get(key)!;
       if ((o.flags & F_SOFT_PINNED) !== 0 && nowMs >= deadline) {
         o.flags &= ~F_SOFT_PINNED;
-        this.changes?.keys.add(key);
+        this.changes?.keys.set(key, o);
         this.softPins.delete(key);
         this.softPinnedKeys--;
         expired++;
