@@ -4,6 +4,7 @@
 // to exit code 3. Only GETs of read-only endpoints go through here (never /query_key: it grants a
 // lease).
 
+import { ConfigError } from "../config/errors.ts";
 import { ErrorCode, MooncakeError } from "../core/errors.ts";
 import { EXIT } from "./exit-codes.ts";
 
@@ -19,6 +20,30 @@ export function adminBaseUrl(explicit: string | undefined, masterAddress: string
   const m = /^\[([^\]]+)\](?::\d+)?$/.exec(masterAddress);
   const host = m ? `[${m[1]}]` : (masterAddress.split(":")[0] ?? "127.0.0.1");
   return `http://${host || "127.0.0.1"}:${DEFAULT_ADMIN_PORT}`;
+}
+
+/**
+ * adminBaseUrl, where an etcd:// master address (HA masters) stands for the leader its view names
+ * (one etcd read, within `timeoutMs`): `http://<leader host>:9003`. No leader, or etcd not
+ * answering: UnreachableError / RPC_FAIL (exit 3); a malformed address: ConfigError.
+ */
+export async function adminBaseUrlFor(explicit: string | undefined, masterAddress: string, timeoutMs: number): Promise<string> {
+  if ((explicit !== undefined && explicit !== "") || !/^[A-Za-z][A-Za-z0-9+.-]*:\/\//.test(masterAddress)) {
+    return adminBaseUrl(explicit, masterAddress);
+  }
+  const { masterClusterId, masterViewKey, parseMasterAddress, readMasterView } = await import("../client/master-discovery.ts");
+  let parsed: ReturnType<typeof parseMasterAddress>;
+  try {
+    parsed = parseMasterAddress(masterAddress);
+  } catch (e) {
+    throw new ConfigError((e as Error).message);
+  }
+  if (parsed.kind !== "etcd") return adminBaseUrl(explicit, masterAddress);
+  const view = await readMasterView(parsed, { timeoutMs });
+  if (view === null) {
+    throw new UnreachableError(`no master leader in ${masterAddress} (view key ${masterViewKey(masterClusterId())} absent)`);
+  }
+  return adminBaseUrl(undefined, view.leader);
 }
 
 /** GET `path` from the admin server; the body as text. Throws UnreachableError when it does not answer in time. */

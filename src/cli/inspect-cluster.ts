@@ -7,7 +7,7 @@ import { formatBytes } from "../core/units.ts";
 import { escapeKey, keyPreview } from "../core/key-display.ts";
 import { STORE_PROTOCOL_VERSION, VERSION } from "../version.ts";
 import {
-  adminBaseUrl,
+  adminBaseUrlFor,
   adminGet,
   adminGetJson,
   listKeys,
@@ -66,12 +66,13 @@ interface Ctx {
 export async function runInspectCluster(what: string, options: Record<string, unknown>, args: string[]): Promise<void> {
   const { config } = loadCommandConfig(options, ["master_server_address"], { command: `mooncake inspect ${what}` });
   const ctx: Ctx = {
-    base: adminBaseUrl(options.admin as string | undefined, config.master_server_address),
+    base: "",
     masterAddress: config.master_server_address,
     timeoutMs: options.timeout as number,
     json: options.json === true,
   };
   await withUnreachableExit(async () => {
+    ctx.base = await adminBaseUrlFor(options.admin as string | undefined, config.master_server_address, ctx.timeoutMs);
     switch (what) {
       case "cluster":
         return cluster(ctx);

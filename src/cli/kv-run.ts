@@ -9,7 +9,7 @@ import { escapeKey, keyPreview } from "../core/key-display.ts";
 import { invalidKeyReason } from "../core/master/objects.ts";
 import { formatBytes } from "../core/units.ts";
 import type { MooncakeStore } from "../client/store.ts";
-import { adminBaseUrl, listKeys, UnreachableError, withUnreachableExit } from "./admin-http.ts";
+import { adminBaseUrlFor, listKeys, UnreachableError, withUnreachableExit } from "./admin-http.ts";
 import { loadCommandConfig } from "./config-options.ts";
 import { EXIT } from "./exit-codes.ts";
 import { KV_CONFIG_KEYS } from "./kv.ts";
@@ -21,8 +21,8 @@ export async function runKv(verb: string, args: (string | undefined)[], options:
   const timeoutMs = options.timeout as number;
   if (verb === "ls") {
     const { config } = loadCommandConfig(options, ["master_server_address"], { command: "mooncake kv ls" });
-    const base = adminBaseUrl(options.admin as string | undefined, config.master_server_address);
     await withUnreachableExit(async () => {
+      const base = await adminBaseUrlFor(options.admin as string | undefined, config.master_server_address, timeoutMs);
       const regex = typeof options.regex === "string" ? new RegExp(options.regex) : null;
       const { keys } = await listKeys(base, { regex, limit: options.limit as number, timeoutMs });
       // One key per line, always: control characters and `\` escaped (kv.ts's help says how).

@@ -4,6 +4,22 @@
 // the calls in flight with RPC_FAIL and is re-established by the next call, after a random pause
 // (so a restarted master is not met by every client in the same millisecond) that grows with each
 // failed attempt (so a master that stays down is not hammered).
+//
+// With an `etcd://h1:2379;h2:2379` address (HA masters, spec §3.11) the client follows the master
+// view in etcd (master-discovery.ts) and talks to whichever master it names:
+//   - no leader known (key absent, or never read): calls wait for one, each until its own
+//     deadline, then fail with RPC_TIMEOUT and a message naming the etcd URL and the view key;
+//   - leader known, not connected: calls wait while the client connects (backoff as above), then
+//     a ServiceReady handshake checks the leader's version; only then do calls go out. A leader of
+//     another version fails calls with INVALID_VERSION until the view changes;
+//   - connected: calls are pipelined on the connection as in direct mode.
+// When the view changes (another leader or view_version, or the key gone) the connection to the
+// old leader is dropped at once. Calls it carried that are safe to run twice (RETRY_SAFE_METHODS:
+// reads, Ping, ServiceReady) go back to waiting and are sent once more to the next leader within
+// their original deadline; the others fail with RPC_FAIL saying the leader changed and that the
+// call may have been applied. A connection lost without a view change is treated the same way
+// (a read retried once, a write failed). Calls that were never written anywhere are simply sent
+// to the next leader. While etcd itself is unreachable the last view stays in force.
 
 import { ErrorCode, MooncakeError } from "../core/errors.ts";
 import {
@@ -15,10 +31,19 @@ import {
   FrameReader,
   RESPONSE_BIT,
 } from "../core/rpc/frame.ts";
-import { METHODS, type MethodName, type RequestProps, type ResponseOf } from "../core/rpc/methods.ts";
+import { METHODS, type MethodName, pb, type RequestProps, type ResponseOf } from "../core/rpc/methods.ts";
 import { type Connection, connectTcp } from "../runtime/tcp.ts";
 import { useFastUtf8 } from "../runtime/utf8.ts";
 import { STORE_PROTOCOL_VERSION } from "../version.ts";
+import {
+  type MasterAddress,
+  type MasterView,
+  MasterViewWatch,
+  masterClusterId,
+  masterViewKey,
+  parseDirectAddress,
+  parseMasterAddress,
+} from "./master-discovery.ts";
 
 export interface MasterClientOptions {
   /** Deadline of one call (MC_RPC_TIMEOUT_MS). */
@@ -34,7 +59,33 @@ export interface MasterClientOptions {
   reconnectMaxMs?: number;
   /** Random source in [0, 1) for the pauses (tests). */
   random?: () => number;
+  /** etcd:// addresses: the cluster of the view key (default MC_STORE_CLUSTER_ID, else mooncake_cluster). */
+  clusterId?: string;
+  /** etcd:// addresses: deadline of one etcd request (default min(connectTimeoutMs, timeoutMs, 5000)). */
+  etcdTimeoutMs?: number;
+  /** etcd:// addresses: the view is re-read this often besides the watch (default 5000 ms). */
+  viewPollMs?: number;
 }
+
+/**
+ * Calls that may run twice without harm: reads (and the lease they may extend), Ping (liveness)
+ * and ServiceReady. With an etcd:// address, one of these that was in flight when the connection
+ * went away is sent once more, to the next leader, within its original deadline.
+ */
+export const RETRY_SAFE_METHODS: ReadonlySet<MethodName> = new Set<MethodName>([
+  "serviceReady",
+  "ping",
+  "existKey",
+  "batchExistKey",
+  "getReplicaList",
+  "batchGetReplicaList",
+  "getReplicaListByRegex",
+  "querySegmentStatus",
+  "querySegmentStatusById",
+  "batchQueryIp",
+  "getStorageConfig",
+  "getFsdir",
+]);
 
 /**
  * The pause before the next connect after `failures` failed ones in a row: exponential, capped,
@@ -53,27 +104,45 @@ interface Pending {
   decode: ((body: Uint8Array) => unknown) | null;
   resolve(value: unknown): void;
   reject(error: Error): void;
+  /** etcd:// mode: the encoded request, kept to send it again to another leader; null in direct mode. */
+  body: Uint8Array | null;
+  /** The connection it was written to; null while it waits for a leader (etcd:// mode). */
+  conn: Connection | null;
+  /** Sent once more already (etcd:// mode): a second loss fails it. */
+  retried: boolean;
+  /** The client's own ServiceReady handshake with a new leader (etcd:// mode). */
+  internal: boolean;
 }
 
-/** Splits "host:port" or "[v6]:port"; throws a clear error for anything else (HA URLs included). */
+/** A leader to connect to, from the view. */
+interface Target {
+  leader: string;
+  host: string;
+  port: number;
+  viewVersion: number;
+}
+
+/**
+ * Splits "host:port" or "[v6]:port" (one master); throws INVALID_PARAMS for anything else, an
+ * etcd:// address included (only MasterClient.connect follows those).
+ */
 export function parseHostPort(address: string): { host: string; port: number } {
-  if (/^[a-z]+:\/\//.test(address)) {
-    throw new MooncakeError(ErrorCode.INVALID_PARAMS, `master address ${address}: HA masters (etcd://…) are not supported yet; give host:port`);
+  if (/^[A-Za-z][A-Za-z0-9+.-]*:\/\//.test(address)) {
+    throw new MooncakeError(
+      ErrorCode.INVALID_PARAMS,
+      `master address ${address}: this needs one master's host:port; only MasterClient.connect follows etcd:// (HA) addresses`,
+    );
   }
-  const m = /^\[([^\]]+)\]:(\d+)$/.exec(address) ?? /^([^:]+):(\d+)$/.exec(address);
-  const port = m ? Number(m[2]) : Number.NaN;
-  if (!m || !(port > 0 && port < 65536)) {
-    throw new MooncakeError(ErrorCode.INVALID_PARAMS, `master address "${address}" is not host:port`);
-  }
-  return { host: m[1]!, port };
+  return parseDirectAddress(address);
 }
 
 export class MasterClient {
+  /** The address as configured: host:port, or etcd://… */
   readonly address: string;
   /** The HTTP metadata server the master said it serves (ServiceReady), "" when none or not told. */
   metadataServer = "";
-  private readonly host: string;
-  private readonly port: number;
+  private host: string;
+  private port: number;
   private readonly timeoutMs: number;
   private readonly connectTimeoutMs: number;
   private readonly maxInFlight: number;
@@ -97,9 +166,38 @@ export class MasterClient {
   /** Whether the current connection has carried a reply: only then has the master proven alive. */
   private answered = false;
 
-  private constructor(address: string, options: MasterClientOptions) {
+  // ---- etcd:// mode only ----
+  private readonly etcd: Extract<MasterAddress, { kind: "etcd" }> | null;
+  private readonly viewKey: string;
+  private readonly clusterId: string;
+  private readonly etcdTimeoutMs: number;
+  private readonly viewPollMs: number;
+  private watch: MasterViewWatch | null = null;
+  /** The view in force (null: no leader). */
+  private view: MasterView | null = null;
+  /** The leader to connect to, or null (no view, or a view that names no host:port). */
+  private target: Target | null = null;
+  /** Why the view names no usable leader, when it names something. */
+  private targetProblem: string | null = null;
+  /** The connection's ServiceReady handshake succeeded: calls may be written to it. */
+  private ready = false;
+  /** Calls not written to any connection yet, in order. */
+  private readonly waiting = new Set<number>();
+  /** Bumped whenever an ongoing connect must be forgotten (view change, close). */
+  private connectAttempt = 0;
+  private leaderConnecting = false;
+  private pumpTimer: ReturnType<typeof setTimeout> | null = null;
+  /** The leader of the current view speaks another version: calls fail with this until the view changes. */
+  private versionError: MooncakeError | null = null;
+  /** The connection `outgoing` is meant for. */
+  private outgoingConn: Connection | null = null;
+  private sweeperHeld = false;
+
+  private constructor(address: string, parsed: MasterAddress, options: MasterClientOptions) {
     this.address = address;
-    ({ host: this.host, port: this.port } = parseHostPort(address));
+    this.host = parsed.kind === "direct" ? parsed.host : "";
+    this.port = parsed.kind === "direct" ? parsed.port : 0;
+    this.etcd = parsed.kind === "etcd" ? parsed : null;
     this.timeoutMs = options.timeoutMs ?? 30_000;
     this.connectTimeoutMs = options.connectTimeoutMs ?? 30_000;
     this.maxInFlight = options.maxInFlight ?? 65_536;
@@ -107,21 +205,31 @@ export class MasterClient {
     this.reconnectBaseMs = options.reconnectBaseMs ?? 100;
     this.reconnectMaxMs = options.reconnectMaxMs ?? 5000;
     this.random = options.random ?? Math.random;
+    this.clusterId = masterClusterId(options.clusterId);
+    this.viewKey = masterViewKey(this.clusterId);
+    this.etcdTimeoutMs = options.etcdTimeoutMs ?? Math.min(this.connectTimeoutMs, this.timeoutMs, 5000);
+    this.viewPollMs = options.viewPollMs ?? 5000;
     // One timer for every deadline: cheaper than a timer per call at tens of thousands of calls/s.
     this.sweeper = setInterval(() => this.expire(), Math.min(100, Math.max(10, this.timeoutMs / 4)));
     (this.sweeper as { unref?: () => void }).unref?.();
   }
 
-  /** Connects and checks the master's version (ServiceReady); throws MooncakeError on failure. */
+  /**
+   * Connects and checks the master's version (ServiceReady); throws MooncakeError on failure:
+   * INVALID_PARAMS for an address that is not host:port or etcd://…; with etcd://, RPC_FAIL when
+   * etcd does not answer the first read of the view, RPC_TIMEOUT when no leader is named (or
+   * reachable) within the call deadline.
+   */
   static async connect(address: string, options: MasterClientOptions = {}): Promise<MasterClient> {
     useFastUtf8();
-    const client = new MasterClient(address, options);
+    const client = new MasterClient(address, parseMasterAddress(address), options);
     try {
+      if (client.etcd) await client.openView(client.etcd);
       const ready = await client.call("serviceReady", { clientVersion: STORE_PROTOCOL_VERSION });
       if (ready.errorCode !== ErrorCode.OK) {
         throw new MooncakeError(
           ErrorCode.INVALID_VERSION,
-          `master ${address} speaks store version ${ready.version}, this client ${STORE_PROTOCOL_VERSION}`,
+          `master ${client.leaderAddress ?? address} speaks store version ${ready.version}, this client ${STORE_PROTOCOL_VERSION}`,
         );
       }
       client.metadataServer = ready.metadataServer ?? "";
@@ -140,7 +248,8 @@ export class MasterClient {
 
   /**
    * Calls `method` with a request body already encoded (load generators build theirs straight
-   * from bytes); the reply is decoded as for call().
+   * from bytes); the reply is decoded as for call(). With an etcd:// address the body may be
+   * sent again (to a new leader) until the call settles: do not reuse it before.
    */
   callEncoded<M extends MethodName>(method: M, body: Uint8Array): Promise<ResponseOf<M>> {
     return this.#send(method, body, null) as Promise<ResponseOf<M>>;
@@ -160,6 +269,7 @@ export class MasterClient {
     if (this.pending.size >= this.maxInFlight) {
       throw new MooncakeError(ErrorCode.RPC_FAIL, `${this.pending.size} calls already in flight to ${this.address}`);
     }
+    if (this.etcd !== null) return this.#sendViaView(method, body, decode);
     if (this.connection === null && this.connecting === null) {
       // Waiting out a pause longer than the call may take would only turn RPC_FAIL into RPC_TIMEOUT later.
       const waitMs = this.nextConnectAtMs - Date.now();
@@ -172,38 +282,81 @@ export class MasterClient {
     }
     const connection = this.connection ?? (await this.connect());
     const def = METHODS[method];
-    const requestId = this.nextId;
-    this.nextId = this.nextId === 0xffffffff ? 1 : this.nextId + 1;
+    const requestId = this.allocId();
     return new Promise<unknown>((resolve, reject) => {
-      this.pending.set(requestId, { method, deadlineMs: Date.now() + this.timeoutMs, decode, resolve, reject });
+      this.pending.set(requestId, {
+        method,
+        deadlineMs: Date.now() + this.timeoutMs,
+        decode,
+        resolve,
+        reject,
+        body: null,
+        conn: connection,
+        retried: false,
+        internal: false,
+      });
       this.outgoing.push({ method: def.id, requestId, body });
       if (this.outgoing.length === 1) queueMicrotask(() => this.flush(connection));
     });
   }
 
-  /** Whether a connection to the master is open now. */
+  /** Whether a connection to the master (with etcd://: to the leader, handshake done) is open now. */
   get connected(): boolean {
-    return this.connection !== null;
+    return this.connection !== null && (this.etcd === null || this.ready);
   }
 
-  /** Calls in flight. */
+  /** Calls in flight (with etcd://: waiting for a leader included). */
   get inFlight(): number {
     return this.pending.size;
+  }
+
+  /** The master calls go to: the address itself, or (etcd://) the leader the view names, null when none. */
+  get leaderAddress(): string | null {
+    return this.etcd === null ? this.address : (this.view?.leader ?? null);
+  }
+
+  /** etcd://: the view_version (the view key's etcd create_revision), null when no view; direct: null. */
+  get viewVersion(): number | null {
+    return this.view?.viewVersion ?? null;
   }
 
   close() {
     if (this.closed) return;
     this.closed = true;
     clearInterval(this.sweeper);
+    if (this.pumpTimer) clearTimeout(this.pumpTimer);
+    this.connectAttempt++;
+    this.watch?.close();
     this.connection?.close();
+    this.waiting.clear();
     this.failAll(new MooncakeError(ErrorCode.RPC_FAIL, `client for ${this.address} closed`));
+  }
+
+  private allocId(): number {
+    const id = this.nextId;
+    this.nextId = this.nextId === 0xffffffff ? 1 : this.nextId + 1;
+    return id;
   }
 
   private flush(connection: Connection) {
     const frames = this.outgoing;
     this.outgoing = [];
+    this.outgoingConn = null;
     if (frames.length > 0 && !connection.send(encodeFrames(frames))) {
-      for (const f of frames) this.settleError(f.requestId, new MooncakeError(ErrorCode.RPC_FAIL, "connection closed"));
+      for (const f of frames) {
+        const p = this.pending.get(f.requestId);
+        if (!p || p.conn !== connection) continue;
+        if (this.etcd !== null && !p.internal) {
+          // Never reached the master: safe to send anywhere.
+          p.conn = null;
+          this.waiting.add(f.requestId);
+        } else this.settleError(f.requestId, new MooncakeError(ErrorCode.RPC_FAIL, "connection closed"));
+      }
+      if (this.etcd === null) return;
+      // The connection is gone (its close event may not have run yet): forget it now, or the
+      // calls just put back would be written to it again and again.
+      if (connection === this.connection) this.dropConnection(connection, `connection to master leader ${this.leaderName} lost`, true);
+      else this.pump();
     }
   }
 
@@ -224,7 +377,7 @@ export class MasterClient {
         this.host,
         this.port,
         {
-          onData: (_c, chunk) => this.onData(chunk),
+          onData: (c, chunk) => this.onData(c, chunk),
           onClose: (c) => this.onClose(c),
         },
         { timeoutMs: this.connectTimeoutMs },
@@ -246,7 +399,8 @@ export class MasterClient {
     this.nextConnectAtMs = Date.now() + reconnectDelayMs(this.connectFailures, this.reconnectBaseMs, this.reconnectMaxMs, this.random);
   }
 
-  private onData(chunk: Uint8Array) {
+  private onData(connection: Connection, chunk: Uint8Array) {
+    if (connection !== this.connection) return; // one we dropped (a former leader)
     if (!this.answered) {
       this.answered = true;
       this.connectFailures = 0;
@@ -256,13 +410,14 @@ export class MasterClient {
       frames = this.reader.push(chunk);
     } catch (e) {
       if (!(e instanceof FrameError)) throw e;
+      if (this.etcd !== null) return this.dropConnection(connection, `bad reply from master leader ${this.leaderName}: ${e.message}`, true);
       this.connection?.close();
       this.failAll(new MooncakeError(ErrorCode.RPC_FAIL, `bad reply from ${this.address}: ${e.message}`));
       return;
     }
     for (const frame of frames) {
       const pending = this.pending.get(frame.requestId);
-      if (!pending) continue; // timed out already
+      if (!pending || pending.conn !== connection) continue; // timed out already, or resent elsewhere
       this.pending.delete(frame.requestId);
       if (frame.method === ERROR_METHOD) {
         const code = decodeErrorBody(frame.body);
@@ -285,6 +440,10 @@ export class MasterClient {
   }
 
   private onClose(connection: Connection) {
+    if (this.etcd !== null) {
+      if (connection === this.connection) this.dropConnection(connection, `connection to master leader ${this.leaderName} lost`, true);
+      return;
+    }
     if (this.connection === connection) {
       this.connection = null;
       if (this.answered) {
@@ -304,11 +463,20 @@ export class MasterClient {
     if (this.pending.size === 0) return;
     const now = Date.now();
     for (const [id, p] of this.pending) {
-      if (p.deadlineMs <= now) {
-        this.pending.delete(id);
+      if (p.deadlineMs > now) continue;
+      this.pending.delete(id);
+      if (this.etcd === null) {
         p.reject(new MooncakeError(ErrorCode.RPC_TIMEOUT, `${p.method} to ${this.address} took over ${this.timeoutMs} ms`));
+      } else if (p.conn === null) {
+        this.waiting.delete(id);
+        p.reject(new MooncakeError(ErrorCode.RPC_TIMEOUT, `${p.method}: waited ${this.timeoutMs} ms for a master: ${this.whyNoLeader()}`));
+      } else {
+        p.reject(
+          new MooncakeError(ErrorCode.RPC_TIMEOUT, `${p.method} to master leader ${this.leaderName} took over ${this.timeoutMs} ms`),
+        );
       }
     }
+    if (this.etcd !== null) this.holdSweeper();
   }
 
   private settleError(requestId: number, error: Error) {
@@ -322,5 +490,259 @@ export class MasterClient {
     const all = [...this.pending.values()];
     this.pending.clear();
     for (const p of all) p.reject(error);
+  }
+
+  // ---- etcd:// mode ---------------------------------------------------------------------------
+
+  private async openView(address: Extract<MasterAddress, { kind: "etcd" }>): Promise<void> {
+    const watch = await MasterViewWatch.open(address, {
+      clusterId: this.clusterId,
+      timeoutMs: this.etcdTimeoutMs,
+      pollMs: this.viewPollMs,
+      onChange: (view) => this.onView(view),
+    });
+    if (this.closed) {
+      watch.close();
+      throw new MooncakeError(ErrorCode.RPC_FAIL, `client for ${this.address} closed`);
+    }
+    this.watch = watch;
+    this.onView(watch.view);
+  }
+
+  #sendViaView(method: MethodName, body: Uint8Array, decode: ((body: Uint8Array) => unknown) | null): Promise<unknown> {
+    if (this.versionError !== null) return Promise.reject(this.versionError);
+    return new Promise<unknown>((resolve, reject) => {
+      const id = this.allocId();
+      const p: Pending = {
+        method,
+        deadlineMs: Date.now() + this.timeoutMs,
+        decode,
+        resolve,
+        reject,
+        body,
+        conn: null,
+        retried: false,
+        internal: false,
+      };
+      this.pending.set(id, p);
+      if (this.connection !== null && this.ready) this.write(id, p, this.connection);
+      else {
+        this.waiting.add(id);
+        this.pump();
+      }
+    });
+  }
+
+  private write(id: number, p: Pending, connection: Connection): void {
+    if (this.outgoing.length > 0 && this.outgoingConn !== connection) this.flush(this.outgoingConn!);
+    p.conn = connection;
+    this.outgoing.push({ method: METHODS[p.method].id, requestId: id, body: p.body! });
+    if (this.outgoing.length === 1) {
+      this.outgoingConn = connection;
+      queueMicrotask(() => {
+        if (this.outgoingConn === connection) this.flush(connection);
+      });
+    }
+  }
+
+  /** A new view (from etcd): switch to its leader, dropping the connection to the old one. */
+  private onView(view: MasterView | null): void {
+    if (this.closed) return;
+    const old = this.view;
+    if (old === view || (old !== null && view !== null && old.leader === view.leader && old.viewVersion === view.viewVersion)) {
+      this.view = view;
+      return;
+    }
+    this.view = view;
+    this.versionError = null;
+    this.targetProblem = null;
+    this.target = null;
+    if (view !== null) {
+      try {
+        const { host, port } = parseDirectAddress(view.leader);
+        this.target = { leader: view.leader, host, port, viewVersion: view.viewVersion };
+      } catch {
+        this.targetProblem = `the view key ${this.viewKey} in ${this.address} holds "${view.leader}", which is not host:port`;
+      }
+    }
+    // Another master: what was learnt about the last one's reachability does not apply.
+    this.connectFailures = 0;
+    this.nextConnectAtMs = 0;
+    this.lastConnectError = "";
+    if (this.pumpTimer) {
+      clearTimeout(this.pumpTimer);
+      this.pumpTimer = null;
+    }
+    this.connectAttempt++;
+    this.leaderConnecting = false;
+    if (this.connection !== null && old !== null) {
+      const reason =
+        view === null
+          ? `master leader changed: ${old.leader} (view_version ${old.viewVersion}) left the view (${this.viewKey} deleted)`
+          : `master leader changed from ${old.leader} to ${view.leader} (view_version ${old.viewVersion} → ${view.viewVersion})`;
+      this.dropConnection(this.connection, reason, false);
+    }
+    this.pump();
+  }
+
+  /**
+   * Forgets `connection` (closing it) and settles what it carried: retry-safe calls not yet
+   * retried go back to waiting (the next leader gets them), the others fail with RPC_FAIL.
+   * `lost`: the connection failed by itself (back off before the next connect), rather than
+   * being dropped for a view change.
+   */
+  private dropConnection(connection: Connection, reason: string, lost: boolean): void {
+    if (connection === this.connection) {
+      this.connection = null;
+      this.ready = false;
+      if (lost) {
+        if (this.answered) this.nextConnectAtMs = Date.now() + this.random() * this.reconnectJitterMs;
+        else {
+          this.lastConnectError = "connection closed before any reply";
+          this.connectFailed();
+        }
+      }
+    }
+    connection.close();
+    const now = Date.now();
+    for (const [id, p] of this.pending) {
+      if (p.conn !== connection) continue;
+      if (p.internal) {
+        this.pending.delete(id);
+        continue;
+      }
+      if (!p.retried && p.deadlineMs > now && RETRY_SAFE_METHODS.has(p.method)) {
+        p.retried = true;
+        p.conn = null;
+        this.waiting.add(id);
+        continue;
+      }
+      this.pending.delete(id);
+      p.reject(new MooncakeError(ErrorCode.RPC_FAIL, `${reason} while ${p.method} was in flight; it may have been applied`));
+    }
+    this.pump();
+  }
+
+  /** Moves waiting calls along: writes them when a ready connection exists, else connects to the leader. */
+  private pump(): void {
+    if (this.closed || this.etcd === null) return;
+    this.holdSweeper();
+    if (this.waiting.size === 0) return;
+    if (this.connection !== null) {
+      if (!this.ready) return; // handshake under way
+      const connection = this.connection;
+      for (const id of this.waiting) {
+        const p = this.pending.get(id);
+        if (p) this.write(id, p, connection);
+      }
+      this.waiting.clear();
+      this.holdSweeper();
+      return;
+    }
+    if (this.leaderConnecting || this.target === null) return; // no leader: calls wait for one, or their deadline
+    const waitMs = this.nextConnectAtMs - Date.now();
+    if (waitMs > 0) {
+      this.pumpTimer ??= setTimeout(() => {
+        this.pumpTimer = null;
+        this.pump();
+      }, waitMs);
+      return;
+    }
+    void this.connectToLeader(this.target);
+  }
+
+  private async connectToLeader(target: Target): Promise<void> {
+    const attempt = ++this.connectAttempt;
+    this.leaderConnecting = true;
+    let connection: Connection;
+    try {
+      connection = await connectTcp(
+        target.host,
+        target.port,
+        { onData: (c, chunk) => this.onData(c, chunk), onClose: (c) => this.onClose(c) },
+        { timeoutMs: this.connectTimeoutMs },
+      );
+    } catch (error) {
+      if (attempt !== this.connectAttempt) return; // the view moved on meanwhile
+      this.leaderConnecting = false;
+      this.lastConnectError = (error as Error).message;
+      this.connectFailed();
+      this.pump();
+      return;
+    }
+    if (attempt !== this.connectAttempt || this.closed) {
+      connection.close();
+      return;
+    }
+    this.leaderConnecting = false;
+    this.connection = connection;
+    this.reader = new FrameReader();
+    this.answered = false;
+    this.ready = false;
+    this.handshake(connection, target);
+  }
+
+  /** ServiceReady on a new connection: the version check Mooncake does on connect, again for every leader. */
+  private handshake(connection: Connection, target: Target): void {
+    const id = this.allocId();
+    const body = pb.ServiceReadyRequest.encode({ clientVersion: STORE_PROTOCOL_VERSION }).finish();
+    const p: Pending = {
+      method: "serviceReady",
+      deadlineMs: Date.now() + Math.min(this.timeoutMs, this.connectTimeoutMs),
+      decode: null,
+      body,
+      conn: null,
+      retried: true,
+      internal: true,
+      resolve: (value) => {
+        if (connection !== this.connection) return;
+        const ready = value as ResponseOf<"serviceReady">;
+        if (ready.errorCode !== ErrorCode.OK) {
+          this.versionError = new MooncakeError(
+            ErrorCode.INVALID_VERSION,
+            `master leader ${target.leader} (view_version ${target.viewVersion}) speaks store version ${ready.version}, this client ${STORE_PROTOCOL_VERSION}`,
+          );
+          this.dropConnection(connection, `master leader ${target.leader} speaks another version`, false);
+          for (const waitingId of this.waiting) this.settleError(waitingId, this.versionError);
+          this.waiting.clear();
+          return;
+        }
+        this.metadataServer = ready.metadataServer ?? "";
+        this.ready = true;
+        this.pump();
+      },
+      reject: (error) => {
+        if (connection !== this.connection) return;
+        this.lastConnectError = `no ServiceReady answer: ${error.message}`;
+        this.answered = false; // count it as a failed connect: back off
+        this.dropConnection(connection, `master leader ${target.leader} did not answer ServiceReady`, true);
+      },
+    };
+    this.pending.set(id, p);
+    this.write(id, p, connection);
+  }
+
+  /** The leader calls go to, for messages. */
+  private get leaderName(): string {
+    return this.target?.leader ?? this.view?.leader ?? "(none)";
+  }
+
+  /** What calls waiting for a master are waiting for, in words. */
+  private whyNoLeader(): string {
+    if (this.view === null) return this.watch?.describeNoLeader() ?? `no master leader in ${this.address} (view key ${this.viewKey} absent)`;
+    if (this.targetProblem !== null) return this.targetProblem;
+    const leader = `master leader ${this.view.leader} (view_version ${this.view.viewVersion}, from ${this.address})`;
+    if (this.connection !== null) return `${leader} has not answered ServiceReady`;
+    return `${leader} unreachable${this.lastConnectError ? `: ${this.lastConnectError}` : ""}`;
+  }
+
+  /** Calls waiting for a leader hold no socket: keep the process alive for their deadline. */
+  private holdSweeper(): void {
+    const want = this.waiting.size > 0;
+    if (want === this.sweeperHeld) return;
+    this.sweeperHeld = want;
+    const timer = this.sweeper as { ref?: () => void; unref?: () => void };
+    if (want) timer.ref?.();
+    else timer.unref?.();
   }
 }

@@ -7,9 +7,11 @@ import { parseHostPort } from "./master-client.ts";
 
 /**
  * The master's metadata URL with an unspecified bind host (0.0.0.0, ::, empty) replaced by the
- * host this client reached the master at; null when the master serves none or says nothing usable.
+ * host this client reached the master (or, with etcd://, the leader) at; null when the master serves none or says nothing usable.
  */
-export function metadataServerFor(master: Pick<MasterClient, "address" | "metadataServer">): string | null {
+export function metadataServerFor(
+  master: Pick<MasterClient, "address" | "metadataServer"> & { readonly leaderAddress?: string | null },
+): string | null {
   const told = master.metadataServer;
   if (!told) return null;
   let url: URL;
@@ -21,7 +23,8 @@ export function metadataServerFor(master: Pick<MasterClient, "address" | "metada
   if (url.protocol !== "http:" && url.protocol !== "https:") return null;
   const host = url.hostname.replace(/^\[|\]$/g, "");
   if (host === "" || host === "0.0.0.0" || host === "::") {
-    const masterHost = parseHostPort(master.address).host;
+    // With an etcd:// master address, the leader that answered ServiceReady.
+    const masterHost = parseHostPort(master.leaderAddress ?? master.address).host;
     url.hostname = masterHost.includes(":") ? `[${masterHost}]` : masterHost;
   }
   return url.toString().replace(/\/$/, "");

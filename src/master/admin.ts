@@ -49,7 +49,27 @@ export interface AdminDeps {
   peerAddress?: (c: Context) => string | null;
   /** A durable master's log: mutating endpoints answer once their change is on disk. */
   durability?: { durable(): Promise<void> };
+  /**
+   * An HA master's election (ha/leadership.ts): /health, /role, /ha_status and /leader report it.
+   * Without it the master is the non-HA leader (NON_HA_STATUS).
+   */
+  ha?: { status(): AdminHaStatus };
 }
+
+/** What the HA probes report (ha/leadership.ts's HaStatus). */
+export interface AdminHaStatus {
+  role: string;
+  state: string;
+  serviceReady: boolean;
+  leader: { leaderAddress: string; viewVersion: number } | null;
+}
+
+const NON_HA: AdminHaStatus = {
+  role: NON_HA_STATUS.role,
+  state: NON_HA_STATUS.state,
+  serviceReady: NON_HA_STATUS.serviceReady,
+  leader: null,
+};
 
 /** The body of the 403 a non-loopback caller gets from a mutating endpoint. */
 export const LOOPBACK_ONLY_MESSAGE =
@@ -229,25 +249,36 @@ export function createAdminApp(deps: AdminDeps): Hono {
   // A read: only the 10 s log line moves the rate window (see MetricsSummary).
   get("/metrics/summary", (c) => text(c, summary.peek(now())));
 
-  // Non-HA master: always the serving leader, with no leader view (golden: both fields null).
-  get("/health", (c) =>
-    json(
+  // A non-HA master is always the serving leader, with no leader view (golden: both fields null).
+  // An HA master reports its election: role leader (warm-up or serving) or standby, its state,
+  // service_ready only while serving, and the leader it last saw (itself while leading). Fields
+  // without a view stay null, as in the golden, rather than absent.
+  const haStatus = (): AdminHaStatus => deps.ha?.status() ?? NON_HA;
+  get("/health", (c) => {
+    const s = haStatus();
+    return json(
       c,
       JSON.stringify({
         status: "ok",
-        role: NON_HA_STATUS.role,
-        ha_state: NON_HA_STATUS.state,
-        service_ready: NON_HA_STATUS.serviceReady,
-        leader_address: null,
-        view_version: null,
+        role: s.role,
+        ha_state: s.state,
+        service_ready: s.serviceReady,
+        leader_address: s.leader?.leaderAddress ?? null,
+        view_version: s.leader?.viewVersion ?? null,
       }),
-    ),
-  );
-  get("/role", (c) => text(c, NON_HA_STATUS.role));
-  get("/ha_status", (c) => text(c, NON_HA_STATUS.state));
+    );
+  });
+  get("/role", (c) => text(c, haStatus().role));
+  get("/ha_status", (c) => text(c, haStatus().state));
   // Mooncake answers from its observed leader view, which a non-HA master never has (hence the
   // nulls in /health): `present` is false, exactly as Mooncake's non-HA master reports.
-  get("/leader", (c) => json(c, JSON.stringify({ present: false, leader_address: null, view_version: null })));
+  get("/leader", (c) => {
+    const view = haStatus().leader;
+    return json(
+      c,
+      JSON.stringify({ present: view !== null, leader_address: view?.leaderAddress ?? null, view_version: view?.viewVersion ?? null }),
+    );
+  });
 
   get("/query_key", (c) => {
     const p = queryParam(c.req.url, "key");

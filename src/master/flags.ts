@@ -11,6 +11,7 @@ import { coerce } from "../config/coerce.ts";
 import { ConfigError } from "../config/errors.ts";
 import { parseConfigText } from "../config/files.ts";
 import type { KeyDef } from "../config/schema.ts";
+import { parseHaEndpoints } from "./ha/endpoints.ts";
 
 type FlagKind =
   | { kind: "int"; min: number; max: number; default: number }
@@ -117,7 +118,26 @@ export const MASTER_FLAGS = {
   max_threads: { kind: "int", min: 0, max: 1024, default: 16, doc: "ignored (one event loop)" },
   rpc_enable_tcp_no_delay: { kind: "bool", default: true, doc: "ignored (always on)" },
   memory_allocator: { kind: "enum", choices: ["offset"], default: "offset", doc: "only `offset`" },
-  enable_ha: { kind: "bool", default: false, doc: "high availability: not implemented yet; true is an error" },
+  enable_ha: {
+    kind: "bool",
+    default: false,
+    doc: "high availability: masters of one cluster id elect a leader in etcd; only the leader opens its RPC port",
+  },
+  ha_backend_type: { kind: "string", default: "etcd", doc: "where the leader is elected: etcd (Mooncake's redis and k8s are not supported)" },
+  ha_backend_connstring: {
+    kind: "string",
+    default: "",
+    doc: "etcd endpoints for --enable_ha: h1:2379;h2:2379 (`;` or `,`; an etcd:// prefix is accepted)",
+  },
+  etcd_endpoints: { kind: "string", default: "", doc: "legacy spelling of --ha_backend_connstring (`;`-separated)" },
+  ha_warmup_ms: {
+    kind: "duration",
+    unit: "ms",
+    defaultMs: 500,
+    doc:
+      "a new leader waits this long after winning before it serves (Mooncake waits the whole 5 s lease; " +
+      "here an old leader fences itself 1 s before its lease can expire, docs/ARCHITECTURE.md)",
+  },
   logtostderr: { kind: "bool", default: true, doc: "ignored (logs always go to stderr)" },
 } as const satisfies Record<string, FlagDef>;
 
@@ -138,9 +158,22 @@ export interface MasterSettings {
   /** Where durable state lives; null when turned off (`--state_dir none`). */
   stateDir: string | null;
   stateStrict: boolean;
+  /** Leader election (`--enable_ha`); null without HA. */
+  ha: HaSettings | null;
   /** name -> "default" | "flag" | "config_path <file>:<line>" | "env NAME", for the startup line. */
   sources: Record<string, string>;
   values: Record<MasterFlagName, unknown>;
+}
+
+export interface HaSettings {
+  backend: "etcd";
+  /** The etcd endpoints as given (`h1:2379;h2:2379`), without `etcd://`. */
+  endpoints: string;
+  /** Which flag they came from, for messages. */
+  endpointsFlag: "ha_backend_connstring" | "etcd_endpoints";
+  /** `rpc_address:rpc_port` (IPv6 in brackets): what the leader publishes in the view key. */
+  advertiseAddress: string;
+  warmupMs: number;
 }
 
 const kebab = (name: string) => name.replaceAll("_", "-");
@@ -246,9 +279,7 @@ export function resolveMasterSettings(
     values[name] = parseFlag(name, raw, `--${name}`);
     sources[name] = "flag";
   }
-  if (values.enable_ha === true) {
-    throw new ConfigError("--enable_ha: master high availability is not implemented yet; run one master");
-  }
+  const ha = resolveHa(values, sources);
   return {
     config: {
       leaseTtlMs: values.default_kv_lease_ttl as number,
@@ -274,8 +305,11 @@ export function resolveMasterSettings(
     httpMetadataServerPort: values.http_metadata_server_port as number,
     httpMetadataServerHost: values.http_metadata_server_host as string,
     httpMetadataServerAcceptAnyBody: values.http_metadata_server_accept_any_body as boolean,
-    stateDir: resolveStateDir(values.state_dir as string, values.cluster_id as string, env),
+    // With HA a master keeps no local state: a local directory would make a new leader serve an
+    // old term's objects (resolveHa refuses an explicit one).
+    stateDir: ha ? null : resolveStateDir(values.state_dir as string, values.cluster_id as string, env),
     stateStrict: values.state_strict as boolean,
+    ha,
     sources,
     values,
   };
@@ -292,4 +326,69 @@ export function resolveStateDir(flag: string, clusterId: string, env: Record<str
   const cluster = clusterId.replace(/[^A-Za-z0-9._-]/g, "_") || "default";
   const base = env.XDG_STATE_HOME || (env.HOME ? `${env.HOME}/.local/state` : "");
   return base ? `${base}/mooncake/${cluster}` : `mooncake-state/${cluster}`;
+}
+
+/** Backends Mooncake's `--ha_backend_type` names; only etcd is implemented here. */
+const HA_BACKENDS = ["etcd", "redis", "k8s"];
+
+/** Where a setting came from, as a message names it (`--x`, `config_path f:3`, `env X`). */
+function origin(sources: Record<string, string>, name: string): string {
+  const s = sources[name] ?? "default";
+  return s === "flag" || s === "default" ? `--${name}` : `${s} (${name})`;
+}
+
+/**
+ * The HA settings, or null without `--enable_ha`. Refused (ConfigError, exit 2) with the reason:
+ * another backend than etcd, no endpoints (Mooncake: fatal too), an RPC address or port that
+ * clients could not be sent to, or a local state directory.
+ */
+function resolveHa(values: Record<MasterFlagName, unknown>, sources: Record<string, string>): HaSettings | null {
+  const type = String(values.ha_backend_type).trim().toLowerCase();
+  if (!HA_BACKENDS.includes(type)) {
+    throw new ConfigError(`${origin(sources, "ha_backend_type")}: expected etcd, got ${JSON.stringify(values.ha_backend_type)}`);
+  }
+  if (values.enable_ha !== true) return null;
+  if (type !== "etcd") {
+    throw new ConfigError(
+      `${origin(sources, "ha_backend_type")}=${type}: only etcd is supported for master HA here (Mooncake's ${type} backend is not implemented); ` +
+        "use --ha_backend_type=etcd --ha_backend_connstring=<host:2379;host:2379>",
+    );
+  }
+  const connstring = String(values.ha_backend_connstring).trim();
+  const legacy = String(values.etcd_endpoints).trim();
+  const endpointsFlag = connstring !== "" ? "ha_backend_connstring" : "etcd_endpoints";
+  const endpoints = (connstring || legacy).replace(/^etcd:\/\//i, "");
+  if (endpoints.replace(/[;,\s]/g, "") === "") {
+    throw new ConfigError(
+      "--enable_ha needs the etcd endpoints the masters elect their leader in: --ha_backend_connstring=<host:2379;host:2379> " +
+        "(or the legacy --etcd_endpoints)",
+    );
+  }
+  try {
+    parseHaEndpoints(endpoints);
+  } catch (e) {
+    throw new ConfigError(`${origin(sources, endpointsFlag)}: ${(e as Error).message}`);
+  }
+  const address = String(values.rpc_address);
+  if (address === "0.0.0.0" || address === "::" || address === "[::]" || address === "") {
+    throw new ConfigError(
+      `--enable_ha: ${origin(sources, "rpc_address")} is ${JSON.stringify(address)}; the leader publishes rpc_address:rpc_port ` +
+        "in etcd for clients to connect to, so give an address they can reach (e.g. --rpc_address=10.0.0.5)",
+    );
+  }
+  const port = values.rpc_port as number;
+  if (port === 0) {
+    throw new ConfigError(
+      `--enable_ha: ${origin(sources, "rpc_port")} is 0; the leader publishes its port in etcd before opening it, so give a fixed one (e.g. --rpc_port=50051)`,
+    );
+  }
+  const dir = String(values.state_dir).trim();
+  if (dir !== "" && dir.toLowerCase() !== "none") {
+    throw new ConfigError(
+      `--enable_ha: ${origin(sources, "state_dir")} is ${JSON.stringify(dir)}; with HA a master keeps no local state (a new leader would ` +
+        "serve an old term's objects); objects do not yet survive a failover. Drop it or use --state_dir=none",
+    );
+  }
+  const host = address.includes(":") && !address.startsWith("[") ? `[${address}]` : address;
+  return { backend: "etcd", endpoints, endpointsFlag, advertiseAddress: `${host}:${port}`, warmupMs: values.ha_warmup_ms as number };
 }

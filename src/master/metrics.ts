@@ -21,8 +21,9 @@ import {
 export const PROMETHEUS_CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8";
 
 /**
- * What this master reports about high availability. It has none, so it is always what a non-HA
- * Mooncake master reports: the leader, serving, ready, with no observed leader view.
+ * What a master without --enable_ha reports about high availability: what a non-HA Mooncake master
+ * reports, the leader, serving, ready, with no observed leader view. An HA master reports its
+ * election instead (ha/leadership.ts, through SummaryOptions.status and AdminDeps.ha).
  */
 export const NON_HA_STATUS = Object.freeze({ role: "leader", state: "serving", serviceReady: true });
 
@@ -379,6 +380,18 @@ export interface SummaryOptions {
   role?: string;
   state?: string;
   serviceReady?: boolean;
+  /**
+   * An HA master's status, read at each line (overrides role/state/serviceReady). With a leader
+   * view the line ends in `, leader=<addr>, view_version=<n>`, as Mooncake's does.
+   */
+  status?: () => SummaryStatus;
+}
+
+export interface SummaryStatus {
+  role: string;
+  state: string;
+  serviceReady: boolean;
+  leader: { leaderAddress: string; viewVersion: number } | null;
 }
 
 /**
@@ -389,18 +402,20 @@ export interface SummaryOptions {
  */
 export class MetricsSummary {
   readonly #master: Master;
-  readonly #status: Required<SummaryOptions>;
+  readonly #status: () => SummaryStatus;
   #prev: Snapshot;
   #prevMs: number;
 
   /** `startMs`: the first window starts here (the first log line then has real rates). */
   constructor(master: Master, startMs: number, options: SummaryOptions = {}) {
     this.#master = master;
-    this.#status = {
+    const fixed: SummaryStatus = {
       role: options.role ?? NON_HA_STATUS.role,
       state: options.state ?? NON_HA_STATUS.state,
       serviceReady: options.serviceReady ?? NON_HA_STATUS.serviceReady,
+      leader: null,
     };
+    this.#status = options.status ?? (() => fixed);
     this.#prev = snapshotOf(master.state.counters);
     this.#prevMs = startMs;
   }
@@ -419,10 +434,11 @@ export class MetricsSummary {
   }
 
   #render(nowMs: number): string {
-    const s = this.#status;
+    const s = this.#status();
+    const leader = s.leader ? `, leader=${s.leader.leaderAddress}, view_version=${s.leader.viewVersion}` : "";
     return (
       `role=${s.role}, state=${s.state}, service_ready=${s.serviceReady ? "true" : "false"}, ` +
-      `master={${this.#masterSummary(nowMs)}}, ha={${haSummary()}}`
+      `master={${this.#masterSummary(nowMs)}}, ha={${haSummary()}}${leader}`
     );
   }
 
@@ -497,4 +513,37 @@ function haSummary(): string {
     "HA Metrics Summary: last_seq=0, applied_seq=0, lag=0, pending=0, mutation_queue=0, batch_commits=0, " +
     "sync_commits=0, skipped=0, checksum_fail=0, etcd_fail=0, watch_disconn=0, state=0"
   );
+}
+
+/** What an HA master exports about its election (leadership.ts keeps the counts). */
+export interface HaMetrics {
+  isLeader: boolean;
+  viewVersion: number;
+  electionAttempts: number;
+  electionFailures: number;
+  leadershipLost: number;
+  watchFailures: number;
+  keepaliveFailures: number;
+}
+
+/**
+ * The election families of an HA master's GET /metrics: Mooncake's `ha_election_*` names
+ * (ha_metric_manager.cpp) and two of ours, `ha_master_view_version` (the view key's create
+ * revision this master last saw, 0 for none) and `ha_lease_keepalive_failures_total`.
+ */
+export function renderHaPrometheus(m: HaMetrics): string {
+  const out = new Exposition();
+  out.single("ha_election_is_leader", "gauge", "Whether this node currently owns leadership", m.isLeader ? 1 : 0);
+  out.single("ha_election_attempts_total", "counter", "Total number of election attempts", m.electionAttempts);
+  out.single("ha_election_failures_total", "counter", "Total number of election operation failures", m.electionFailures);
+  out.single("ha_election_leadership_lost_total", "counter", "Total number of times this node lost leadership", m.leadershipLost);
+  out.single("ha_election_watch_failures_total", "counter", "Total number of election watch failures", m.watchFailures);
+  out.single("ha_master_view_version", "gauge", "Create revision of the master view key this master last saw (0: none)", m.viewVersion);
+  out.single(
+    "ha_lease_keepalive_failures_total",
+    "counter",
+    "Total number of failed renewals of the leader lease",
+    m.keepaliveFailures,
+  );
+  return out.text();
 }

@@ -6,7 +6,7 @@
 
 import type { MetadataStore } from "../core/metadata-store.ts";
 import { evictionDue, expiryDue, Master } from "../core/master/index.ts";
-import { logger } from "../core/log.ts";
+import { type Logger, logger } from "../core/log.ts";
 import { startMetadataServer } from "../metadata/serve.ts";
 import { serveHttp } from "../runtime/http.ts";
 import { watchParent } from "../runtime/parent-watch.ts";
@@ -14,20 +14,27 @@ import { createAdminApp } from "./admin.ts";
 import { logExposure } from "../runtime/exposure.ts";
 import { masterListeners } from "./exposure.ts";
 import type { MasterSettings } from "./flags.ts";
-import { MetricsSummary } from "./metrics.ts";
+import { MetricsSummary, renderHaPrometheus } from "./metrics.ts";
 import { createCoroHandlers } from "./coro-rpc-service.ts";
-import { startRpcServer } from "./rpc-server.ts";
+import { type DurabilityGate, type RpcServer, startRpcServer } from "./rpc-server.ts";
 import { createHandlers } from "./rpc-service.ts";
 import { openDurableMaster } from "./durable-master.ts";
 import { ConfigError } from "../config/errors.ts";
+import { listenTcp } from "../runtime/tcp.ts";
+import { gateAdmin } from "./ha/admin-gate.ts";
+import { Leadership } from "./ha/leadership.ts";
+import { guardHandlers, pingWithViewVersion } from "./ha/rpc-guard.ts";
 
 export interface RunningMaster {
+  /** The state behind the RPC port; with HA, the current term's (an empty one while standby). */
   readonly master: Master;
   readonly rpcPort: number;
   readonly metricsPort: number;
   /** Port of the embedded metadata server, or null when it is off. */
   readonly metadataPort: number | null;
   readonly metadataStore: MetadataStore | null;
+  /** The election, with --enable_ha; null without. */
+  readonly leadership: Leadership | null;
   stop(): Promise<void>;
 }
 
@@ -59,11 +66,91 @@ function processMetrics(): string {
   ].join("\n");
 }
 
+/** The RPC port and the background ticks over one Master: what a leader serves, for one term. */
+interface ServingPlane {
+  readonly rpc: RpcServer;
+  /** Closes the port and every connection (synchronously), and stops the ticks. */
+  stop(): void;
+}
+
+function startServingPlane(options: {
+  master: Master;
+  settings: MasterSettings;
+  log: Logger;
+  metadata: { port: number; store: MetadataStore } | null;
+  durability?: DurabilityGate;
+  /** HA: the lease check before every RPC, and the term's view_version for Ping. */
+  ha?: { check: () => unknown; viewVersion: number };
+}): ServingPlane {
+  const { master, settings, log, metadata } = options;
+  const timers: ReturnType<typeof setInterval>[] = [];
+  const graceTimers = new Set<ReturnType<typeof setTimeout>>();
+  let stopped = false;
+  const now = () => Date.now();
+  let handlers = createHandlers(master, {
+    metadataServer: metadata ? `http://${urlHost(settings.httpMetadataServerHost)}:${metadata.port}/metadata` : "",
+    scheduleUnmount(segmentId, clientId, graceMs) {
+      if (stopped) return;
+      const timer = setTimeout(
+        () => {
+          graceTimers.delete(timer);
+          master.submit({ op: "unmountSegment", segmentId, clientId });
+        },
+        Math.min(MAX_GRACE_MS, Math.max(0, graceMs)),
+      );
+      graceTimers.add(timer);
+    },
+  });
+  let coroHandlers = createCoroHandlers(master);
+  if (options.ha) {
+    handlers = guardHandlers(pingWithViewVersion(handlers, "ping", options.ha.viewVersion), options.ha.check);
+    coroHandlers = guardHandlers(pingWithViewVersion(coroHandlers, "Ping", options.ha.viewVersion), options.ha.check);
+  }
+  const rpc = startRpcServer({
+    host: settings.rpcAddress,
+    port: settings.rpcPort,
+    log,
+    ...(options.durability ? { durability: options.durability } : {}),
+    coroHandlers,
+    handlers,
+  });
+  timers.push(
+    setInterval(() => {
+      const t = now();
+      if (!expiryDue(master.state, t)) return;
+      const report = master.submit({ op: "expireClients" });
+      for (const client of report.expiredClients) log.warn(`client ${client} missed its heartbeats; its segments are unmounted`);
+      for (const name of report.deadSegmentNames) {
+        const removed = metadata?.store.removeSegment(name) ?? [];
+        log.info(`segment ${name} unmounted`, { erasedKeys: report.erasedKeys, metadataKeysRemoved: removed.length });
+      }
+    }, LIVENESS_TICK_MS),
+    setInterval(() => {
+      if (evictionDue(master.state, now())) {
+        const report = master.submit({ op: "evict" });
+        log.debug("eviction round", { ...report });
+      }
+    }, EVICTION_TICK_MS),
+    setInterval(() => master.submit({ op: "expireSoftPins" }), SOFT_PIN_TICK_MS),
+  );
+  return {
+    rpc,
+    stop() {
+      if (stopped) return;
+      stopped = true;
+      for (const t of timers) clearInterval(t);
+      for (const t of graceTimers) clearTimeout(t);
+      rpc.stop();
+    },
+  };
+}
+
 export async function startMaster(settings: MasterSettings): Promise<RunningMaster> {
   const log = logger("master");
   const now = () => Date.now();
   // With a state directory every acknowledged object and segment survives a restart; its lock
-  // keeps a second master of the same cluster off it (durable-master.ts).
+  // keeps a second master of the same cluster off it (durable-master.ts). HA masters have none
+  // (flags.ts): a term starts empty.
   const durable =
     settings.stateDir === null
       ? null
@@ -82,9 +169,8 @@ export async function startMaster(settings: MasterSettings): Promise<RunningMast
         }).catch((e: Error) => {
           throw new ConfigError(`state directory ${settings.stateDir}: ${e.message} (--state_dir none runs without durable state)`);
         });
-  const master = durable?.master ?? new Master({ config: settings.config, now, random: Math.random });
+  const freshMaster = () => new Master({ config: settings.config, now, random: Math.random });
   const timers: ReturnType<typeof setInterval>[] = [];
-  const graceTimers = new Set<ReturnType<typeof setTimeout>>();
   const stops: (() => void | Promise<void>)[] = [];
   if (durable) {
     log.info(durable.summary);
@@ -102,69 +188,85 @@ export async function startMaster(settings: MasterSettings): Promise<RunningMast
       : null;
     if (metadata) stops.push(() => metadata.stop());
 
-    const rpc = startRpcServer({
-      host: settings.rpcAddress,
-      port: settings.rpcPort,
-      log,
-      ...(durable ? { durability: durable.gate } : {}),
-      coroHandlers: createCoroHandlers(master),
-      handlers: createHandlers(master, {
-        metadataServer: metadata ? `http://${urlHost(settings.httpMetadataServerHost)}:${metadata.port}/metadata` : "",
-        scheduleUnmount(segmentId, clientId, graceMs) {
-          const timer = setTimeout(
-            () => {
-              graceTimers.delete(timer);
-              master.submit({ op: "unmountSegment", segmentId, clientId });
-            },
-            Math.min(MAX_GRACE_MS, Math.max(0, graceMs)),
-          );
-          graceTimers.add(timer);
-        },
-      }),
-    });
-    stops.push(() => rpc.stop());
+    const ha = settings.ha;
+    let leadership: Leadership | null = null;
+    let plane: ServingPlane | null = null;
+    // The admin app of the current state: one per term with HA (a new term is a new Master).
+    const adminFor = (master: Master) => {
+      const summary = new MetricsSummary(master, now(), leadership ? { status: () => leadership!.status() } : {});
+      const app = createAdminApp({
+        master,
+        summary,
+        now,
+        extraMetrics: () => processMetrics() + (leadership ? renderHaPrometheus(leadership.metrics) : ""),
+        ...(durable ? { durability: durable.gate } : {}),
+        ...(leadership ? { ha: leadership } : {}),
+      });
+      return { master, summary, app };
+    };
 
-    const summary = new MetricsSummary(master, now());
+    let current: ReturnType<typeof adminFor>;
+    let rpcPort: number;
+    if (ha === null) {
+      const master = durable?.master ?? freshMaster();
+      plane = startServingPlane({ master, settings, log, metadata, ...(durable ? { durability: durable.gate } : {}) });
+      stops.push(() => plane?.stop());
+      rpcPort = plane.rpc.port;
+      current = adminFor(master);
+    } else {
+      // Fail now, not at the first election won, when the port is taken.
+      listenTcp(settings.rpcAddress, settings.rpcPort, { onData() {} }).stop();
+      rpcPort = settings.rpcPort;
+      const election: Leadership = new Leadership({
+        endpoints: ha.endpoints,
+        clusterId: String(settings.values.cluster_id),
+        address: ha.advertiseAddress,
+        warmupMs: ha.warmupMs,
+        log,
+        onServe: (term) => {
+          const master = freshMaster();
+          plane = startServingPlane({ master, settings, log, metadata, ha: { check: () => election.check(), viewVersion: term.viewVersion } });
+          current = adminFor(master);
+        },
+        onStepDown: () => {
+          plane?.stop();
+          plane = null;
+          current = adminFor(freshMaster());
+        },
+        onFatal: (e) => {
+          log.error(`master high availability cannot go on: ${e.message}; exiting`);
+          process.exit(1);
+        },
+      });
+      leadership = election;
+      current = adminFor(freshMaster());
+      election.start();
+      stops.push(() => election.close());
+    }
+
     const admin = serveHttp({
       host: settings.metricsHost,
       port: settings.metricsPort,
-      fetch: createAdminApp({ master, summary, now, extraMetrics: processMetrics, ...(durable ? { durability: durable.gate } : {}) }).fetch,
+      fetch: leadership ? gateAdmin({ app: () => current.app, serving: () => leadership!.serving }) : current.app.fetch,
       what: "admin server",
     });
     stops.push(() => admin.stop());
 
-    timers.push(
-      setInterval(() => {
-        const t = now();
-        if (!expiryDue(master.state, t)) return;
-        const report = master.submit({ op: "expireClients" });
-        for (const client of report.expiredClients) log.warn(`client ${client} missed its heartbeats; its segments are unmounted`);
-        for (const name of report.deadSegmentNames) {
-          const removed = metadata?.store.removeSegment(name) ?? [];
-          log.info(`segment ${name} unmounted`, { erasedKeys: report.erasedKeys, metadataKeysRemoved: removed.length });
-        }
-      }, LIVENESS_TICK_MS),
-      setInterval(() => {
-        if (evictionDue(master.state, now())) {
-          const report = master.submit({ op: "evict" });
-          log.debug("eviction round", { ...report });
-        }
-      }, EVICTION_TICK_MS),
-      setInterval(() => master.submit({ op: "expireSoftPins" }), SOFT_PIN_TICK_MS),
-    );
     if (settings.enableMetricReporting) {
-      timers.push(setInterval(() => log.info(`Master Admin Metrics: ${summary.line(now())}`), SUMMARY_TICK_MS));
+      timers.push(setInterval(() => log.info(`Master Admin Metrics: ${current.summary.line(now())}`), SUMMARY_TICK_MS));
     }
 
     return {
-      master,
-      rpcPort: rpc.port,
+      get master() {
+        return current.master;
+      },
+      rpcPort,
       metricsPort: admin.port,
       metadataPort: metadata?.port ?? null,
       metadataStore: metadata?.store ?? null,
+      leadership,
       stop: async () => {
         for (const t of timers) clearInterval(t);
-        for (const t of graceTimers) clearTimeout(t);
         for (const stop of stops.reverse()) await stop();
       },
     };
@@ -192,7 +294,8 @@ export async function runMaster(settings: MasterSettings) {
     `eviction_ratio=${v.eviction_ratio}`,
     `eviction_high_watermark_ratio=${v.eviction_high_watermark_ratio}`,
     `exist_lease_blocks_eviction=${Number(v.exist_lease_blocks_eviction)}`,
-    `enable_ha=0`,
+    `enable_ha=${Number(v.enable_ha)}`,
+    ...(settings.ha ? [`ha_backend_type=etcd`, `ha_backend_connstring=${settings.ha.endpoints}`, `ha_warmup_ms=${settings.ha.warmupMs}`] : []),
     `client_ttl=${(v.client_ttl as number) / 1000}`,
     `rpc_port=${running.rpcPort}`,
     `rpc_address=${v.rpc_address}`,
@@ -203,6 +306,12 @@ export async function runMaster(settings: MasterSettings) {
     `http_metadata_server_port=${running.metadataPort ?? v.http_metadata_server_port}`,
   ].join(", ");
   log.info(`Master service started on port ${running.rpcPort}, ${flagLine}`);
+  if (settings.ha) {
+    log.info(
+      `HA: this master takes part in the leader election in etcd ${settings.ha.endpoints} as ${settings.ha.advertiseAddress}; ` +
+        "its RPC port opens only while it leads (a standby serves no RPC). Objects do not survive a failover yet: a new leader starts empty",
+    );
+  }
   if (running.metadataPort !== null) {
     log.info(`HTTP metadata server started on ${settings.httpMetadataServerHost}:${running.metadataPort}`);
   }

@@ -226,10 +226,11 @@ describe("flags", () => {
     expect(r.stderr).toContain("default_kv_lease_ttl");
   });
 
-  test("--enable_ha=true is refused clearly; --noenable_ha is fine to parse", async () => {
+  test("--enable_ha=true without etcd endpoints is refused clearly", async () => {
     const r = await master("--enable_ha=true");
     expect(r.exitCode).toBe(2);
-    expect(r.stderr).toContain("not implemented yet");
+    expect(r.stderr).toContain("--enable_ha needs the etcd endpoints");
+    expect(r.stderr).not.toContain("    at ");
   });
 
   test("an unknown flag exits 2 with the usage line", async () => {
