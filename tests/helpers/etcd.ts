@@ -54,17 +54,21 @@ async function healthy(clientPort: number): Promise<boolean> {
   }
 }
 
-function spawnMember(name: string, clientPort: number, peerPort: number, initialCluster: string, token: string): EtcdMember {
+/**
+ * The command line of one etcd member on 127.0.0.1 (`initialCluster` like "a=http://127.0.0.1:2380";
+ * Debian's etcd 3.4, quiet). Tests that start a member themselves (on chosen ports, or again on an
+ * old data dir) use this too.
+ */
+export function etcdCommand(o: { name: string; dataDir: string; clientPort: number; peerPort: number; initialCluster?: string; token?: string }): string[] {
   if (!etcdBinary) throw new Error("etcd is required for this test: apt-get install -y etcd-server etcd-client");
-  const dataDir = mkdtempSync(join(tmpdir(), `mooncake-etcd-${name}-`));
-  const client = `http://127.0.0.1:${clientPort}`;
-  const peer = `http://127.0.0.1:${peerPort}`;
-  const started = start([
+  const client = `http://127.0.0.1:${o.clientPort}`;
+  const peer = `http://127.0.0.1:${o.peerPort}`;
+  return [
     etcdBinary,
     "--name",
-    name,
+    o.name,
     "--data-dir",
-    dataDir,
+    o.dataDir,
     "--listen-client-urls",
     client,
     "--advertise-client-urls",
@@ -74,16 +78,18 @@ function spawnMember(name: string, clientPort: number, peerPort: number, initial
     "--initial-advertise-peer-urls",
     peer,
     "--initial-cluster",
-    initialCluster,
-    "--initial-cluster-token",
-    token,
-    "--initial-cluster-state",
-    "new",
+    o.initialCluster ?? `${o.name}=${peer}`,
+    ...(o.token ? ["--initial-cluster-token", o.token, "--initial-cluster-state", "new"] : []),
     "--log-level",
     "error",
     "--logger",
     "zap",
-  ]);
+  ];
+}
+
+function spawnMember(name: string, clientPort: number, peerPort: number, initialCluster: string, token: string): EtcdMember {
+  const dataDir = mkdtempSync(join(tmpdir(), `mooncake-etcd-${name}-`));
+  const started = start(etcdCommand({ name, dataDir, clientPort, peerPort, initialCluster, token }));
   let removed = false;
   const kill = async () => {
     started.kill();

@@ -146,7 +146,7 @@ describe("one etcd member", () => {
       expect(e?.message).toContain(`etcd at ${etcd.connString}: get mooncake/ram/${NAME} failed: `);
       expect(e?.message).toMatch(/no answer within 600 ms|DEADLINE/);
       expect(ms).toBeGreaterThan(500);
-      expect(ms).toBeLessThan(1500);
+      expect(ms).toBeLessThan(4000);
     } finally {
       process.kill(etcd.process.proc.pid, "SIGCONT");
     }
@@ -175,7 +175,7 @@ describe("a dead etcd", () => {
         () => null,
         (err: Error) => err,
       );
-      expect(performance.now() - t0).toBeLessThan(1200);
+      expect(performance.now() - t0).toBeLessThan(4000);
       expect(e?.message).toContain(`etcd at ${url}: get mooncake/ram/${NAME} failed: `);
       expect(e?.message).toMatch(/ECONNREFUSED|UNAVAILABLE|no answer within/);
     }
@@ -188,7 +188,7 @@ describe("a dead etcd", () => {
         () => null,
         (err: Error) => err,
       );
-      expect(performance.now() - t0).toBeLessThan(1200);
+      expect(performance.now() - t0).toBeLessThan(4000);
       expect(e?.message).toContain(`etcd at ${url},127.0.0.1:${p2}: get mooncake/ram/${NAME} failed: `);
       expect(e?.message).toMatch(/ECONNREFUSED|UNAVAILABLE|rested/);
     }
@@ -218,7 +218,7 @@ describe("a 3-member etcd cluster", () => {
       expect((await b.getSegment(NAME))?.tcp_data_port).toBe(17002);
       times.push(performance.now() - t0);
     }
-    expect(Math.max(...times)).toBeLessThan(3000);
+    expect(Math.max(...times)).toBeLessThan(6000);
     await b.publish("127.0.0.1:17003", { ...DESCRIPTOR, name: "127.0.0.1:17003" }, { ...RPC, rpc_port: 17003 });
     // A fresh client whose list starts with the dead member finds it too.
     const fresh = backend(cluster.connString, { timeoutMs: 3000 });

@@ -152,7 +152,7 @@ describe("a redis-server", () => {
     await redis.kill();
     const t0 = performance.now();
     await expect(b.getSegment(NAME)).rejects.toThrow(`redis at ${redis.url}: GET mooncake/ram/${NAME} failed: `);
-    expect(performance.now() - t0).toBeLessThan(1200);
+    expect(performance.now() - t0).toBeLessThan(4000);
     await redis.stop();
     redis = await startRedis({ port: redis.port });
     // Reconnected in the background (backoff ≤ 2 s); the restarted server has lost everything.
@@ -227,7 +227,7 @@ describe("a dead redis", () => {
       expect(e?.message).toStartWith(`redis at ${url}: GET mooncake/ram/${NAME} failed: `);
       // Which one depends on where the reconnect backoff is when the call comes.
       expect(e?.message).toMatch(new RegExp(`failed: (cannot connect: |no answer within 1000 ms \\(last error: )connect ECONNREFUSED 127\\.0\\.0\\.1:${port}`));
-      expect(performance.now() - t0).toBeLessThan(1200);
+      expect(performance.now() - t0).toBeLessThan(4000);
     }
     await expect(b.publish(NAME, DESCRIPTOR, RPC)).rejects.toThrow(`redis at ${url}: SET mooncake/rpc_meta/${NAME} failed`);
   });
