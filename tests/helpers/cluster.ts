@@ -20,8 +20,9 @@ export interface TestCluster {
   stop(): void;
 }
 
-export async function startCluster(options: { nodes: number; segmentSize: string; masterFlags?: string[] }): Promise<TestCluster> {
-  const master = start([
+/** `mooncake master` from source on free loopback ports (read them from its start-up lines), quiet. */
+export function loopbackMasterCommand(...extra: string[]): string[] {
+  return [
     ...CLI_FROM_SOURCE,
     "master",
     "--rpc_port=0",
@@ -31,8 +32,12 @@ export async function startCluster(options: { nodes: number; segmentSize: string
     "--http_metadata_server_port=0",
     "--http_metadata_server_host=127.0.0.1",
     "--enable_metric_reporting=false",
-    ...(options.masterFlags ?? []),
-  ]);
+    ...extra,
+  ];
+}
+
+export async function startCluster(options: { nodes: number; segmentSize: string; masterFlags?: string[] }): Promise<TestCluster> {
+  const master = start(loopbackMasterCommand(...(options.masterFlags ?? [])));
   const started: Started[] = [master];
   const stop = () => {
     for (const s of started) s.kill();

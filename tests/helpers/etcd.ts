@@ -6,7 +6,7 @@
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { run, type Started, start } from "./process.ts";
+import { freePorts, run, type Started, start } from "./process.ts";
 import { waitUntil } from "./wait.ts";
 
 export interface EtcdMember {
@@ -34,13 +34,7 @@ export interface EtcdCluster {
 
 const etcdBinary = Bun.which("etcd");
 
-/** Ports nobody listens on right now: all held open together, so none is handed out twice. */
-export async function freePorts(n: number): Promise<number[]> {
-  const listeners = Array.from({ length: n }, () => Bun.listen({ hostname: "127.0.0.1", port: 0, socket: { data() {} } }));
-  const ports = listeners.map((l) => l.port);
-  for (const l of listeners) l.stop(true);
-  return ports;
-}
+export { freePorts };
 
 /** etcd answers /health with `{"health":"true"}` once it has a leader and serves requests. */
 async function healthy(clientPort: number): Promise<boolean> {

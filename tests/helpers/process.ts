@@ -108,3 +108,11 @@ export function start(cmd: string[], options: { env?: Record<string, string> } =
     },
   };
 }
+
+/** Ports nobody listens on right now: all held open together, so none is handed out twice. */
+export function freePorts(n: number): number[] {
+  const listeners = Array.from({ length: n }, () => Bun.listen({ hostname: "127.0.0.1", port: 0, socket: { data() {} } }));
+  const ports = listeners.map((l) => l.port);
+  for (const l of listeners) l.stop(true);
+  return ports;
+}

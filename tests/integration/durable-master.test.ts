@@ -8,7 +8,7 @@ import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from "n
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { MooncakeStore } from "../../src/client/store.ts";
-import { CLI_FROM_SOURCE, run, type Started, start } from "../helpers/process.ts";
+import { CLI_FROM_SOURCE, freePorts, run, type Started, start } from "../helpers/process.ts";
 import { waitUntil } from "../helpers/wait.ts";
 
 const started: Started[] = [];
@@ -17,13 +17,6 @@ afterAll(() => {
   for (const s of started) s.kill();
   for (const d of dirs) rmSync(d, { recursive: true, force: true });
 });
-
-function freePort(): number {
-  const l = Bun.listen({ hostname: "127.0.0.1", port: 0, socket: { data() {} } });
-  const port = l.port;
-  l.stop(true);
-  return port;
-}
 
 function pattern(size: number, seed: number): Uint8Array {
   const out = new Uint8Array(size);
@@ -37,6 +30,11 @@ interface Ports {
   rpc: number;
   metrics: number;
   metadata: number;
+}
+
+function newPorts(): Ports {
+  const [rpc, metrics, metadata] = freePorts(3) as [number, number, number];
+  return { rpc, metrics, metadata };
 }
 
 function masterArgs(ports: Ports, stateDir: string, ...extra: string[]): string[] {
@@ -70,7 +68,7 @@ function newDir(): string {
 
 describe("durable master", () => {
   test("kill -9 and restart: all 10,000 acknowledged keys are readable, byte for byte", async () => {
-    const ports = { rpc: freePort(), metrics: freePort(), metadata: freePort() };
+    const ports = newPorts();
     const dir = newDir();
     let master = await startMaster(ports, dir);
     const metadata = `http://127.0.0.1:${ports.metadata}/metadata`;
@@ -133,7 +131,7 @@ describe("durable master", () => {
   }, 120_000);
 
   test("a damaged log: the master says which file and offset and recovers up to it; --state_strict refuses to start", async () => {
-    const ports = { rpc: freePort(), metrics: freePort(), metadata: freePort() };
+    const ports = newPorts();
     const dir = newDir();
     let master = await startMaster(ports, dir);
     const client = await MooncakeStore.setup({ master_server_address: `127.0.0.1:${ports.rpc}`, metadata_server: `http://127.0.0.1:${ports.metadata}/metadata`, local_hostname: "127.0.0.1" });
@@ -173,8 +171,8 @@ describe("durable master", () => {
 
   test("a second master on the same state directory refuses to start, naming the holder", async () => {
     const dir = newDir();
-    const first = await startMaster({ rpc: freePort(), metrics: freePort(), metadata: freePort() }, dir);
-    const second = await run(masterArgs({ rpc: freePort(), metrics: freePort(), metadata: freePort() }, dir), { timeoutMs: 20_000 });
+    const first = await startMaster(newPorts(), dir);
+    const second = await run(masterArgs(newPorts(), dir), { timeoutMs: 20_000 });
     expect(second.exitCode).toBe(2);
     expect(second.stderr).toContain(`state directory ${dir}`);
     expect(second.stderr).toContain(String(first.proc.pid));

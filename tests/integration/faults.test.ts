@@ -14,7 +14,7 @@ import { TransferEngine } from "../../src/transfer/engine.ts";
 import { SharedSegment } from "../../src/transfer/shared-memory.ts";
 import { TcpDataClient } from "../../src/transfer/tcp/client.ts";
 import { startCluster, type TestCluster } from "../helpers/cluster.ts";
-import { CLI_FROM_SOURCE, run } from "../helpers/process.ts";
+import { CLI_FROM_SOURCE, freePorts, run } from "../helpers/process.ts";
 import { waitUntil } from "../helpers/wait.ts";
 
 const MiB = 1024 * 1024;
@@ -27,14 +27,6 @@ function pattern(size: number, seed: number): Uint8Array {
 
 function same(a: Uint8Array | null, b: Uint8Array): boolean {
   return a !== null && a.length === b.length && Buffer.compare(a, b) === 0;
-}
-
-/** A loopback port nothing listens on right now. */
-function freePort(): number {
-  const l = Bun.listen({ hostname: "127.0.0.1", port: 0, socket: { data() {} } });
-  const port = l.port;
-  l.stop(true);
-  return port;
 }
 
 async function segmentNames(cluster: TestCluster): Promise<string[]> {
@@ -60,7 +52,7 @@ describe("node faults", () => {
   });
 
   test("a same-host client keeps putting and getting after its node is killed and restarted under the same name", async () => {
-    const name = `127.0.0.1:${freePort()}`;
+    const name = `127.0.0.1:${freePorts(1)[0]!}`;
     const first = await cluster.startNode("64MB", "--local-hostname", name);
     const store = await client({ store_memcpy: "auto" });
     expect(await store.put("before-restart", pattern(MiB, 1))).toBe(0);

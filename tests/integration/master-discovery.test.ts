@@ -12,6 +12,7 @@ import type { Etcd3, Lease } from "etcd3";
 import { MasterClient } from "../../src/client/master-client.ts";
 import { masterViewKey } from "../../src/client/master-discovery.ts";
 import { ErrorCode } from "../../src/core/errors.ts";
+import { loopbackMasterCommand } from "../helpers/cluster.ts";
 import { type EtcdMember, etcdCommand, startEtcd } from "../helpers/etcd.ts";
 import { CLI_FROM_SOURCE, run, type Started, start } from "../helpers/process.ts";
 import { waitUntil } from "../helpers/wait.ts";
@@ -34,20 +35,13 @@ let b: Master;
 let lease: Lease | null = null;
 
 async function startMaster(): Promise<Master> {
-  const p = start([
-    ...CLI_FROM_SOURCE,
-    "master",
-    "--rpc_port=0",
-    "--rpc_address=127.0.0.1",
-    "--metrics_port=0",
-    "--metrics_host=127.0.0.1",
-    "--http_metadata_server_port=0",
-    "--http_metadata_server_host=127.0.0.1",
-    "--enable_metric_reporting=false",
-    "--state_dir=none",
-    // The test's fake node never pings: keep its segment (and the key on it) for the whole file.
-    "--client_ttl=600",
-  ]);
+  const p = start(
+    loopbackMasterCommand(
+      "--state_dir=none",
+      // The test's fake node never pings: keep its segment (and the key on it) for the whole file.
+      "--client_ttl=600",
+    ),
+  );
   started.push(p);
   const [, rpcPort] = await p.waitFor(/Master service started on port (\d+)/, 20_000);
   const [, adminPort] = await p.waitFor(/Master admin server started on port (\d+)/, 20_000);

@@ -7,17 +7,8 @@ import { mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { MooncakeStore } from "../../src/client/store.ts";
-import { CLI_FROM_SOURCE, run, start } from "../helpers/process.ts";
+import { CLI_FROM_SOURCE, freePorts, run, start } from "../helpers/process.ts";
 
-/** Ports nobody listens on right now (bound and released; good enough on loopback in a test). */
-function freePorts(n: number): number[] {
-  const listeners = Array.from({ length: n }, () =>
-    Bun.listen({ hostname: "127.0.0.1", port: 0, socket: { data() {} } }),
-  );
-  const ports = listeners.map((l) => l.port);
-  for (const l of listeners) l.stop(true);
-  return ports;
-}
 
 function portFlags([rpc, metrics, metadata]: number[]): string[] {
   return ["--rpc-port", String(rpc), "--metrics-port", String(metrics), "--metadata-port", String(metadata)];

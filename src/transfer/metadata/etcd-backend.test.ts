@@ -5,29 +5,12 @@
 
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { type EtcdCluster, type EtcdMember, etcdctl, etcdDump, freePorts, startEtcd, startEtcdCluster } from "../../../tests/helpers/etcd.ts";
-import { encodeSegmentDescriptor, type SegmentDescriptor } from "../../core/transfer/segment-descriptor.ts";
+import { encodeSegmentDescriptor } from "../../core/transfer/segment-descriptor.ts";
 import { createMetadataBackend, type MetadataBackend } from "./backend.ts";
 import { parseEtcdEndpoints } from "./etcd-backend.ts";
+import { registryFixture, TIMESTAMP } from "./registry-fixture.ts";
 
-const NAME = "127.0.0.1:17001";
-const DESCRIPTOR: SegmentDescriptor = {
-  name: NAME,
-  protocol: "tcp",
-  tcp_data_port: 17002,
-  tcp_proto_version: 2,
-  buffers: [{ name: NAME, addr: 140213372928000, length: 67108864 }],
-};
-const RPC = { ip_or_host_name: "127.0.0.1", rpc_port: 17001 };
-const TIMESTAMP = /"timestamp":"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.\d{6}"/;
-
-/** What Mooncake's EtcdStoragePlugin stores for DESCRIPTOR (jsoncpp FastWriter: sorted, compact, "\n"). */
-function expectedDescriptorBytes(stored: string): string {
-  const ts = TIMESTAMP.exec(stored)?.[0] ?? '"timestamp":"?"';
-  return (
-    `{"buffers":[{"addr":140213372928000,"length":67108864,"name":"${NAME}"}],"name":"${NAME}","protocol":"tcp",` +
-    `"tcp_data_port":17002,"tcp_proto_version":2,${ts}}\n`
-  );
-}
+const { name: NAME, descriptor: DESCRIPTOR, rpc: RPC, expectedDescriptorBytes } = registryFixture(17001);
 
 const opened: MetadataBackend[] = [];
 function backend(connString: string, opts: { clusterId?: string; timeoutMs?: number } = {}): MetadataBackend {

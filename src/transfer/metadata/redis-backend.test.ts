@@ -7,28 +7,12 @@ import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { freePorts } from "../../../tests/helpers/etcd.ts";
 import { type RedisServer, startRedis } from "../../../tests/helpers/redis.ts";
 import type { Logger } from "../../core/log.ts";
-import { encodeSegmentDescriptor, type SegmentDescriptor } from "../../core/transfer/segment-descriptor.ts";
+import { encodeSegmentDescriptor } from "../../core/transfer/segment-descriptor.ts";
 import { createMetadataBackend, type MetadataBackend } from "./backend.ts";
 import { parseRedisTarget } from "./redis-backend.ts";
+import { registryFixture, TIMESTAMP } from "./registry-fixture.ts";
 
-const NAME = "127.0.0.1:17101";
-const DESCRIPTOR: SegmentDescriptor = {
-  name: NAME,
-  protocol: "tcp",
-  tcp_data_port: 17102,
-  tcp_proto_version: 2,
-  buffers: [{ name: NAME, addr: 140213372928000, length: 67108864 }],
-};
-const RPC = { ip_or_host_name: "127.0.0.1", rpc_port: 17101 };
-const TIMESTAMP = /"timestamp":"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.\d{6}"/;
-
-function expectedDescriptorBytes(stored: string): string {
-  const ts = TIMESTAMP.exec(stored)?.[0] ?? '"timestamp":"?"';
-  return (
-    `{"buffers":[{"addr":140213372928000,"length":67108864,"name":"${NAME}"}],"name":"${NAME}","protocol":"tcp",` +
-    `"tcp_data_port":17102,"tcp_proto_version":2,${ts}}\n`
-  );
-}
+const { name: NAME, descriptor: DESCRIPTOR, rpc: RPC, expectedDescriptorBytes } = registryFixture(17101);
 
 const text = (v: unknown) => (v instanceof Uint8Array ? new TextDecoder().decode(v) : v);
 
