@@ -43,7 +43,12 @@ export async function adminBaseUrlFor(explicit: string | undefined, masterAddres
   if (view === null) {
     throw new UnreachableError(`no master leader in ${masterAddress} (view key ${masterViewKey(masterClusterId())} absent)`);
   }
-  return adminBaseUrl(undefined, view.leader);
+  // Our HA masters register their admin URL beside the view (src/master/ha/members.ts); a leader
+  // that did not (Mooncake's) is assumed on the default admin port of its host.
+  const { listMembers } = await import("../master/ha/members.ts");
+  const members = await listMembers(parsed.endpoints.join(";"), masterClusterId(), timeoutMs).catch(() => []);
+  const registered = members.find((m) => m.rpcAddress === view.leader);
+  return registered ? registered.adminUrl.replace(/\/+$/, "") : adminBaseUrl(undefined, view.leader);
 }
 
 /** GET `path` from the admin server; the body as text. Throws UnreachableError when it does not answer in time. */

@@ -14,7 +14,7 @@ Exit codes:
   0  success
   1  the command failed (for \`inspect key\`: the key does not exist or is not readable)
   2  bad usage (unknown flag, bad --limit/--timeout, invalid --regex)
-  3  the master did not answer within --timeout`;
+  3  the master (or etcd) did not answer within --timeout, or no HA master serves`;
 
 /** Commander parser for a whole number ≥ `min`. */
 export function wholeNumber(min: number) {
@@ -57,7 +57,10 @@ export function registerInspect(program: Command<[], { logLevel: string; logForm
     const c = inspect
       .command(name)
       .description(description)
-      .option("--admin <url>", "the master's admin HTTP (default http://<host of master_server_address>:9003)")
+      .option(
+        "--admin <url>",
+        "the master's admin HTTP (default http://<host of master_server_address>:9003; with etcd://, the leader's registered one)",
+      )
       .option("--json", "machine-readable output")
       .option("--timeout <ms>", "how long to wait for the master", wholeNumber(1), 3000)
       .addHelpText("after", EXIT_HELP);
@@ -70,7 +73,12 @@ export function registerInspect(program: Command<[], { logLevel: string; logForm
     await runInspectCluster(what, options, args);
   };
 
-  clusterCommand("cluster", "the master (role, health, version), its nodes, key count and eviction counters").action(
+  clusterCommand(
+    "cluster",
+    "the master (role, health, version, log position), its nodes, key count and eviction counters; " +
+      "with HA masters (--master etcd://h1:2379;h2:2379) first every master registered in etcd: " +
+      "role, state, view_version, log applied/durable/snapshot, lag behind the leader, pid",
+  ).action(
     (options) => run("cluster", options as Record<string, unknown>),
   );
   clusterCommand("segments", "a table of the mounted segments: node, endpoint, status, used and capacity").action((options) =>

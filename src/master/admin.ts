@@ -54,6 +54,24 @@ export interface AdminDeps {
    * Without it the master is the non-HA leader (NON_HA_STATUS).
    */
   ha?: { status(): AdminHaStatus };
+  /**
+   * Where this master's object log stands, for /cluster_status (`inspect cluster`): a durable
+   * master's state directory, or an HA master's log in etcd (for a standby, how far it has tailed
+   * the leader's). Absent, or null: the master keeps no log.
+   */
+  logPosition?: () => LogPosition | null;
+}
+
+/** A master's place in its object log (sequence numbers of records). */
+export interface LogPosition {
+  /** The last record applied to the state this master holds. */
+  appliedSeq: number;
+  /** The last record known to be durable (on disk, or written to etcd). */
+  durableSeq: number;
+  /** The record the newest snapshot covers. */
+  snapshotSeq: number;
+  /** "etcd", or the state directory's path. */
+  where: string;
 }
 
 /** What the HA probes report (ha/leadership.ts's HaStatus). */
@@ -277,6 +295,25 @@ export function createAdminApp(deps: AdminDeps): Hono {
     return json(
       c,
       JSON.stringify({ present: view !== null, leader_address: view?.leaderAddress ?? null, view_version: view?.viewVersion ?? null }),
+    );
+  });
+
+  // Ours (inspect cluster): everything an operator compares across a cluster's masters in one
+  // read: the election as /health has it, the log position and the pid.
+  get("/cluster_status", (c) => {
+    const s = haStatus();
+    const p = deps.logPosition?.() ?? null;
+    return json(
+      c,
+      JSON.stringify({
+        role: s.role,
+        ha_state: s.state,
+        service_ready: s.serviceReady,
+        leader_address: s.leader?.leaderAddress ?? null,
+        view_version: s.leader?.viewVersion ?? null,
+        log: p && { applied_seq: p.appliedSeq, durable_seq: p.durableSeq, snapshot_seq: p.snapshotSeq, where: p.where },
+        pid: process.pid,
+      }),
     );
   });
 

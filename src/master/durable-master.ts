@@ -6,7 +6,7 @@
 
 import type { Logger } from "../core/log.ts";
 import { Master, type MasterOptions } from "../core/master/index.ts";
-import { restoreState, snapshotRecords } from "../core/master/persistence.ts";
+import { type RestoreReport, restoreState, snapshotRecords } from "../core/master/persistence.ts";
 import { openStateLog, type StateLog } from "./state-log.ts";
 import type { DurabilityGate } from "./rpc-server.ts";
 
@@ -25,6 +25,8 @@ export interface DurableMaster {
   readonly master: Master;
   /** For the RPC server and the admin port: replies wait for this. */
   readonly gate: DurabilityGate;
+  /** The log underneath (its sequence numbers, for /cluster_status). */
+  readonly stateLog: StateLog;
   /** One line for the start-up log: what was recovered, and from where. */
   readonly summary: string;
   /** Writes a snapshot now if the log has grown past the threshold (called from a timer). */
@@ -44,10 +46,33 @@ export async function openDurableMaster(options: DurableMasterOptions): Promise<
   const { log } = options;
   const startedMs = performance.now();
   const opened = await openStateLog({ dir: options.dir, strict: options.strict, log });
-  const stateLog: StateLog = opened.log;
   const { recovered } = opened;
   for (const warning of recovered.warnings) log.warn(`state log: ${warning}`);
+  const records = [...(recovered.snapshot ?? []), ...recovered.records];
+  const { dir: _dir, strict: _strict, ...rest } = options;
+  const durable = durableMasterOver(opened.log, (state) => restoreState(state, records, options.now()), rest);
+  const { report } = durable;
+  const tookMs = Math.round(performance.now() - startedMs);
+  const summary =
+    records.length === 0
+      ? `state directory ${options.dir}: empty, starting fresh`
+      : `state directory ${options.dir}: recovered ${report.objects} objects on ${report.segments} segments ` +
+        `(${recovered.snapshot === null ? "no snapshot" : `snapshot of ${recovered.snapshot.length} records`} + ` +
+        `${recovered.records.length} log records) in ${tookMs} ms; their nodes have one client TTL to remount`;
+  return { ...durable, summary };
+}
 
+/**
+ * A Master over any StateLog (the local directory's, or an HA term's in etcd): `restore` builds
+ * the recovered state into the fresh Master first; every change after that is appended to the
+ * log, and replies wait for it through `gate`.
+ */
+export function durableMasterOver(
+  stateLog: StateLog,
+  restore: (state: Master["state"]) => RestoreReport,
+  options: Omit<DurableMasterOptions, "dir" | "strict">,
+): Omit<DurableMaster, "summary"> & { report: RestoreReport } {
+  const { log } = options;
   let failed: Error | null = null;
   const master = new Master({
     ...options,
@@ -66,18 +91,10 @@ export async function openDurableMaster(options: DurableMasterOptions): Promise<
     options.onLogFailure(e);
   };
 
-  const records = [...(recovered.snapshot ?? []), ...recovered.records];
-  const report = restoreState(master.state, records, options.now());
-  // What recovery itself touched is already on disk.
+  const report = restore(master.state);
+  // What recovery itself touched is already durable.
   master.state.changes?.clear();
   for (const problem of report.problems) log.warn(`state log: ${problem}`);
-  const tookMs = Math.round(performance.now() - startedMs);
-  const summary =
-    records.length === 0
-      ? `state directory ${options.dir}: empty, starting fresh`
-      : `state directory ${options.dir}: recovered ${report.objects} objects on ${report.segments} segments ` +
-        `(${recovered.snapshot === null ? "no snapshot" : `snapshot of ${recovered.snapshot.length} records`} + ` +
-        `${recovered.records.length} log records) in ${tookMs} ms; their nodes have one client TTL to remount`;
 
   const snapshotAfterBytes = options.snapshotAfterBytes ?? DEFAULT_SNAPSHOT_AFTER_BYTES;
   // A snapshot stops the event loop for as long as it takes to write out every object (~1 s per
@@ -106,7 +123,8 @@ export async function openDurableMaster(options: DurableMasterOptions): Promise<
   return {
     master,
     gate,
-    summary,
+    report,
+    stateLog,
     async maybeSnapshot() {
       if (snapshotting !== null || failed !== null || stateLog.bytesSinceSnapshot < threshold()) return;
       snapshotting = snapshot()

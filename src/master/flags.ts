@@ -138,6 +138,15 @@ export const MASTER_FLAGS = {
       "a new leader waits this long after winning before it serves (Mooncake waits the whole 5 s lease; " +
       "here an old leader fences itself 1 s before its lease can expire, docs/ARCHITECTURE.md)",
   },
+  ha_read_only_ms: {
+    kind: "duration",
+    unit: "ms",
+    defaultMs: 30_000,
+    doc:
+      "a leader whose lease runs out because etcd stopped answering keeps serving reads of the objects it knows " +
+      "(writes fail with ETCD_OPERATION_ERROR) for this long, or until etcd answers; 0: it stops serving at once " +
+      "(docs/OPERATIONS.md says what this trades)",
+  },
   logtostderr: { kind: "bool", default: true, doc: "ignored (logs always go to stderr)" },
 } as const satisfies Record<string, FlagDef>;
 
@@ -174,6 +183,8 @@ export interface HaSettings {
   /** `rpc_address:rpc_port` (IPv6 in brackets): what the leader publishes in the view key. */
   advertiseAddress: string;
   warmupMs: number;
+  /** How long a leader cut off from etcd serves reads (0: not at all). */
+  readOnlyMs: number;
 }
 
 const kebab = (name: string) => name.replaceAll("_", "-");
@@ -390,5 +401,5 @@ function resolveHa(values: Record<MasterFlagName, unknown>, sources: Record<stri
     );
   }
   const host = address.includes(":") && !address.startsWith("[") ? `[${address}]` : address;
-  return { backend: "etcd", endpoints, endpointsFlag, advertiseAddress: `${host}:${port}`, warmupMs: values.ha_warmup_ms as number };
+  return { backend: "etcd", endpoints, endpointsFlag, advertiseAddress: `${host}:${port}`, warmupMs: values.ha_warmup_ms as number, readOnlyMs: values.ha_read_only_ms as number };
 }

@@ -256,6 +256,12 @@ describe("MetricsSummary", () => {
     );
   });
 
+  test("a master with an object log fills last_seq, applied_seq and pending", () => {
+    const { master, clock } = newTestMaster();
+    const s = new MetricsSummary(master, clock.nowMs, { log: () => ({ appliedSeq: 12, durableSeq: 9 }) });
+    expect(s.peek(clock.nowMs)).toContain("ha={HA Metrics Summary: last_seq=9, applied_seq=12, lag=0, pending=3, mutation_queue=0,");
+  });
+
   test("rates are window deltas over elapsed seconds; peek does not move the window", () => {
     const { master, clock } = newTestMaster();
     mountNode(master, "node", [segSpec("s1", "10.0.0.1:15000", 100 * MiB)]);

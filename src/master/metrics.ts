@@ -385,6 +385,8 @@ export interface SummaryOptions {
    * view the line ends in `, leader=<addr>, view_version=<n>`, as Mooncake's does.
    */
   status?: () => SummaryStatus;
+  /** Where the object log stands (a durable or HA master), for the HA part of the line. */
+  log?: () => { appliedSeq: number; durableSeq: number } | null;
 }
 
 export interface SummaryStatus {
@@ -403,6 +405,7 @@ export interface SummaryStatus {
 export class MetricsSummary {
   readonly #master: Master;
   readonly #status: () => SummaryStatus;
+  readonly #log: SummaryOptions["log"];
   #prev: Snapshot;
   #prevMs: number;
 
@@ -416,6 +419,7 @@ export class MetricsSummary {
       leader: null,
     };
     this.#status = options.status ?? (() => fixed);
+    this.#log = options.log;
     this.#prev = snapshotOf(master.state.counters);
     this.#prevMs = startMs;
   }
@@ -438,7 +442,7 @@ export class MetricsSummary {
     const leader = s.leader ? `, leader=${s.leader.leaderAddress}, view_version=${s.leader.viewVersion}` : "";
     return (
       `role=${s.role}, state=${s.state}, service_ready=${s.serviceReady ? "true" : "false"}, ` +
-      `master={${this.#masterSummary(nowMs)}}, ha={${haSummary()}}${leader}`
+      `master={${this.#masterSummary(nowMs)}}, ha={${haSummary(this.#log?.() ?? null)}}${leader}`
     );
   }
 
@@ -505,12 +509,16 @@ export class MetricsSummary {
 }
 
 /**
- * Mooncake's HA summary for a master without HA: no op log, so every counter is 0, and `state` is
- * the standby-state gauge, which only a standby ever sets (0).
+ * Mooncake's HA summary. Of its op-log fields we fill last_seq (the last durable record),
+ * applied_seq (the last applied: for a standby, followed) and pending (applied, not yet durable)
+ * from our log; a master without one reports 0s, as Mooncake's does without HA. The rest stay 0:
+ * they count parts of Mooncake's op log we do not have (the mutation queue, sync commits).
  */
-function haSummary(): string {
+function haSummary(log: { appliedSeq: number; durableSeq: number } | null): string {
+  const last = log?.durableSeq ?? 0;
+  const applied = log?.appliedSeq ?? 0;
   return (
-    "HA Metrics Summary: last_seq=0, applied_seq=0, lag=0, pending=0, mutation_queue=0, batch_commits=0, " +
+    `HA Metrics Summary: last_seq=${last}, applied_seq=${applied}, lag=0, pending=${applied - last}, mutation_queue=0, batch_commits=0, ` +
     "sync_commits=0, skipped=0, checksum_fail=0, etcd_fail=0, watch_disconn=0, state=0"
   );
 }

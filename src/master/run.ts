@@ -10,7 +10,8 @@ import { type Logger, logger } from "../core/log.ts";
 import { startMetadataServer } from "../metadata/serve.ts";
 import { serveHttp } from "../runtime/http.ts";
 import { watchParent } from "../runtime/parent-watch.ts";
-import { createAdminApp } from "./admin.ts";
+import { createAdminApp, type LogPosition } from "./admin.ts";
+import { registerMember } from "./ha/members.ts";
 import { logExposure } from "../runtime/exposure.ts";
 import { masterListeners } from "./exposure.ts";
 import type { MasterSettings } from "./flags.ts";
@@ -18,12 +19,17 @@ import { MetricsSummary, renderHaPrometheus } from "./metrics.ts";
 import { createCoroHandlers } from "./coro-rpc-service.ts";
 import { type DurabilityGate, type RpcServer, startRpcServer } from "./rpc-server.ts";
 import { createHandlers } from "./rpc-service.ts";
-import { openDurableMaster } from "./durable-master.ts";
+import { durableMasterOver, openDurableMaster } from "./durable-master.ts";
+import { StateImage } from "../core/master/persistence.ts";
+import { EtcdLogTail, EtcdStateLog, etcdLogKeys } from "./ha/etcd-log.ts";
+import { HaEtcdClient } from "./ha/etcd-client.ts";
+import { parseHaEndpoints } from "./ha/endpoints.ts";
 import { ConfigError } from "../config/errors.ts";
+import { ErrorCode, type ErrorCodeValue } from "../core/errors.ts";
 import { listenTcp } from "../runtime/tcp.ts";
 import { gateAdmin } from "./ha/admin-gate.ts";
-import { Leadership } from "./ha/leadership.ts";
-import { guardHandlers, pingWithViewVersion } from "./ha/rpc-guard.ts";
+import { ETCD_CALL_TIMEOUT_MS, Leadership, NotLeaderError } from "./ha/leadership.ts";
+import { guardHandlers } from "./ha/rpc-guard.ts";
 
 export interface RunningMaster {
   /** The state behind the RPC port; with HA, the current term's (an empty one while standby). */
@@ -46,6 +52,20 @@ const SUMMARY_TICK_MS = 10_000;
 const SNAPSHOT_CHECK_MS = 5_000;
 /** A graceful unmount longer than this is clamped: a timer must not outlive any sane drain. */
 const MAX_GRACE_MS = 3_600_000;
+
+/** How often a read-only leader looks whether another master leads now. */
+const READ_ONLY_POLL_MS = 250;
+/** Deadline of the object log's etcd reads (a page is up to 16 batches of ≤ 1.3 MiB). */
+const LOG_READ_TIMEOUT_MS = 5000;
+
+/**
+ * An HA leader snapshots its log in etcd once it has grown past this (or twice the state's size);
+ * MOONCAKE_HA_SNAPSHOT_AFTER_BYTES changes it (tests make it small to exercise snapshots).
+ */
+function haSnapshotAfterBytes(): number {
+  const v = Number(process.env.MOONCAKE_HA_SNAPSHOT_AFTER_BYTES);
+  return Number.isSafeInteger(v) && v > 0 ? v : 32 * 1024 * 1024;
+}
 
 const startTimeSeconds = Math.floor(Date.now() / 1000);
 
@@ -71,6 +91,8 @@ interface ServingPlane {
   readonly rpc: RpcServer;
   /** Closes the port and every connection (synchronously), and stops the ticks. */
   stop(): void;
+  /** Stops the ticks and refuses every change with `code`; reads go on (HA: etcd unreachable). */
+  readOnly(code: ErrorCodeValue): void;
 }
 
 function startServingPlane(options: {
@@ -103,8 +125,9 @@ function startServingPlane(options: {
   });
   let coroHandlers = createCoroHandlers(master);
   if (options.ha) {
-    handlers = guardHandlers(pingWithViewVersion(handlers, "ping", options.ha.viewVersion), options.ha.check);
-    coroHandlers = guardHandlers(pingWithViewVersion(coroHandlers, "Ping", options.ha.viewVersion), options.ha.check);
+    master.state.viewVersion = options.ha.viewVersion;
+    handlers = guardHandlers(handlers, options.ha.check);
+    coroHandlers = guardHandlers(coroHandlers, options.ha.check);
   }
   const rpc = startRpcServer({
     host: settings.rpcAddress,
@@ -133,14 +156,23 @@ function startServingPlane(options: {
     }, EVICTION_TICK_MS),
     setInterval(() => master.submit({ op: "expireSoftPins" }), SOFT_PIN_TICK_MS),
   );
+  const stopTicks = () => {
+    for (const t of timers) clearInterval(t);
+    for (const t of graceTimers) clearTimeout(t);
+    timers.length = 0;
+    graceTimers.clear();
+  };
   return {
     rpc,
     stop() {
       if (stopped) return;
       stopped = true;
-      for (const t of timers) clearInterval(t);
-      for (const t of graceTimers) clearTimeout(t);
+      stopTicks();
       rpc.stop();
+    },
+    readOnly(code) {
+      stopTicks();
+      master.readOnly = code;
     },
   };
 }
@@ -150,7 +182,7 @@ export async function startMaster(settings: MasterSettings): Promise<RunningMast
   const now = () => Date.now();
   // With a state directory every acknowledged object and segment survives a restart; its lock
   // keeps a second master of the same cluster off it (durable-master.ts). HA masters have none
-  // (flags.ts): a term starts empty.
+  // (flags.ts): their state is the object log in etcd.
   const durable =
     settings.stateDir === null
       ? null
@@ -189,18 +221,32 @@ export async function startMaster(settings: MasterSettings): Promise<RunningMast
     if (metadata) stops.push(() => metadata.stop());
 
     const ha = settings.ha;
+    let memberEtcd: HaEtcdClient | null = null;
     let leadership: Leadership | null = null;
     let plane: ServingPlane | null = null;
+    // Where the object log stands, for /cluster_status (set below for HA).
+    let logPosition: (() => LogPosition | null) | null = durable
+      ? () => ({
+          appliedSeq: durable.stateLog.appendedSeq,
+          durableSeq: durable.stateLog.durableSeq,
+          snapshotSeq: durable.stateLog.snapshotSeq,
+          where: settings.stateDir ?? "",
+        })
+      : null;
     // The admin app of the current state: one per term with HA (a new term is a new Master).
-    const adminFor = (master: Master) => {
-      const summary = new MetricsSummary(master, now(), leadership ? { status: () => leadership!.status() } : {});
+    const adminFor = (master: Master, durability: DurabilityGate | undefined = durable?.gate) => {
+      const summary = new MetricsSummary(master, now(), {
+        ...(leadership ? { status: () => leadership!.status() } : {}),
+        ...(logPosition ? { log: logPosition } : {}),
+      });
       const app = createAdminApp({
         master,
         summary,
         now,
         extraMetrics: () => processMetrics() + (leadership ? renderHaPrometheus(leadership.metrics) : ""),
-        ...(durable ? { durability: durable.gate } : {}),
+        ...(durability ? { durability } : {}),
         ...(leadership ? { ha: leadership } : {}),
+        ...(logPosition ? { logPosition } : {}),
       });
       return { master, summary, app };
     };
@@ -217,21 +263,109 @@ export async function startMaster(settings: MasterSettings): Promise<RunningMast
       // Fail now, not at the first election won, when the port is taken.
       listenTcp(settings.rpcAddress, settings.rpcPort, { onData() {} }).stop();
       rpcPort = settings.rpcPort;
+      // The object log in etcd (ha/etcd-log.ts): followed while standby, continued while leading.
+      const clusterId = String(settings.values.cluster_id);
+      const logKeys = etcdLogKeys(clusterId);
+      const logEtcd = new HaEtcdClient(parseHaEndpoints(ha.endpoints), ha.endpoints, LOG_READ_TIMEOUT_MS);
+      // Its own client with short deadlines: a slow log read must not let the 5 s member lease lapse.
+      memberEtcd = new HaEtcdClient(parseHaEndpoints(ha.endpoints), ha.endpoints, ETCD_CALL_TIMEOUT_MS);
+      const image = new StateImage();
+      const tail = new EtcdLogTail(logEtcd, logKeys, image, log);
+      let promoted: { durable: ReturnType<typeof durableMasterOver>; stateLog: EtcdStateLog } | null = null;
+      // A leader cut off from etcd serves reads on (ha_read_only_ms): the plane, and what ends it.
+      let readOnly: { plane: ServingPlane; timer: ReturnType<typeof setTimeout>; poll: ReturnType<typeof setInterval> } | null = null;
+      const endReadOnly = (why: string) => {
+        if (readOnly === null) return;
+        clearTimeout(readOnly.timer);
+        clearInterval(readOnly.poll);
+        readOnly.plane.stop();
+        readOnly = null;
+        current = adminFor(freshMaster());
+        log.info(`stopped serving reads: ${why}`);
+      };
+      logPosition = () => {
+        const log = promoted?.stateLog;
+        if (log) return { appliedSeq: log.appendedSeq, durableSeq: log.durableSeq, snapshotSeq: log.snapshotSeq, where: "etcd" };
+        const p = tail.position;
+        return { appliedSeq: p.seq, durableSeq: p.seq, snapshotSeq: p.snapshotSeq, where: "etcd" };
+      };
       const election: Leadership = new Leadership({
         endpoints: ha.endpoints,
-        clusterId: String(settings.values.cluster_id),
+        clusterId,
         address: ha.advertiseAddress,
         warmupMs: ha.warmupMs,
         log,
-        onServe: (term) => {
-          const master = freshMaster();
-          plane = startServingPlane({ master, settings, log, metadata, ha: { check: () => election.check(), viewVersion: term.viewVersion } });
-          current = adminFor(master);
+        onPromote: async (term) => {
+          endReadOnly("this master leads again and takes its state from the object log");
+          const startedMs = performance.now();
+          await tail.catchUp();
+          const position = tail.position;
+          const stateLog = new EtcdStateLog({
+            keys: logKeys,
+            position,
+            write: (puts, deletes) => election.guardedWrite(puts, deletes),
+            compact: (revision) => logEtcd.compact(revision),
+            log,
+          });
+          const durable = durableMasterOver(stateLog, (state) => image.build(state, now()), {
+            config: settings.config,
+            now,
+            random: Math.random,
+            log,
+            snapshotAfterBytes: haSnapshotAfterBytes(),
+            // A refused guarded write has ended the term already (Leadership.guardedWrite). Any other
+            // failure (too much waiting for etcd) ends it here, synchronously, inside the op that
+            // could not be logged: the RPC port closes before its reply can leave.
+            onLogFailure: (e) => {
+              log.warn(`object log of view_version ${term.viewVersion} ends: ${e.message}`);
+              election.resign(`the object log cannot take more changes (${e.message})`);
+            },
+          });
+          image.clear(); // the Master holds the state now; the next standby spell reloads it
+          promoted = { durable, stateLog };
+          const { report } = durable;
+          log.info(
+            `object log: took over ${report.objects} objects on ${report.segments} segments from etcd ` +
+              `(records up to ${position.seq}, snapshot at ${position.snapshotSeq}) in ${Math.round(performance.now() - startedMs)} ms; ` +
+              "their nodes have one client TTL to remount",
+          );
         },
-        onStepDown: () => {
-          plane?.stop();
+        onServe: (term) => {
+          if (promoted === null) throw new Error("the term's state was not prepared");
+          const { master, gate } = promoted.durable;
+          plane = startServingPlane({
+            master,
+            settings,
+            log,
+            metadata,
+            durability: gate,
+            ha: { check: () => election.check(), viewVersion: term.viewVersion },
+          });
+          current = adminFor(master, gate);
+        },
+        onStepDown: (reason, info) => {
+          promoted?.stateLog.abandon(new NotLeaderError(`this master stopped leading (${reason}); the change was not acknowledged`));
+          promoted = null;
+          if (info.etcdUnreachable && plane !== null && ha.readOnlyMs > 0) {
+            // Nobody can be elected while etcd is down; if only we are cut off, a new leader comes
+            // after the lease (docs/OPERATIONS.md: what a read here may then miss).
+            plane.readOnly(ErrorCode.ETCD_OPERATION_ERROR);
+            const poll = setInterval(() => {
+              const view = election.status().leader;
+              if (view !== null && view.leaderAddress !== ha.advertiseAddress) endReadOnly(`${view.leaderAddress} leads now`);
+            }, READ_ONLY_POLL_MS);
+            const timer = setTimeout(() => endReadOnly(`etcd has not answered for ${ha.readOnlyMs} ms more`), ha.readOnlyMs);
+            readOnly = { plane, timer, poll };
+            log.warn(
+              `etcd does not answer: serving reads of the ${current.master.state.objects.size} objects this master knows; ` +
+                `every change fails with ETCD_OPERATION_ERROR, for up to ${ha.readOnlyMs} ms or until etcd answers`,
+            );
+          } else {
+            plane?.stop();
+            current = adminFor(freshMaster());
+          }
           plane = null;
-          current = adminFor(freshMaster());
+          tail.start();
         },
         onFatal: (e) => {
           log.error(`master high availability cannot go on: ${e.message}; exiting`);
@@ -240,8 +374,15 @@ export async function startMaster(settings: MasterSettings): Promise<RunningMast
       });
       leadership = election;
       current = adminFor(freshMaster());
+      tail.start();
       election.start();
-      stops.push(() => election.close());
+      timers.push(setInterval(() => void promoted?.durable.maybeSnapshot(), SNAPSHOT_CHECK_MS));
+      stops.push(async () => {
+        endReadOnly("shutting down");
+        await election.close();
+        tail.stop();
+        logEtcd.close();
+      });
     }
 
     const admin = serveHttp({
@@ -251,6 +392,20 @@ export async function startMaster(settings: MasterSettings): Promise<RunningMast
       what: "admin server",
     });
     stops.push(() => admin.stop());
+    if (ha !== null && memberEtcd !== null) {
+      // So that `inspect cluster` finds the standbys too (the view key names only the leader).
+      const host = isWildcard(settings.metricsHost) ? hostOf(ha.advertiseAddress) : settings.metricsHost;
+      const member = registerMember(
+        memberEtcd,
+        String(settings.values.cluster_id),
+        { rpcAddress: ha.advertiseAddress, adminUrl: `http://${urlHost(host)}:${admin.port}`, pid: process.pid, startedMs: Date.now() },
+        log,
+      );
+      stops.push(async () => {
+        await member.close();
+        memberEtcd?.close();
+      });
+    }
 
     if (settings.enableMetricReporting) {
       timers.push(setInterval(() => log.info(`Master Admin Metrics: ${current.summary.line(now())}`), SUMMARY_TICK_MS));
@@ -309,7 +464,7 @@ export async function runMaster(settings: MasterSettings) {
   if (settings.ha) {
     log.info(
       `HA: this master takes part in the leader election in etcd ${settings.ha.endpoints} as ${settings.ha.advertiseAddress}; ` +
-        "its RPC port opens only while it leads (a standby serves no RPC). Objects do not survive a failover yet: a new leader starts empty",
+        "its RPC port opens only while it leads (a standby serves no RPC). Objects live in the object log in etcd: a standby follows it and a new leader continues from it",
     );
   }
   if (running.metadataPort !== null) {
@@ -327,6 +482,13 @@ export async function runMaster(settings: MasterSettings) {
     process.once("SIGTERM", shutdown);
     watchParent(shutdown);
   });
+}
+
+const isWildcard = (host: string) => host === "0.0.0.0" || host === "::" || host === "";
+
+/** The host of `host:port` (IPv6 in brackets stays bracketed: urlHost leaves it alone). */
+function hostOf(address: string): string {
+  return address.slice(0, address.lastIndexOf(":")).replace(/^\[(.*)\]$/, "$1");
 }
 
 /** A bind host as a URL authority's host: IPv6 literals in brackets. */

@@ -104,6 +104,8 @@ export interface StateLog {
   snapshot(records: Iterable<string>): Promise<void>;
   /** Bytes (framed) appended since the last snapshot() call, or recovered after the snapshot at open. */
   readonly bytesSinceSnapshot: number;
+  /** Sequence number the newest snapshot written (or found at open) covers; 0 for none. */
+  readonly snapshotSeq: number;
   /** Counters for metrics: flushes (each one write + fdatasync) and bytes they wrote since open. */
   readonly stats: { readonly flushes: number; readonly flushedBytes: number };
   /** Flushes, waits for a snapshot being written, closes the files, releases the lock. Rejects if the log is broken (after releasing). */
@@ -678,6 +680,10 @@ class LocalStateLog implements StateLog {
 
   get bytesSinceSnapshot(): number {
     return this.bytesTotal - this.bytesAtSnapshot;
+  }
+
+  get snapshotSeq(): number {
+    return this.snapshots.at(-1)?.seq ?? 0;
   }
 
   append(record: string): number {

@@ -167,3 +167,31 @@ export async function etcdDump(endpoints: string | string[], prefix: string): Pr
   const decode = (b64: string) => Buffer.from(b64, "base64").toString("utf8");
   return new Map((parsed.kvs ?? []).map((kv) => [decode(kv.key), decode(kv.value ?? "")]));
 }
+
+/**
+ * Starts member `m` again on its ports and data dir (after m.kill()) and waits until it reports
+ * healthy. The caller kills the returned process (m.stop() still removes the data dir).
+ */
+export async function restartEtcd(m: EtcdMember): Promise<Started> {
+  const client = `http://127.0.0.1:${m.clientPort}`;
+  const p = start(etcdCommand({ name: m.name, dataDir: m.dataDir, clientPort: m.clientPort, peerPort: m.peerPort }));
+  try {
+    await waitUntil(
+      "etcd to serve again",
+      async () => {
+        if (p.proc.exitCode !== null) throw new Error(`etcd exited ${p.proc.exitCode}: ${p.stderr()}`);
+        try {
+          const r = await fetch(`${client}/health`, { signal: AbortSignal.timeout(500) });
+          return r.ok && ((await r.json()) as { health?: string }).health === "true";
+        } catch {
+          return false;
+        }
+      },
+      { timeoutMs: 15_000, everyMs: 20 },
+    );
+  } catch (e) {
+    p.kill();
+    throw e;
+  }
+  return p;
+}

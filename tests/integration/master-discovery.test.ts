@@ -13,7 +13,7 @@ import { MasterClient } from "../../src/client/master-client.ts";
 import { masterViewKey } from "../../src/client/master-discovery.ts";
 import { ErrorCode } from "../../src/core/errors.ts";
 import { loopbackMasterCommand } from "../helpers/cluster.ts";
-import { type EtcdMember, etcdCommand, startEtcd } from "../helpers/etcd.ts";
+import { type EtcdMember, restartEtcd as restartEtcdMember, startEtcd } from "../helpers/etcd.ts";
 import { CLI_FROM_SOURCE, run, type Started, start } from "../helpers/process.ts";
 import { waitUntil } from "../helpers/wait.ts";
 
@@ -84,22 +84,8 @@ const kv = (args: string[], timeoutMs = 5000) =>
 
 /** Starts etcd again on the member's ports and data dir (what it had is kept). */
 async function restartEtcd(m: EtcdMember): Promise<Started> {
-  const client = `http://127.0.0.1:${m.clientPort}`;
-  const p = start(etcdCommand({ name: m.name, dataDir: m.dataDir, clientPort: m.clientPort, peerPort: m.peerPort }));
+  const p = await restartEtcdMember(m);
   started.push(p);
-  await waitUntil(
-    "etcd to serve again",
-    async () => {
-      if (p.proc.exitCode !== null) throw new Error(`etcd exited ${p.proc.exitCode}: ${p.stderr()}`);
-      try {
-        const r = await fetch(`${client}/health`, { signal: AbortSignal.timeout(500) });
-        return r.ok && ((await r.json()) as { health?: string }).health === "true";
-      } catch {
-        return false;
-      }
-    },
-    { timeoutMs: 15_000, everyMs: 20 },
-  );
   return p;
 }
 

@@ -128,7 +128,7 @@ export function ping(state: MasterState, clientId: string, nowMs: number): Resul
   const clientStatus = state.okClients.has(clientId) ? ClientStatus.OK : ClientStatus.NEED_REMOUNT;
   touchClient(state, clientId, nowMs);
   state.segments.markReachable(clientId);
-  return counted(state, "ping", ok({ viewVersionId: 0, clientStatus }));
+  return counted(state, "ping", ok({ viewVersionId: state.viewVersion, clientStatus }));
 }
 
 /**

@@ -7,7 +7,8 @@
 //   if (!r.ok) reply(r.code); else reply(r.value);
 
 import { makeMasterConfig, type MasterConfig } from "./config.ts";
-import { apply, type Op, type OpInput, type OpResults } from "./operations.ts";
+import type { ErrorCodeValue } from "../errors.ts";
+import { apply, type Op, type OpInput, type OpName, type OpResults } from "./operations.ts";
 import { type ChangeSet, changeRecord } from "./persistence.ts";
 import { MasterState } from "./state.ts";
 
@@ -26,8 +27,49 @@ export interface MasterOptions {
   onRecord?: (record: string, op: Op) => void;
 }
 
+/**
+ * Ops a read-only master still applies: reads (their leases are not durable state), and the
+ * liveness and reachability notes, which change nothing durable either.
+ */
+const READ_ONLY_OPS: ReadonlySet<OpName> = new Set<OpName>([
+  "existKey",
+  "batchExistKey",
+  "getReplicaList",
+  "batchGetReplicaList",
+  "getReplicaListByRegex",
+  "ping",
+  "reportUnreachable",
+]);
+
+/** How a refused op answers, shaped like its result (batches: one refusal per key). */
+function refusal(op: Op, code: ErrorCodeValue): OpResults[OpName] {
+  const fail = { ok: false, code } as const;
+  switch (op.op) {
+    case "batchPutStart":
+    case "batchPutEnd":
+    case "batchPutRevoke":
+    case "batchRemove":
+      return op.keys.map(() => fail);
+    case "batchReplicaClear":
+      return [];
+    case "expireClients":
+      return { expiredClients: [], deadSegmentNames: [], erasedKeys: 0 };
+    case "evict":
+      return { kind: "idle", evictedKeys: 0, evictedBytes: 0, releasedDiscarded: 0, discardedProcessing: 0, evictionBase: 0 };
+    case "expireSoftPins":
+      return 0;
+    default:
+      return fail;
+  }
+}
+
 export class Master {
   readonly state: MasterState;
+  /**
+   * When set, every op that would change durable state is refused with this code and changes
+   * nothing (an HA leader cut off from etcd keeps serving reads: src/master/run.ts).
+   */
+  readOnly: ErrorCodeValue | null = null;
   readonly #now: () => number;
   readonly #onOp: ((op: Op) => void) | undefined;
   readonly #onRecord: ((record: string, op: Op) => void) | undefined;
@@ -44,6 +86,7 @@ export class Master {
   /** Applies `input` at the clock's current time and returns its result. */
   submit<I extends OpInput>(input: I): OpResults[I["op"]] {
     const op = { ...input, nowMs: this.#now() } as Op;
+    if (this.readOnly !== null && !READ_ONLY_OPS.has(op.op)) return refusal(op, this.readOnly) as OpResults[I["op"]];
     this.#onOp?.(op);
     const result = apply(this.state, op) as OpResults[I["op"]];
     const changes = this.#changes;

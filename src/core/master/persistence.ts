@@ -144,21 +144,36 @@ export interface RestoreReport {
 }
 
 /**
- * Builds the durable state from `records` (a snapshot's, then the log's, in order) into `state`,
- * which must be fresh. Every segment owner gets a client TTL from `nowMs` to remount. A line that
- * does not parse, or an object on a segment that is not there, is reported and skipped: recovery
- * never makes up state.
+ * The durable state as the records so far describe it: the last word on each item, folded record
+ * by record (recovery folds a snapshot and a log; an HA standby folds the leader's log as it
+ * arrives, so a promotion only has to build). build() turns it into a MasterState.
  */
-export function restoreState(state: MasterState, records: Iterable<string>, nowMs: number): RestoreReport {
-  if (state.objects.size !== 0 || state.segments.byId.size !== 0) throw new Error("restoreState needs a fresh MasterState");
-  const segments = new Map<string, SegmentLine>();
-  const objects = new Map<string, ObjectLine>();
-  let discarded: DiscardedLine = [];
-  const problems: string[] = [];
-  let lineNo = 0;
-  for (const record of records) {
+export class StateImage {
+  readonly #segments = new Map<string, SegmentLine>();
+  readonly #objects = new Map<string, ObjectLine>();
+  #discarded: DiscardedLine = [];
+  readonly #problems: string[] = [];
+  #lineNo = 0;
+
+  /** Objects the records so far leave readable (before build() checks their segments). */
+  get objects(): number {
+    return this.#objects.size;
+  }
+
+  /** Forgets everything (a standby that must read the log again from a snapshot). */
+  clear(): void {
+    this.#segments.clear();
+    this.#objects.clear();
+    this.#discarded = [];
+    this.#problems.length = 0;
+    this.#lineNo = 0;
+  }
+
+  /** Folds one record (a snapshot's or the log's, in order). A bad line is noted and skipped. */
+  add(record: string): void {
+    const objects = this.#objects;
     for (const line of record.split("\n")) {
-      lineNo++;
+      this.#lineNo++;
       const tag = line.slice(0, 2);
       const body = line.slice(2);
       try {
@@ -172,67 +187,99 @@ export function restoreState(state: MasterState, records: Iterable<string>, nowM
         } else if (tag === "s ") {
           const v = JSON.parse(body) as SegmentLine;
           if (!Array.isArray(v) || typeof v[0] !== "string" || v.length !== 9) throw new Error("not a segment line");
-          segments.set(v[0], v);
+          this.#segments.set(v[0], v);
         } else if (tag === "S ") {
-          segments.delete(JSON.parse(body) as string);
+          this.#segments.delete(JSON.parse(body) as string);
         } else if (tag === "d ") {
-          discarded = JSON.parse(body) as DiscardedLine;
+          this.#discarded = JSON.parse(body) as DiscardedLine;
         } else {
           throw new Error("unknown line tag");
         }
       } catch (e) {
-        problems.push(`line ${lineNo} (${line.slice(0, 40)}…): ${(e as Error).message}`);
+        // Bounded: a log of garbage must not grow the report without limit.
+        if (this.#problems.length < MAX_PROBLEMS) this.#problems.push(`line ${this.#lineNo} (${line.slice(0, 40)}…): ${(e as Error).message}`);
       }
     }
   }
 
-  // Each segment's allocator holds exactly its objects' and discarded buffers' ranges.
-  const used = new Map<string, [number, number][]>();
-  for (const id of segments.keys()) used.set(id, []);
-  for (const [key, v] of objects) {
-    const ranges = v[4].filter(([segId]) => used.has(segId));
-    if (ranges.length !== v[4].length) problems.push(`object ${JSON.stringify(key).slice(0, 80)}: a replica on a segment that is not mounted; kept its others`);
-    if (ranges.length === 0) {
-      objects.delete(key);
-      continue;
+  /**
+   * Builds the state folded so far into `state`, which must be fresh. Every segment owner gets a
+   * client TTL from `nowMs` to remount. An object on a segment that is not there is reported and
+   * dropped: recovery never makes up state. The image itself is left as it was.
+   */
+  build(state: MasterState, nowMs: number): RestoreReport {
+    if (state.objects.size !== 0 || state.segments.byId.size !== 0) throw new Error("restoreState needs a fresh MasterState");
+    const segments = this.#segments;
+    const problems = [...this.#problems];
+    // Each segment's allocator holds exactly its objects' and discarded buffers' ranges.
+    const used = new Map<string, [number, number][]>();
+    for (const id of segments.keys()) used.set(id, []);
+    let objects = 0;
+    for (const [key, v] of this.#objects) {
+      let kept = 0;
+      for (const [segId, offset] of v[4]) {
+        const ranges = used.get(segId);
+        if (ranges === undefined) continue;
+        ranges.push([offset, v[1]]);
+        kept++;
+      }
+      if (kept !== v[4].length && problems.length < MAX_PROBLEMS) {
+        problems.push(`object ${JSON.stringify(key).slice(0, 80)}: a replica on a segment that is not mounted; ${kept === 0 ? "dropped" : "kept its others"}`);
+      }
+      if (kept > 0) objects++;
     }
-    for (const [segId, offset] of ranges) used.get(segId)!.push([offset, v[1]]);
-  }
-  discarded = discarded.filter(([segId]) => used.has(segId));
-  for (const [segId, offset, size] of discarded) used.get(segId)!.push([offset, size]);
+    const discarded = this.#discarded.filter(([segId]) => used.has(segId));
+    for (const [segId, offset, size] of discarded) used.get(segId)!.push([offset, size]);
 
-  for (const [id, v] of segments) {
-    const [, name, base, size, teEndpoint, protocol, hostId, clientId, status] = v;
-    state.segments.mountRecovered(
-      { id, name, base, size, teEndpoint, protocol, hostId },
-      clientId,
-      status as SegmentStatusValue,
-      OffsetAllocator.withUsed(size, used.get(id)!),
-    );
-    state.clientDeadlines.set(clientId, nowMs + state.config.clientTtlMs);
-  }
-  for (const [key, v] of objects) {
-    const [, sizeBytes, writer, flags, replicas, checksum, softPin] = v;
-    const placements = replicas
-      .filter(([segId]) => segments.has(segId))
-      .map(([segId, offset]) => ({ segment: state.segments.byId.get(segId)!, offset }));
-    const o = new ObjectMeta(sizeBytes, writer, 0, flags | F_COMPLETE, placements, state.nextReplicaId);
-    state.nextReplicaId += placements.length;
-    state.objects.set(key, o);
-    if (checksum !== null) state.checksums.set(key, BigInt(checksum));
-    if ((flags & F_SOFT_PINNED) !== 0 && softPin !== null) {
-      state.softPins.set(key, softPin);
-      state.softPinnedKeys++;
+    for (const [id, v] of segments) {
+      const [, name, base, size, teEndpoint, protocol, hostId, clientId, status] = v;
+      state.segments.mountRecovered(
+        { id, name, base, size, teEndpoint, protocol, hostId },
+        clientId,
+        status as SegmentStatusValue,
+        OffsetAllocator.withUsed(size, used.get(id)!),
+      );
+      state.clientDeadlines.set(clientId, nowMs + state.config.clientTtlMs);
     }
+    for (const [key, v] of this.#objects) {
+      const [, sizeBytes, writer, flags, replicas, checksum, softPin] = v;
+      const placements = [];
+      for (const [segId, offset] of replicas) {
+        const segment = state.segments.byId.get(segId);
+        if (segment !== undefined) placements.push({ segment, offset });
+      }
+      if (placements.length === 0) continue;
+      const o = new ObjectMeta(sizeBytes, writer, 0, flags | F_COMPLETE, placements, state.nextReplicaId);
+      state.nextReplicaId += placements.length;
+      state.objects.set(key, o);
+      if (checksum !== null) state.checksums.set(key, BigInt(checksum));
+      if ((flags & F_SOFT_PINNED) !== 0 && softPin !== null) {
+        state.softPins.set(key, softPin);
+        state.softPinnedKeys++;
+      }
+    }
+    state.discarded = discarded.map(([segId, offset, sizeBytes, releaseAtMs]) => ({
+      segment: state.segments.byId.get(segId)!,
+      offset,
+      sizeBytes,
+      releaseAtMs,
+    }));
+    state.discardedBytes = state.discarded.reduce((n, d) => n + d.sizeBytes, 0);
+    return { objects, segments: segments.size, problems };
   }
-  state.discarded = discarded.map(([segId, offset, sizeBytes, releaseAtMs]) => ({
-    segment: state.segments.byId.get(segId)!,
-    offset,
-    sizeBytes,
-    releaseAtMs,
-  }));
-  state.discardedBytes = state.discarded.reduce((n, d) => n + d.sizeBytes, 0);
-  return { objects: objects.size, segments: segments.size, problems };
+}
+
+/** At most this many problem lines in a report (the count of the rest is not kept). */
+const MAX_PROBLEMS = 1000;
+
+/**
+ * Builds the durable state from `records` (a snapshot's, then the log's, in order) into `state`,
+ * which must be fresh (see StateImage.build).
+ */
+export function restoreState(state: MasterState, records: Iterable<string>, nowMs: number): RestoreReport {
+  const image = new StateImage();
+  for (const record of records) image.add(record);
+  return image.build(state, nowMs);
 }
 
 /** Replicas of `o` as (segment id, offset): for tests comparing a recovered state with the live one. */

@@ -103,6 +103,8 @@ export class MasterState {
   lastHousekeepingMs = Number.NaN;
   /** Replica ids are a global counter from 1, as in Mooncake. */
   nextReplicaId = 1;
+  /** The HA term's view_version, which Ping answers (0 without HA); set by the process, not durable. */
+  viewVersion = 0;
   softPinnedKeys = 0;
   readonly counters: MasterCounters = newCounters();
 

@@ -2,12 +2,13 @@
 // of the current term (each term has its own state, so its own app), with Mooncake's gate: only a
 // serving leader answers the data endpoints; every other state gets 503 and -1011 "service plane is
 // not active" (Mooncake's `SetServiceUnavailable`). /metrics, /metrics/summary, /health, /version,
-// /role, /ha_status and /leader answer in every state, as in Mooncake.
+// /role, /ha_status and /leader answer in every state, as in Mooncake, and so does our
+// /cluster_status (a standby's place in the object log is what `inspect cluster` shows as lag).
 
 import { ErrorCode } from "../../core/errors.ts";
 
-/** Paths served whatever the HA state (Mooncake's always-available set). */
-export const ALWAYS_AVAILABLE: ReadonlySet<string> = new Set(["/metrics", "/metrics/summary", "/health", "/version", "/role", "/ha_status", "/leader"]);
+/** Paths served whatever the HA state (Mooncake's always-available set, and /cluster_status). */
+export const ALWAYS_AVAILABLE: ReadonlySet<string> = new Set(["/metrics", "/metrics/summary", "/health", "/version", "/role", "/ha_status", "/leader", "/cluster_status"]);
 
 export const SERVICE_PLANE_INACTIVE = "service plane is not active";
 

@@ -4,6 +4,8 @@
 // Every call settles within `timeoutMs` whatever etcd does (gRPC deadline, raced against a timer
 // just past it), so a partitioned etcd never stalls the election loop past its own clock.
 //
+// (Also the reads, puts, ranges, compaction and prefix watches of the object log in etcd, etcd-log.ts.)
+//
 // etcd3 is loaded on first use (it costs ~0.3 s to import). With one endpoint its per-host circuit
 // breaker is turned off (there is nothing to fail over to, and resting the only endpoint would only
 // delay recovery); with several, a member that failed 3 times in a row is rested 5 s, so a dead
@@ -21,6 +23,16 @@ export interface EtcdKv {
   modRevision: string;
   /** "0" when the key has no lease. */
   lease: string;
+}
+
+/** Keys from `start` (inclusive) to `end` (exclusive), in byte order. */
+export interface EtcdRange {
+  start: string;
+  end: string;
+}
+
+function toKv(kv: { value: Buffer; create_revision: string; mod_revision: string; lease: string }): EtcdKv {
+  return { value: kv.value.toString("utf8"), createRevision: kv.create_revision, modRevision: kv.mod_revision, lease: kv.lease };
 }
 
 /** A guard clause of a transaction: `key`'s `target` must equal `value`. */
@@ -101,9 +113,7 @@ export class HaEtcdClient {
       const kv = r.kvs[0];
       return {
         revision: r.header.revision,
-        kv: kv
-          ? { value: kv.value.toString("utf8"), createRevision: kv.create_revision, modRevision: kv.mod_revision, lease: kv.lease }
-          : null,
+        kv: kv ? toKv(kv) : null,
       };
     });
   }
@@ -148,50 +158,89 @@ export class HaEtcdClient {
   }
 
   /**
-   * A transaction: puts every `[key, value]` of `puts` if and only if every clause of `compare`
-   * holds, all in one etcd revision. Resolves with whether it applied, and that revision.
+   * A transaction: puts every `[key, value]` of `puts` and deletes every range of `deletes`
+   * (`[start, end)`) if and only if every clause of `compare` holds, all in one etcd revision.
+   * Resolves with whether it applied, and that revision.
    */
-  txn(compare: readonly EtcdCompare[], puts: readonly (readonly [string, string])[]): Promise<{ applied: boolean; revision: string }> {
-    return this.#call(`guarded write of ${puts.map(([k]) => k).join(", ")}`, async (c, o) => {
+  txn(
+    compare: readonly EtcdCompare[],
+    puts: readonly (readonly [string, string])[],
+    deletes: readonly EtcdRange[] = [],
+  ): Promise<{ applied: boolean; revision: string }> {
+    const what = [...puts.map(([k]) => k), ...deletes.map((r) => `[${r.start}, ${r.end})`)].join(", ");
+    return this.#call(`guarded write of ${what.length > 200 ? `${what.slice(0, 200)}…` : what}`, async (c, o) => {
       const [first, ...rest] = compare;
       if (!first) throw new Error("a guarded write needs a guard");
       const builder = c.if(first.key, first.target, "==", first.value);
       for (const clause of rest) builder.and(clause.key, clause.target, "==", clause.value);
       const r = await builder
-        .then(...puts.map(([k, v]) => c.put(k).value(v)))
+        .then(...puts.map(([k, v]) => c.put(k).value(v)), ...deletes.map((d) => c.delete().inRange({ start: d.start, end: d.end })))
         .options(o)
         .commit();
       return { applied: r.succeeded, revision: r.header.revision };
     });
   }
 
+  /** Puts `key` = `value` (under `leaseId` when given), unguarded. Resolves with the revision. */
+  put(key: string, value: string, leaseId?: string): Promise<string> {
+    return this.#call(`put ${key}`, async (c, o) => {
+      const b = c.put(key).value(value);
+      if (leaseId !== undefined) b.lease(leaseId);
+      const r = await b.options(o).exec();
+      return r.header.revision;
+    });
+  }
+
   /**
-   * Watches `key` from `fromRevision` on; `onEvent` sees each put or delete. The watch reconnects
-   * by itself (etcd3's watch manager) after a lost stream; `onTrouble` hears of each loss.
-   * Returns a handle that cancels it. Never throws: a watch that cannot start is reported.
+   * Keys in `[start, end)` in key order, at most `limit` of them (0: no limit), read at `revision`
+   * when given (a consistent view across several pages; fails once etcd compacted past it).
+   */
+  range(
+    start: string,
+    end: string,
+    options: { revision?: string; limit?: number } = {},
+  ): Promise<{ kvs: (EtcdKv & { key: string })[]; more: boolean; revision: string }> {
+    return this.#call(`read of [${start}, ${end})`, async (c, o) => {
+      const b = c.getAll().inRange({ start, end });
+      if (options.revision !== undefined) b.revision(options.revision);
+      if (options.limit) b.limit(options.limit);
+      const r = await b.options(o).exec();
+      return { kvs: r.kvs.map((kv) => ({ key: kv.key.toString("utf8"), ...toKv(kv) })), more: r.more, revision: r.header.revision };
+    });
+  }
+
+  /** Discards etcd's history before `revision` (keys as they are now stay). */
+  compact(revision: string): Promise<void> {
+    return this.#call(`compaction at revision ${revision}`, async (c, o) => {
+      await c.kv.compact({ revision }, o);
+    });
+  }
+
+  /**
+   * Watches `key` (or every key under `{ prefix }`) from `fromRevision` on; `onEvent` sees each put
+   * or delete. The watch reconnects by itself (etcd3's watch manager) after a lost stream;
+   * `onTrouble` hears of each loss. Returns a handle that cancels it. Never throws: a watch that
+   * cannot start is reported.
    */
   watch(
-    key: string,
+    key: string | { prefix: string },
     fromRevision: string,
-    onEvent: (event: { type: "put" | "delete"; kv: EtcdKv }) => void,
+    onEvent: (event: { type: "put" | "delete"; key: string; kv: EtcdKv }) => void,
     onTrouble: (reason: string) => void,
   ): { cancel(): void } {
     let cancelled = false;
     let cancel: (() => void) | null = null;
     this.#connect()
-      .then((c) => c.watch().key(key).startRevision(fromRevision).create())
+      .then((c) => {
+        const b = c.watch();
+        return (typeof key === "string" ? b.key(key) : b.prefix(key.prefix)).startRevision(fromRevision).create();
+      })
       .then(
         (watcher) => {
           cancel = () => void watcher.cancel().catch(() => {});
           if (cancelled) return cancel();
-          const toKv = (kv: { value: Buffer; create_revision: string; mod_revision: string; lease: string }): EtcdKv => ({
-            value: kv.value.toString("utf8"),
-            createRevision: kv.create_revision,
-            modRevision: kv.mod_revision,
-            lease: kv.lease,
-          });
-          watcher.on("put", (kv) => onEvent({ type: "put", kv: toKv(kv) }));
-          watcher.on("delete", (kv) => onEvent({ type: "delete", kv: toKv(kv) }));
+          watcher.on("put", (kv) => onEvent({ type: "put", key: kv.key.toString("utf8"), kv: toKv(kv) }));
+          watcher.on("delete", (kv) => onEvent({ type: "delete", key: kv.key.toString("utf8"), kv: toKv(kv) }));
           watcher.on("disconnected", (e) => onTrouble(describe(e)));
           watcher.on("error", (e) => onTrouble(describe(e)));
         },

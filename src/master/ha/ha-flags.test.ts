@@ -34,6 +34,7 @@ describe("HA flags", () => {
       endpointsFlag: "ha_backend_connstring",
       advertiseAddress: "10.0.0.5:50051",
       warmupMs: 500,
+      readOnlyMs: 30_000,
     });
     expect(s.stateDir).toBeNull();
   });

@@ -22,13 +22,12 @@
 // guarded by the key's create revision and lease (guardedWrite), which etcd refuses once the key
 // is not ours whatever the local clocks say.
 //
-// A term's state is not carried over: without the op log in etcd (the next piece) a new leader
-// starts empty, as Mooncake does without --enable_oplog; store nodes ping, get NEED_REMOUNT and
-// remount.
+// A term's state is the object log in etcd (etcd-log.ts): onPromote catches up with it during
+// the warm-up, and every record a leader writes goes through guardedWrite.
 
 import { ErrorCode, MooncakeError } from "../../core/errors.ts";
 import type { Logger } from "../../core/log.ts";
-import { type EtcdCompare, HaEtcdClient, LeaseGoneError } from "./etcd-client.ts";
+import { type EtcdCompare, type EtcdRange, HaEtcdClient, LeaseGoneError } from "./etcd-client.ts";
 import { masterViewKey, parseHaEndpoints } from "./endpoints.ts";
 
 /** Mooncake's DEFAULT_MASTER_VIEW_LEASE_TTL_SEC. */
@@ -118,8 +117,19 @@ export interface LeadershipOptions {
    * before it returns. Throwing ends the term and goes to onFatal.
    */
   onServe(term: LeadershipTerm): void;
-  /** Called the moment the term ends: stop serving (close the port and every connection). Synchronous. */
-  onStepDown(reason: string): void;
+  /**
+   * Called when this master has won, during the warm-up, to prepare the term's state (catch up
+   * with the object log). Serving starts once both it and the warm-up are done; a rejection ends
+   * the term.
+   */
+  onPromote?(term: LeadershipTerm): Promise<void>;
+  /**
+   * Called the moment the term ends: stop serving (close the port and every connection).
+   * Synchronous. `etcdUnreachable`: the lease ran out while renewals were failing to reach etcd
+   * (seen while the lease still held: not a process that was paused), the one case where
+   * serving reads on may make sense (run.ts).
+   */
+  onStepDown(reason: string, info: { etcdUnreachable: boolean }): void;
   /** Something this master cannot go on from (it could not open its port while leading). */
   onFatal?(error: Error): void;
   // Timings, for tests; the defaults are the constants above.
@@ -134,6 +144,8 @@ export interface LeadershipOptions {
 interface Term extends LeadershipTerm {
   /** Monotonic ms until which the lease is known to live (minus the margin). */
   validUntil: number;
+  /** When renewals started failing to reach etcd while the lease still held (null: they work). */
+  renewFailingSince: number | null;
   ended: boolean;
   timer: ReturnType<typeof setTimeout> | null;
   watch: { cancel(): void } | null;
@@ -201,6 +213,7 @@ export class Leadership {
       this.#fence(
         `no lease renewal confirmed for ${ms} ms (lease ${this.#ttlS} s, margin ${this.#marginMs} ms); ` +
           "stopped before etcd can expire the lease and elect another master",
+        { etcdUnreachable: term.renewFailingSince !== null },
       );
     }
     return this.#term !== null;
@@ -217,21 +230,29 @@ export class Leadership {
   }
 
   /**
-   * Writes `puts` to etcd in one transaction that etcd applies only while the view key is still
+   * Writes `puts` (and deletes the `deletes` ranges) in one transaction that etcd applies only while the view key is still
    * the one this term created (same create revision, same lease): a master that lost leadership,
    * however late it notices, cannot write. Resolves with the revision of the write; rejects with
    * NotLeaderError (and ends the term) when the guard fails, or with etcd's error.
    */
-  async guardedWrite(puts: readonly (readonly [string, string])[]): Promise<string> {
+  async guardedWrite(puts: readonly (readonly [string, string])[], deletes: readonly EtcdRange[] = []): Promise<string> {
     this.check();
     const term = this.#term;
     if (term === null) throw new NotLeaderError("this master is not the leader; only the leader writes to etcd");
-    const r = await this.#etcd.txn(leadershipGuard(this.viewKey, term), puts);
+    const r = await this.#etcd.txn(leadershipGuard(this.viewKey, term), puts, deletes);
     if (!r.applied) {
       if (this.#term === term) this.#fence("etcd refused a guarded write: the view key is no longer this term's");
       throw new NotLeaderError(`etcd refused the write: view_version ${term.viewVersion} (lease ${term.leaseId}) no longer leads`);
     }
     return r.revision;
+  }
+
+  /**
+   * Ends the current term now (synchronously: onStepDown runs before this returns) and revokes
+   * its lease so another master can take over at once; this one stays in the election.
+   */
+  resign(reason: string): void {
+    this.#fence(reason);
   }
 
   /** guardedWrite of one key. */
@@ -401,7 +422,7 @@ export class Leadership {
     const lost = new Promise<string>((r) => {
       resolveLost = r;
     });
-    const term: Term = { viewVersion, leaseId, address: this.#o.address, validUntil, ended: false, timer: null, watch: null, lost, resolveLost };
+    const term: Term = { viewVersion, leaseId, address: this.#o.address, validUntil, renewFailingSince: null, ended: false, timer: null, watch: null, lost, resolveLost };
     this.#term = term;
     this.#state = "leader_warmup";
     this.#observed = { leaderAddress: this.#o.address, viewVersion };
@@ -427,8 +448,18 @@ export class Leadership {
 
     this.#log.info(`Entering warmup phase... (${this.#o.warmupMs} ms)`);
     let timer: ReturnType<typeof setTimeout> | undefined;
-    await Promise.race([new Promise<void>((r) => (timer = setTimeout(r, this.#o.warmupMs))), lost]);
+    const warm = new Promise<void>((r) => (timer = setTimeout(r, this.#o.warmupMs)));
+    // The state is prepared during the warm-up (it may take longer): caught up with the log.
+    const prepared = (this.#o.onPromote?.(term) ?? Promise.resolve()).then(
+      () => null,
+      (e: Error) => e,
+    );
+    const failure = await Promise.race([Promise.all([warm, prepared]).then(([, e]) => e), lost.then(() => null)]);
     clearTimeout(timer);
+    if (failure !== null) {
+      this.#fence(`cannot take over: ${failure.message}`);
+      return;
+    }
     if (!this.check() || term.ended) {
       this.#log.warn("Leadership expired during warmup phase");
       return;
@@ -472,6 +503,7 @@ export class Leadership {
         }
         if (failures > 0) this.#log.info(`lease renewal works again after ${failures} failed attempts`);
         failures = 0;
+        term.renewFailingSince = null;
         await sleep(Math.max(0, this.#intervalMs - (this.#clock() - sentAt)));
       } catch (e) {
         if (term.ended) return;
@@ -480,6 +512,7 @@ export class Leadership {
           return;
         }
         this.counters.keepaliveFailures++;
+        if (term.renewFailingSince === null && this.#clock() < term.validUntil) term.renewFailingSince = this.#clock();
         if (failures++ === 0) {
           const left = Math.max(0, Math.round(term.validUntil - this.#clock()));
           this.#log.warn(`lease renewal failed: ${(e as Error).message}; retrying, and stepping down in ${left} ms unless one succeeds`);
@@ -493,7 +526,7 @@ export class Leadership {
    * Ends the current term now: the serving plane first (synchronously), then the state, then a
    * best-effort revoke so a standby need not wait for the lease to expire.
    */
-  #fence(reason: string, options: { revoke?: boolean } = {}): void {
+  #fence(reason: string, options: { revoke?: boolean; etcdUnreachable?: boolean } = {}): void {
     const term = this.#term;
     if (term === null || term.ended) return;
     term.ended = true;
@@ -506,7 +539,7 @@ export class Leadership {
     this.#lastLoggedView = "";
     this.counters.leadershipLost++;
     try {
-      this.#o.onStepDown(reason);
+      this.#o.onStepDown(reason, { etcdUnreachable: (options.etcdUnreachable ?? false) && wasServing });
     } catch (e) {
       this.#log.error(`stopping the serving plane failed: ${(e as Error).stack ?? e}`);
     }

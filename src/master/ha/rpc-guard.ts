@@ -1,5 +1,5 @@
 // What an HA leader puts around its RPC handlers (both protocols): the lease check before every
-// call, and the term's view_version in Ping's answer.
+// call. (Ping's view_version is the state's own: MasterState.viewVersion.)
 
 // biome-ignore lint/suspicious/noExplicitAny: each handler has its own request type.
 type AnyHandlers = Record<string, (request: any) => unknown>;
@@ -21,23 +21,4 @@ export function guardHandlers<H extends AnyHandlers>(handlers: H, check: () => u
     };
   }
   return out as H;
-}
-
-/**
- * Ping answers with the leader's view_version under HA (the state machine says 0, its non-HA
- * answer), as Mooncake's does, so a client can tell a new leader from the one it knew. `name` is
- * the protobuf handler (`ping`, field viewVersionId) or the coro_rpc one (`Ping`, view_version_id
- * inside the expected value).
- */
-export function pingWithViewVersion<H extends AnyHandlers>(handlers: H, name: "ping" | "Ping", viewVersion: number): H {
-  const ping = handlers[name];
-  if (!ping) return handlers;
-  const patched = (request: unknown) => {
-    const r = ping(request) as Record<string, unknown>;
-    if ("viewVersionId" in r) return { ...r, viewVersionId: viewVersion };
-    const value = r.value as Record<string, unknown> | undefined;
-    if (r.ok === true && value && "view_version_id" in value) return { ...r, value: { ...value, view_version_id: viewVersion } };
-    return r;
-  };
-  return { ...handlers, [name]: patched };
 }
