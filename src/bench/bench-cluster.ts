@@ -1,7 +1,10 @@
 // A master and store nodes as child processes for the benchmark scripts (each in its own process,
 // as in a deployment: sharing the client's event loop slowed the client's transfers several-fold).
 
-import { readFileSync } from "node:fs";
+import { mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { createServer } from "node:net";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 
 const root = `${import.meta.dirname}/../..`;
 const cli = [process.execPath, `${root}/src/cli/main.ts`];
@@ -50,4 +53,40 @@ export async function startBenchNode(masterAddress: string, metadata: string, si
     / ready:/,
   );
   return { proc, rssKiB: () => Number(/VmRSS:\s+(\d+)/.exec(readFileSync(`/proc/${proc.pid}/status`, "utf8"))?.[1] ?? 0) };
+}
+
+/** A port nothing listens on now (HA masters need a fixed one). */
+export async function freePort(): Promise<number> {
+  return new Promise((resolve) => {
+    const s = createServer().listen(0, "127.0.0.1", () => {
+      const port = (s.address() as { port: number }).port;
+      s.close(() => resolve(port));
+    });
+  });
+}
+
+/** One etcd member on loopback with a fresh data dir; returns its endpoint and a stop function. */
+export async function startBenchEtcd(extraArgs: string[] = []): Promise<{ endpoint: string; stop(): Promise<void> }> {
+  const [clientPort, peerPort] = [await freePort(), await freePort()];
+  const dataDir = mkdtempSync(join(tmpdir(), "mooncake-bench-etcd-"));
+  const client = `http://127.0.0.1:${clientPort}`;
+  const peer = `http://127.0.0.1:${peerPort}`;
+  const proc = Bun.spawn(
+    ["etcd", "--name", "bench", "--data-dir", dataDir, "--listen-client-urls", client, "--advertise-client-urls", client, "--listen-peer-urls", peer,
+      "--initial-advertise-peer-urls", peer, "--initial-cluster", `bench=${peer}`, "--log-level", "error", "--logger", "zap", ...extraArgs],
+    { stdout: "ignore", stderr: "ignore" },
+  );
+  for (let i = 0; i < 100; i++) {
+    const ok = await fetch(`${client}/health`).then((r) => r.ok, () => false);
+    if (ok) break;
+    await Bun.sleep(100);
+  }
+  return {
+    endpoint: `127.0.0.1:${clientPort}`,
+    async stop() {
+      proc.kill("SIGKILL");
+      await proc.exited;
+      rmSync(dataDir, { recursive: true, force: true });
+    },
+  };
 }

@@ -3,11 +3,8 @@
 // PATH). BatchPut keys/s (2 connections × 8 in flight, batches of 128) and serial Put latency.
 // Not a test. Run: bun src/bench/durable-ab.ts [--rounds 3] [--dir /tmp/mooncake-durable-ab] [--modes none,dir,etcd]
 
-import { mkdtempSync, rmSync } from "node:fs";
-import { createServer } from "node:net";
-import { tmpdir } from "node:os";
-import { join } from "node:path";
-import { spawnUntil } from "./bench-cluster.ts";
+import { rmSync } from "node:fs";
+import { freePort, spawnUntil, startBenchEtcd } from "./bench-cluster.ts";
 
 const args = process.argv.slice(2);
 const arg = (name: string, fallback: string) => {
@@ -19,53 +16,43 @@ const dir = arg("--dir", "/tmp/mooncake-durable-ab");
 const modes = arg("--modes", "none,dir,etcd").split(",");
 const cli = [process.execPath, `${import.meta.dirname}/../cli/main.ts`];
 
-/** A port nothing listens on now (HA masters need a fixed one). */
-async function freePort(): Promise<number> {
-  return new Promise((resolve) => {
-    const s = createServer().listen(0, "127.0.0.1", () => {
-      const port = (s.address() as { port: number }).port;
-      s.close(() => resolve(port));
-    });
-  });
-}
-
-/** One etcd member on loopback with a fresh data dir; returns its endpoint and a stop function. */
-async function startEtcd(): Promise<{ endpoint: string; stop(): Promise<void> }> {
-  const [clientPort, peerPort] = [await freePort(), await freePort()];
-  const dataDir = mkdtempSync(join(tmpdir(), "mooncake-bench-etcd-"));
-  const client = `http://127.0.0.1:${clientPort}`;
-  const peer = `http://127.0.0.1:${peerPort}`;
-  const proc = Bun.spawn(
-    ["etcd", "--name", "bench", "--data-dir", dataDir, "--listen-client-urls", client, "--advertise-client-urls", client, "--listen-peer-urls", peer,
-      "--initial-advertise-peer-urls", peer, "--initial-cluster", `bench=${peer}`, "--log-level", "error", "--logger", "zap"],
-    { stdout: "ignore", stderr: "ignore" },
-  );
-  for (let i = 0; i < 100; i++) {
-    const ok = await fetch(`${client}/health`).then((r) => r.ok, () => false);
-    if (ok) break;
-    await Bun.sleep(100);
-  }
-  return {
-    endpoint: `127.0.0.1:${clientPort}`,
-    async stop() {
-      proc.kill("SIGKILL");
-      await proc.exited;
-      rmSync(dataDir, { recursive: true, force: true });
-    },
-  };
-}
-
 async function bench(port: number, flags: string[]) {
   const proc = Bun.spawn([...cli, "bench", "master", "--master-server-address", `127.0.0.1:${port}`, "--json", ...flags], { stdout: "pipe", stderr: "ignore" });
   const out = JSON.parse(await new Response(proc.stdout).text()) as { keysPerS: number; latency: { p50Us: number; p99Us: number } };
   return out;
 }
 
+/** etcd by itself, same minute: serial 200 B puts (p50/p99) and serial 256 KiB puts (p50), 2 s each. */
+async function etcdBaseline(endpoint: string) {
+  const { Etcd3 } = await import("etcd3");
+  const client = new Etcd3({ hosts: `http://${endpoint}` });
+  const serial = async (value: string) => {
+    const samples: number[] = [];
+    const end = performance.now() + 2000;
+    for (let i = 0; performance.now() < end; i++) {
+      const t = performance.now();
+      await client.put(`bench/${i % 100}`).value(value);
+      samples.push((performance.now() - t) * 1000);
+    }
+    samples.sort((a, b) => a - b);
+    const at = (q: number) => Math.round(samples[Math.min(samples.length - 1, Math.floor(q * samples.length))]!);
+    return { p50Us: at(0.5), p99Us: at(0.99) };
+  };
+  try {
+    const small = await serial("x".repeat(200));
+    const large = await serial("x".repeat(256 * 1024));
+    return { putP50Us: small.p50Us, putP99Us: small.p99Us, put256KiBP50Us: large.p50Us };
+  } finally {
+    client.close();
+  }
+}
+
 for (let round = 1; round <= rounds; round++) {
   for (const mode of modes) {
     rmSync(dir, { recursive: true, force: true });
     const stateDir = mode === "dir" ? dir : mode;
-    const etcd = mode === "etcd" ? await startEtcd() : null;
+    const etcd = mode === "etcd" ? await startBenchEtcd() : null;
+    if (etcd !== null) console.log(JSON.stringify({ round, mode: "etcd alone", ...(await etcdBaseline(etcd.endpoint)) }));
     const common = ["--rpc_address=127.0.0.1", "--metrics_host=127.0.0.1", "--enable_http_metadata_server=false", "--enable_metric_reporting=false"];
     const [rpcPort, metricsPort] = [await freePort(), await freePort()];
     const master =
