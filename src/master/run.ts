@@ -299,6 +299,8 @@ export async function startMaster(settings: MasterSettings): Promise<RunningMast
           endReadOnly("this master leads again and takes its state from the object log");
           const startedMs = performance.now();
           await tail.catchUp();
+          // The term may have ended while we read (onStepDown has restarted the tail then).
+          if (election.term?.viewVersion !== term.viewVersion) throw new Error("the term ended while catching up with the object log");
           const position = tail.position;
           const stateLog = new EtcdStateLog({
             keys: logKeys,
@@ -321,7 +323,8 @@ export async function startMaster(settings: MasterSettings): Promise<RunningMast
               election.resign(`the object log cannot take more changes (${e.message})`);
             },
           });
-          image.clear(); // the Master holds the state now; the next standby spell reloads it
+          // The Master holds the state now: the tail forgets its copy and loads afresh as a standby.
+          tail.reset();
           promoted = { durable, stateLog };
           const { report } = durable;
           log.info(

@@ -31,6 +31,17 @@ export interface EtcdRange {
   end: string;
 }
 
+/** The key just after every key that starts with `prefix` (the end of a prefix range). */
+export function prefixEnd(prefix: string): string {
+  return prefix.slice(0, -1) + String.fromCharCode(prefix.charCodeAt(prefix.length - 1) + 1);
+}
+
+/**
+ * gRPC's default 4 MiB limit on a message received is less than one page of log batches or
+ * snapshot chunks (each up to 1.3 MiB), or a watch response catching up on several.
+ */
+const MAX_RECEIVE_BYTES = 256 * 1024 * 1024;
+
 function toKv(kv: { value: Buffer; create_revision: string; mod_revision: string; lease: string }): EtcdKv {
   return { value: kv.value.toString("utf8"), createRevision: kv.create_revision, modRevision: kv.mod_revision, lease: kv.lease };
 }
@@ -80,7 +91,12 @@ export class HaEtcdClient {
 
   #connect(): Promise<Etcd3> {
     this.#client ??= import("etcd3").then(
-      ({ Etcd3 }) => new Etcd3({ hosts: this.#hosts, ...(this.#hosts.length === 1 ? { faultHandling: { host: () => passThrough } } : {}) }),
+      ({ Etcd3 }) =>
+        new Etcd3({
+          hosts: this.#hosts,
+          grpcOptions: { "grpc.max_receive_message_length": MAX_RECEIVE_BYTES },
+          ...(this.#hosts.length === 1 ? { faultHandling: { host: () => passThrough } } : {}),
+        }),
     );
     return this.#client;
   }

@@ -208,4 +208,69 @@ describe("object log in etcd", () => {
     expect(tail.ready).toBe(false);
     tail.stop();
   }, 30_000);
+
+  test("a snapshot of many chunks (more than gRPC's default 4 MiB a page) loads; leftover chunks of an aborted snapshot at the same seq are ignored and deleted", async () => {
+    const id = newCluster();
+    const keys = etcdLogKeys(id);
+    const { leadership } = await leader(id);
+    const raw = client();
+    const writer = stateLog(id, leadership, fresh(), raw);
+    const lines = [segmentLine, ...Array.from({ length: 100_000 }, (_, i) => objectLine(`many-chunks-key-${i}-${"x".repeat(40)}`))];
+    for (let i = 0; i < lines.length; i += 1000) writer.append(lines.slice(i, i + 1000).join("\n"));
+    await writer.durable();
+    const seq = writer.appendedSeq;
+    // What an earlier term's unfinished snapshot at this very seq would have left behind.
+    const stray = `${keys.snapshots}${String(seq).padStart(16, "0")}/000099`;
+    await raw.put(stray, `MCOPSNP1 ${seq} 99\n${objectLine("stray")}`);
+    await writer.snapshot(lines);
+    const head = JSON.parse((await raw.get(keys.head)).kv!.value) as { seq: number; chunks: number };
+    expect(head.seq).toBe(seq);
+    expect(head.chunks).toBeGreaterThanOrEqual(20);
+    expect((await raw.get(stray)).kv).toBeNull();
+    const image = new StateImage();
+    const tail = new EtcdLogTail(client(), keys, image, log);
+    await tail.catchUp();
+    expect(tail.position.snapshotSeq).toBe(seq);
+    expect(image.objects).toBe(100_000);
+  }, 60_000);
+
+  test("a tail that was reset loads from scratch at its next catch-up (never folds new batches onto an empty copy)", async () => {
+    const id = newCluster();
+    const { leadership } = await leader(id);
+    const writer = stateLog(id, leadership);
+    writer.append(segmentLine);
+    for (let i = 0; i < 100; i++) writer.append(objectLine(`r${i}`));
+    await writer.durable();
+    const image = new StateImage();
+    const tail = new EtcdLogTail(client(), etcdLogKeys(id), image, log);
+    await tail.catchUp();
+    expect(image.objects).toBe(100);
+    tail.reset(); // a promotion took the image
+    expect(image.objects).toBe(0);
+    for (let i = 100; i < 110; i++) writer.append(objectLine(`r${i}`));
+    await writer.durable();
+    await tail.catchUp();
+    expect(image.objects).toBe(110);
+  }, 30_000);
+
+  test("a stale tail whose missing batches a snapshot has deleted reloads at catch-up instead of continuing from its old position", async () => {
+    const id = newCluster();
+    const keys = etcdLogKeys(id);
+    const { leadership } = await leader(id);
+    const writer = stateLog(id, leadership);
+    writer.append(segmentLine);
+    for (let i = 0; i < 100; i++) writer.append(objectLine(`s${i}`));
+    await writer.durable();
+    const image = new StateImage();
+    const tail = new EtcdLogTail(client(), keys, image, log);
+    await tail.catchUp(); // then it stops following (as a standby whose watch broke)
+    for (let i = 0; i < 50; i++) writer.append(`O ${JSON.stringify(`s${i}`)}`);
+    await writer.durable();
+    await writer.snapshot([segmentLine, ...Array.from({ length: 50 }, (_, i) => objectLine(`s${i + 50}`))]);
+    // No batch after the snapshot: reading "what follows my position" finds nothing at all.
+    expect((await client().range(keys.log, `${keys.log}~`)).kvs).toEqual([]);
+    await tail.catchUp();
+    expect(tail.position.seq).toBe(writer.appendedSeq);
+    expect(image.objects).toBe(50);
+  }, 30_000);
 });

@@ -6,9 +6,10 @@
 //
 // Keys, under `mooncake-store/<cluster_id>/` (beside the view key):
 //   oplog/<first seq, 16 digits>       one batch: "MCOPLOG1 <first seq> <record count>\n" and the
-//                                      records joined by "\n" (records are lines; ≤ 1 MiB a batch)
+//                                      records joined by "\n" (a record is one or more lines; a
+//                                      batch ≤ 448 Ki UTF-16 units, so ≤ 1.3 MiB of UTF-8)
 //   snapshot/<seq, 16 digits>/<chunk, 6 digits>
-//                                      "MCOPSNP1 <seq> <chunk>\n" and snapshot records (≤ 1 MiB)
+//                                      "MCOPSNP1 <seq> <chunk>\n" and snapshot records (same bound)
 //   snapshot_head                      {"seq","chunks","records"}: the snapshot in force
 //
 // Why replaying from a snapshot is simple: records are the CURRENT state of the items an op
@@ -27,7 +28,7 @@
 import type { Logger } from "../../core/log.ts";
 import type { StateImage } from "../../core/master/persistence.ts";
 import type { StateLog } from "../state-log.ts";
-import type { EtcdRange, HaEtcdClient } from "./etcd-client.ts";
+import { type EtcdRange, type HaEtcdClient, prefixEnd } from "./etcd-client.ts";
 
 /**
  * A batch (or snapshot chunk) holds at most this many UTF-16 units: etcd refuses requests over
@@ -40,8 +41,9 @@ const MAX_RECORD_CHARS = 384 * 1024;
 const MAX_PENDING_CHARS = 64 * 1024 * 1024;
 /** Group commit: a flush starts at most this long after the first unsynced append. */
 const MAX_BATCH_DELAY_MS = 2;
-/** After an etcd error, the same transaction is retried this soon. */
+/** After an etcd error, the same transaction is retried this soon, doubling up to the maximum. */
 const RETRY_MS = 100;
+const MAX_RETRY_MS = 1000;
 /** Keys read per page when loading the log. */
 const PAGE_KEYS = 16;
 const LOG_MAGIC = "MCOPLOG1";
@@ -65,8 +67,8 @@ export function etcdLogKeys(clusterId: string): EtcdLogKeys {
 const pad = (n: number, width: number) => String(n).padStart(width, "0");
 const batchKey = (keys: EtcdLogKeys, firstSeq: number) => keys.log + pad(firstSeq, 16);
 const chunkPrefix = (keys: EtcdLogKeys, seq: number) => `${keys.snapshots}${pad(seq, 16)}/`;
-/** The key just after every key starting with `prefix`. */
-const prefixEnd = (prefix: string) => prefix.slice(0, -1) + String.fromCharCode(prefix.charCodeAt(prefix.length - 1) + 1);
+/** A log key proper (another cluster's keys can sort inside the range: cluster id `x/oplog`). */
+const isBatchKey = (keys: EtcdLogKeys, key: string) => key.length === keys.log.length + 16 && /^\d{16}$/.test(key.slice(keys.log.length));
 
 interface SnapshotHead {
   seq: number;
@@ -111,23 +113,37 @@ export interface TailPosition {
   headRevision: string;
 }
 
+/** Work of a tail generation that a stop(), reset() or newer load has replaced. */
+class Superseded extends Error {
+  constructor() {
+    super("superseded");
+    this.name = "Superseded";
+  }
+}
+
+const freshPosition = (): TailPosition => ({ seq: 0, snapshotSeq: 0, batches: [], headRevision: "0" });
+
 /**
  * A standby's copy of the leader's log: loads the snapshot and the batches after it into `image`,
- * then follows new batches by a watch. Reloads from scratch when it finds a gap (a snapshot
- * deleted batches it had not seen, or the watch fell behind a compaction).
+ * then follows new batches (and the head) by watches. Reloads from scratch when it finds a gap (a
+ * snapshot deleted batches it had not seen, or a watch fell behind a compaction). One load at a
+ * time touches the image: every step checks its generation after each etcd answer and stops
+ * (Superseded) once a newer one exists.
  */
 export class EtcdLogTail {
   readonly #etcd: HaEtcdClient;
   readonly #keys: EtcdLogKeys;
   readonly #image: StateImage;
   readonly #log: Logger;
-  #position: TailPosition = { seq: 0, snapshotSeq: 0, batches: [], headRevision: "0" };
-  #watch: { cancel(): void } | null = null;
+  #position: TailPosition = freshPosition();
+  #watches: { cancel(): void }[] = [];
   #running = false;
-  /** Bumped by every (re)load and stop: work of an older generation is discarded. */
+  /** Bumped by every (re)load, catch-up, stop and reset: work of an older generation is discarded. */
   #generation = 0;
-  #loading: Promise<string> | null = null;
+  /** The load or catch-up in progress (the next one waits for it). */
+  #loading: Promise<unknown> | null = null;
   #retry: ReturnType<typeof setTimeout> | null = null;
+  /** The image is a prefix of the leader's log, up to position.seq. */
   #ready = false;
   #lastError = "";
 
@@ -142,7 +158,7 @@ export class EtcdLogTail {
     return this.#position;
   }
 
-  /** Whether the initial load has finished (the image is a prefix of the leader's log). */
+  /** Whether a load has finished since the last reset (the image is a prefix of the leader's log). */
   get ready(): boolean {
     return this.#ready;
   }
@@ -158,32 +174,61 @@ export class EtcdLogTail {
   stop(): void {
     this.#running = false;
     this.#generation++;
-    this.#watch?.cancel();
-    this.#watch = null;
+    for (const w of this.#watches) w.cancel();
+    this.#watches = [];
     if (this.#retry) clearTimeout(this.#retry);
     this.#retry = null;
   }
 
+  /** Stops, and forgets the image and the position: the next start() loads from scratch. */
+  reset(): void {
+    this.stop();
+    this.#image.clear();
+    this.#ready = false;
+    this.#position = freshPosition();
+  }
+
   /**
-   * Brings the image up to everything in etcd now (a linearizable read of the batches after the
-   * position; a full reload if they do not follow on). A new leader calls this after winning and
-   * before serving: every batch an older term wrote has a lower revision than our view key.
+   * Brings the image up to everything in etcd now. A new leader calls this after winning and
+   * before serving: every batch an older term wrote has a lower revision than our view key, so
+   * linearizable reads now see them all. Rejects (Superseded) if stop(), reset() or start() comes
+   * first.
    */
   async catchUp(): Promise<void> {
     this.stop();
     await this.#loading?.catch(() => {});
-    if (!this.#ready || !(await this.#readAfter(this.#generation))) await this.#load(this.#generation);
+    const generation = ++this.#generation;
+    const run = this.#catchUp(generation);
+    this.#loading = run;
+    await run;
+  }
+
+  async #catchUp(generation: number): Promise<void> {
+    const head = await this.#etcd.get(this.#keys.head);
+    this.#check(generation);
+    const headSeq = head.kv ? parseHead(head.kv.value).seq : 0;
+    // A snapshot past what we hold may have deleted batches we never saw: only a full load is
+    // right then. Otherwise the batches after our position, if they follow on, are all we lack.
+    if (this.#ready && headSeq <= this.#position.seq && (await this.#readAfter(generation))) {
+      const position = this.#position;
+      position.snapshotSeq = headSeq;
+      position.batches = position.batches.filter((b) => b.last > headSeq);
+      if (head.kv) position.headRevision = head.kv.modRevision;
+      return;
+    }
+    await this.#load(generation);
+  }
+
+  #check(generation: number): void {
+    if (generation !== this.#generation) throw new Superseded();
   }
 
   #reload(): void {
     const generation = ++this.#generation;
-    this.#watch?.cancel();
-    this.#watch = null;
-    // Loads run one after another: a superseded one stops at its next etcd answer.
+    for (const w of this.#watches) w.cancel();
+    this.#watches = [];
     const previous: Promise<unknown> = this.#loading ?? Promise.resolve();
-    const loading = previous
-      .catch(() => {})
-      .then(() => (generation === this.#generation ? this.#load(generation) : Promise.reject<string>(new Error("superseded"))));
+    const loading = previous.catch(() => {}).then(() => this.#load(generation));
     this.#loading = loading;
     loading.then(
       (revision) => {
@@ -193,7 +238,7 @@ export class EtcdLogTail {
         this.#follow(generation, revision);
       },
       (e: Error) => {
-        if (generation !== this.#generation || e.message === "superseded") return;
+        if (generation !== this.#generation || e instanceof Superseded) return;
         if (e.message !== this.#lastError) this.#log.warn(`object log: cannot read the leader's log: ${e.message}; retrying every second`);
         this.#lastError = e.message;
         this.#retry = setTimeout(() => {
@@ -206,17 +251,19 @@ export class EtcdLogTail {
 
   /** Reads the snapshot in force and every batch after it, at one revision. Resolves with that revision. */
   async #load(generation: number): Promise<string> {
+    this.#check(generation);
     const headRead = await this.#etcd.get(this.#keys.head);
-    if (generation !== this.#generation) throw new Error("superseded");
+    this.#check(generation);
     const revision = headRead.revision;
     this.#image.clear();
     this.#ready = false;
-    const position: TailPosition = { seq: 0, snapshotSeq: 0, batches: [], headRevision: headRead.kv?.modRevision ?? "0" };
+    const position: TailPosition = { ...freshPosition(), headRevision: headRead.kv?.modRevision ?? "0" };
     if (headRead.kv) {
       const head = parseHead(headRead.kv.value);
       const prefix = chunkPrefix(this.#keys, head.seq);
       let chunks = 0;
-      await this.#pages(prefix, prefixEnd(prefix), revision, generation, (key, value) => {
+      // Only the head's chunks: an aborted snapshot at the same seq may have left more.
+      await this.#pages(prefix, prefix + pad(head.chunks, 6), revision, generation, (key, value) => {
         const nl = value.indexOf("\n");
         const header = value.slice(0, nl).split(" ");
         if (header[0] !== SNAPSHOT_MAGIC || Number(header[1]) !== head.seq || Number(header[2]) !== chunks) {
@@ -230,7 +277,6 @@ export class EtcdLogTail {
       position.snapshotSeq = head.seq;
     }
     await this.#pages(this.#keys.log, prefixEnd(this.#keys.log), revision, generation, (key, value) => this.#fold(position, key, value));
-    if (generation !== this.#generation) throw new Error("superseded");
     this.#position = position;
     this.#ready = true;
     return revision;
@@ -241,7 +287,7 @@ export class EtcdLogTail {
     const position = this.#position;
     let followsOn = true;
     await this.#pages(batchKey(this.#keys, position.seq + 1), prefixEnd(this.#keys.log), undefined, generation, (key, value) => {
-      if (!followsOn) return;
+      if (!followsOn || !isBatchKey(this.#keys, key)) return;
       const b = parseBatch(key, value);
       if (b.first !== position.seq + 1) {
         followsOn = false;
@@ -252,11 +298,12 @@ export class EtcdLogTail {
     return followsOn;
   }
 
+  /** Calls `each` for every key in [start, end) in pages; throws Superseded once `generation` is not the current one. */
   async #pages(start: string, end: string, revision: string | undefined, generation: number, each: (key: string, value: string) => void) {
     let from = start;
     for (;;) {
       const page = await this.#etcd.range(from, end, { ...(revision === undefined ? {} : { revision }), limit: PAGE_KEYS });
-      if (generation !== this.#generation) return;
+      this.#check(generation);
       for (const kv of page.kvs) each(kv.key, kv.value);
       const last = page.kvs.at(-1);
       if (!page.more || last === undefined) return;
@@ -266,6 +313,7 @@ export class EtcdLogTail {
 
   /** Folds one batch at `position` (skipping one already folded); throws on a gap. */
   #fold(position: TailPosition, key: string, value: string): void {
+    if (!isBatchKey(this.#keys, key)) return;
     const b = parseBatch(key, value);
     const last = b.first + b.count - 1;
     // Covered already (by the snapshot or an earlier fold). Replaying it would not be harmless:
@@ -273,37 +321,56 @@ export class EtcdLogTail {
     if (last <= position.seq) return;
     if (b.first > position.seq + 1) throw new Error(`the log jumps from record ${position.seq} to ${b.first} (${key})`);
     if (b.body !== "") this.#image.add(b.body);
-    position.seq = Math.max(position.seq, last);
+    position.seq = last;
     position.batches.push({ key, last });
   }
 
+  /** Watches the batches and the head (not the snapshot chunks: big, and only loads read them). */
   #follow(generation: number, revision: string): void {
-    this.#watch = this.#etcd.watch(
-      { prefix: this.#keys.log.slice(0, this.#keys.log.length - "oplog/".length) },
-      String(BigInt(revision) + 1n),
-      (event) => {
-        if (generation !== this.#generation || event.type !== "put") return;
-        try {
-          if (event.key === this.#keys.head) {
+    const from = String(BigInt(revision) + 1n);
+    const trouble = (reason: string) => {
+      if (generation !== this.#generation) return;
+      this.#log.debug(`object log watch interrupted (${reason}); reading the log again`);
+      this.#reload();
+    };
+    const failed = (e: Error) => {
+      this.#log.warn(`object log: ${e.message}; reading it again`);
+      this.#reload();
+    };
+    this.#watches = [
+      this.#etcd.watch(
+        { prefix: this.#keys.log },
+        from,
+        (event) => {
+          if (generation !== this.#generation || event.type !== "put") return;
+          try {
+            this.#fold(this.#position, event.key, event.kv.value);
+          } catch (e) {
+            failed(e as Error);
+          }
+        },
+        trouble,
+      ),
+      this.#etcd.watch(
+        this.#keys.head,
+        from,
+        (event) => {
+          if (generation !== this.#generation || event.type !== "put") return;
+          try {
             const head = parseHead(event.kv.value);
             const position = this.#position;
+            // A snapshot past what we hold: batches we never saw may be deleted already.
+            if (head.seq > position.seq) throw new Error(`a snapshot at record ${head.seq} is ahead of this copy (${position.seq})`);
             position.snapshotSeq = head.seq;
             position.headRevision = event.kv.modRevision;
             position.batches = position.batches.filter((b) => b.last > head.seq);
-          } else if (event.key.startsWith(this.#keys.log)) {
-            this.#fold(this.#position, event.key, event.kv.value);
+          } catch (e) {
+            failed(e as Error);
           }
-        } catch (e) {
-          this.#log.warn(`object log: ${(e as Error).message}; reading it again`);
-          this.#reload();
-        }
-      },
-      (reason) => {
-        if (generation !== this.#generation) return;
-        this.#log.debug(`object log watch interrupted (${reason}); reading the log again`);
-        this.#reload();
-      },
-    );
+        },
+        trouble,
+      ),
+    ];
   }
 }
 
@@ -382,6 +449,9 @@ export class EtcdStateLog implements StateLog {
     if (this.#failure) throw this.#failure;
     if (this.#closed) throw new Error("the object log is closed");
     if (record.length > MAX_RECORD_CHARS) {
+      // Parts of one op can land in different batches, so a failover can keep some and not the
+      // rest: never acknowledged, and each part is items' states that held at the time (for a
+      // remove_all: some keys removed, the rest still there).
       for (const part of splitRecord(record)) this.append(part);
       return this.#appendedSeq;
     }
@@ -437,9 +507,13 @@ export class EtcdStateLog implements StateLog {
           await this.#o.write([[key, value]]);
           break;
         } catch (e) {
-          if ((e as Error).name === "NotLeaderError") return this.#break(e as Error);
-          if (attempt === 0) this.#o.log.warn(`object log: writing records ${first}..${first + n - 1} to etcd failed (${(e as Error).message}); retrying`);
-          await new Promise((r) => setTimeout(r, RETRY_MS));
+          const error = e as Error;
+          if (error.name === "NotLeaderError") return this.#break(error);
+          if (refusedForGood(error)) {
+            return this.#break(new Error(`etcd refuses the object log's writes (records ${first}..${first + n - 1}): ${error.message}`));
+          }
+          if (attempt === 0) this.#o.log.warn(`object log: writing records ${first}..${first + n - 1} to etcd failed (${error.message}); retrying`);
+          await new Promise((r) => setTimeout(r, Math.min(MAX_RETRY_MS, RETRY_MS * 2 ** attempt)));
           if (this.#failure) return;
         }
       }
@@ -509,7 +583,11 @@ export class EtcdStateLog implements StateLog {
     while (this.#durableSeq < seq) await this.durable();
     const batches = this.#position.batches;
     const firstKept = batches.findIndex((b) => b.last > seq);
-    const deletes: EtcdRange[] = [{ start: keys.snapshots, end: chunkPrefix(keys, seq) }];
+    const deletes: EtcdRange[] = [
+      { start: keys.snapshots, end: chunkPrefix(keys, seq) },
+      // Chunks past ours at this seq: an earlier term's snapshot at the same seq that never got its head.
+      { start: prefix + pad(chunks.length, 6), end: prefixEnd(prefix) },
+    ];
     const cut = firstKept < 0 ? batches.length : firstKept;
     if (cut > 0) deletes.push({ start: keys.log, end: `${batches[cut - 1]!.key}\0` });
     const head: SnapshotHead = { seq, chunks: chunks.length, records };
@@ -527,6 +605,14 @@ export class EtcdStateLog implements StateLog {
     await this.#snapshotting;
     this.#closed = true;
   }
+}
+
+/**
+ * Errors a repeat cannot cure: etcd over its space quota, a request over its size limit, a
+ * malformed request. Retrying them would only hold every reply until the lease ran out.
+ */
+function refusedForGood(e: Error): boolean {
+  return /INVALID_ARGUMENT|database space exceeded|request is too large|too many operations/i.test(e.message);
 }
 
 /** Lines of `record` regrouped into records of at most MAX_RECORD_CHARS (a longer single line stays whole). */

@@ -7,7 +7,7 @@
 
 import type { Logger } from "../../core/log.ts";
 import { masterViewKey } from "../../core/master-view.ts";
-import { HaEtcdClient, LeaseGoneError } from "./etcd-client.ts";
+import { HaEtcdClient, LeaseGoneError, prefixEnd } from "./etcd-client.ts";
 import { parseHaEndpoints } from "./endpoints.ts";
 
 /** A registration disappears this long after its master stopped renewing it. */
@@ -65,10 +65,6 @@ export function decodeMember(key: string, value: string): MemberEntry | null {
   };
 }
 
-/** The first key after every key that starts with `prefix`. */
-function prefixEnd(prefix: string): string {
-  return prefix.slice(0, -1) + String.fromCharCode(prefix.charCodeAt(prefix.length - 1) + 1);
-}
 
 /**
  * Keeps this master registered until close(): grants a lease, puts the record under it, renews it
