@@ -7,6 +7,7 @@
 import type { MetadataStore } from "../core/metadata-store.ts";
 import { evictionDue, expiryDue, Master } from "../core/master/index.ts";
 import { type Logger, logger } from "../core/log.ts";
+import { urlHost } from "../core/url-host.ts";
 import { startMetadataServer } from "../metadata/serve.ts";
 import { serveHttp } from "../runtime/http.ts";
 import { watchParent } from "../runtime/parent-watch.ts";
@@ -494,7 +495,3 @@ function hostOf(address: string): string {
   return address.slice(0, address.lastIndexOf(":")).replace(/^\[(.*)\]$/, "$1");
 }
 
-/** A bind host as a URL authority's host: IPv6 literals in brackets. */
-function urlHost(host: string): string {
-  return host.includes(":") ? `[${host}]` : host;
-}

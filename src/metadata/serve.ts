@@ -1,6 +1,7 @@
 // Runs the metadata Hono app (http-server.ts) on its own port with Bun.serve: the process behind
 // `mooncake metadata` / `mooncake_http_metadata_server` and the master's embedded metadata port.
 
+import { urlHost as bracketed } from "../core/url-host.ts";
 import { MetadataStore } from "../core/metadata-store.ts";
 import { serveHttp } from "../runtime/http.ts";
 import { createMetadataApp } from "./http-server.ts";
@@ -39,7 +40,7 @@ const BUN_BODY_SLACK = 1024 * 1024;
 function urlHost(host: string): string {
   if (host === "0.0.0.0" || host === "") return "127.0.0.1";
   if (host === "::" || host === "[::]") return "[::1]";
-  return host.includes(":") && !host.startsWith("[") ? `[${host}]` : host;
+  return bracketed(host);
 }
 
 /** Start a metadata server. Rejects with an error naming host:port when it cannot listen. */

@@ -24,7 +24,9 @@
 import { mkdirSync, mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { ConfigError } from "../config/errors.ts";
 import { logger } from "../core/log.ts";
+import { urlHost } from "../core/url-host.ts";
 import { formatDuration } from "../core/units.ts";
 import { EXIT_WITH_PARENT_ENV } from "../runtime/parent-watch.ts";
 import { nextRestartDelay, UP_RESTART_BACKOFF } from "../runtime/restart-backoff.ts";
@@ -94,10 +96,6 @@ function howItEnded(proc: ReturnType<typeof Bun.spawn>): string {
   return proc.signalCode ? `signal ${proc.signalCode}` : `exit code ${proc.exitCode}`;
 }
 
-/** A bind host as a URL authority's host: IPv6 literals in brackets. */
-function urlHost(host: string): string {
-  return host.includes(":") && !host.startsWith("[") ? `[${host}]` : host;
-}
 
 /** Ports nobody listens on now on `host`, held open together so none is handed out twice. */
 function freePorts(host: string, n: number): number[] {
@@ -325,7 +323,13 @@ export async function runUp(o: UpOptions): Promise<number> {
 
   const host = urlHost(o.host);
   // With --ha: etcd's ports, chosen once so that a restarted etcd comes back where everyone looks.
-  const chosen = o.ha ? freePorts(o.host, 2) : [0, 0];
+  let chosen = [0, 0];
+  try {
+    if (o.ha) chosen = freePorts(o.host, 2);
+  } catch (e) {
+    rmSync(stateDir, { recursive: true, force: true });
+    throw new ConfigError(`--host ${o.host}: cannot listen on it (${(e as Error).message})`);
+  }
   let etcdClientPort = chosen[0]!;
   let etcdPeerPort = chosen[1]!;
   if (o.ha && o.ha.etcdClientPort !== 0) {
