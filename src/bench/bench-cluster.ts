@@ -5,6 +5,7 @@ import { mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { createServer } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { etcdMemberCommand } from "../runtime/etcd-command.ts";
 
 const root = `${import.meta.dirname}/../..`;
 const cli = [process.execPath, `${root}/src/cli/main.ts`];
@@ -70,12 +71,11 @@ export async function startBenchEtcd(extraArgs: string[] = []): Promise<{ endpoi
   const [clientPort, peerPort] = [await freePort(), await freePort()];
   const dataDir = mkdtempSync(join(tmpdir(), "mooncake-bench-etcd-"));
   const client = `http://127.0.0.1:${clientPort}`;
-  const peer = `http://127.0.0.1:${peerPort}`;
-  const proc = Bun.spawn(
-    ["etcd", "--name", "bench", "--data-dir", dataDir, "--listen-client-urls", client, "--advertise-client-urls", client, "--listen-peer-urls", peer,
-      "--initial-advertise-peer-urls", peer, "--initial-cluster", `bench=${peer}`, "--log-level", "error", "--logger", "zap", ...extraArgs],
-    { stdout: "ignore", stderr: "ignore" },
-  );
+  const proc = Bun.spawn(etcdMemberCommand({ binary: "etcd", name: "bench", dataDir, clientPort, peerPort, extra: extraArgs }), {
+    stdout: "ignore",
+    stderr: "ignore",
+  });
+
   for (let i = 0; i < 100; i++) {
     const ok = await fetch(`${client}/health`).then((r) => r.ok, () => false);
     if (ok) break;

@@ -3,13 +3,11 @@
 // durable(), for `seconds`; prints lines/s, flushes and lines per flush. Needs `etcd` on PATH.
 // Not a test. Run: bun src/bench/etcd-log-bench.ts [--writers 16] [--seconds 3]
 
-import { mkdtempSync, rmSync } from "node:fs";
-import { tmpdir } from "node:os";
-import { join } from "node:path";
 import type { Logger } from "../core/log.ts";
 import { HaEtcdClient } from "../master/ha/etcd-client.ts";
 import { EtcdStateLog, etcdLogKeys } from "../master/ha/etcd-log.ts";
 import { Leadership, type LeadershipTerm } from "../master/ha/leadership.ts";
+import { startBenchEtcd } from "./bench-cluster.ts";
 
 const args = process.argv.slice(2);
 const arg = (name: string, fallback: string) => {
@@ -19,26 +17,12 @@ const arg = (name: string, fallback: string) => {
 const writers = Number(arg("--writers", "16"));
 const seconds = Number(arg("--seconds", "3"));
 
-const port = () => {
-  const l = Bun.listen({ hostname: "127.0.0.1", port: 0, socket: { data() {} } });
-  const p = l.port;
-  l.stop(true);
-  return p;
-};
-const [clientPort, peerPort] = [port(), port()];
-const dataDir = mkdtempSync(join(tmpdir(), "mooncake-etcd-log-bench-"));
-const client = `http://127.0.0.1:${clientPort}`;
-const peer = `http://127.0.0.1:${peerPort}`;
-const etcd = Bun.spawn(
-  ["etcd", "--name", "b", "--data-dir", dataDir, "--listen-client-urls", client, "--advertise-client-urls", client, "--listen-peer-urls", peer,
-    "--initial-advertise-peer-urls", peer, "--initial-cluster", `b=${peer}`, "--log-level", "error", "--logger", "zap"],
-  { stdout: "ignore", stderr: "ignore" },
-);
+const etcd = await startBenchEtcd();
 const quiet: Logger = { debug() {}, info() {}, warn() {}, error() {} };
+const client = `http://${etcd.endpoint}`;
 try {
-  for (let i = 0; i < 100 && !(await fetch(`${client}/health`).then((r) => r.ok, () => false)); i++) await Bun.sleep(100);
   let term: LeadershipTerm | null = null;
-  const leadership = new Leadership({ endpoints: `127.0.0.1:${clientPort}`, clusterId: "bench", address: "127.0.0.1:1", warmupMs: 0, log: quiet,
+  const leadership = new Leadership({ endpoints: etcd.endpoint, clusterId: "bench", address: "127.0.0.1:1", warmupMs: 0, log: quiet,
     onServe: (t) => { term = t; }, onStepDown: () => {} });
   leadership.start();
   while (term === null) await Bun.sleep(10);
@@ -60,7 +44,5 @@ try {
   await leadership.close();
   etcdClient.close();
 } finally {
-  etcd.kill("SIGKILL");
-  await etcd.exited;
-  rmSync(dataDir, { recursive: true, force: true });
+  await etcd.stop();
 }

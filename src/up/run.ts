@@ -27,6 +27,7 @@ import { join } from "node:path";
 import { ConfigError } from "../config/errors.ts";
 import { logger } from "../core/log.ts";
 import { urlHost } from "../core/url-host.ts";
+import { etcdMemberCommand } from "../runtime/etcd-command.ts";
 import { formatDuration } from "../core/units.ts";
 import { EXIT_WITH_PARENT_ENV } from "../runtime/parent-watch.ts";
 import { nextRestartDelay, UP_RESTART_BACKOFF } from "../runtime/restart-backoff.ts";
@@ -122,31 +123,8 @@ async function getText(url: string, timeoutMs: number): Promise<string | null> {
  * MOONCAKE_EXIT_WITH_PARENT, still stops when `up` is killed with -9.
  */
 function etcdCommand(binary: string, host: string, clientPort: number, peerPort: number, dataDir: string): string[] {
-  const client = `http://${urlHost(host)}:${clientPort}`;
-  const peer = `http://${urlHost(host)}:${peerPort}`;
   const setpriv = process.platform === "linux" ? Bun.which("setpriv") : null;
-  return [
-    ...(setpriv ? [setpriv, "--pdeathsig", "TERM"] : []),
-    binary,
-    "--name",
-    "mooncake-up",
-    "--data-dir",
-    dataDir,
-    "--listen-client-urls",
-    client,
-    "--advertise-client-urls",
-    client,
-    "--listen-peer-urls",
-    peer,
-    "--initial-advertise-peer-urls",
-    peer,
-    "--initial-cluster",
-    `mooncake-up=${peer}`,
-    "--log-level",
-    "error",
-    "--logger",
-    "zap",
-  ];
+  return [...(setpriv ? [setpriv, "--pdeathsig", "TERM"] : []), ...etcdMemberCommand({ binary, name: "mooncake-up", dataDir, host, clientPort, peerPort })];
 }
 
 function gatewayArgs(flag: string, base: number | null, index: number): string[] {

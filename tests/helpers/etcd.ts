@@ -6,6 +6,7 @@
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { etcdMemberCommand } from "../../src/runtime/etcd-command.ts";
 import { freePorts, run, type Started, start } from "./process.ts";
 import { waitUntil } from "./wait.ts";
 
@@ -55,30 +56,7 @@ async function healthy(clientPort: number): Promise<boolean> {
  */
 export function etcdCommand(o: { name: string; dataDir: string; clientPort: number; peerPort: number; initialCluster?: string; token?: string }): string[] {
   if (!etcdBinary) throw new Error("etcd is required for this test: apt-get install -y etcd-server etcd-client");
-  const client = `http://127.0.0.1:${o.clientPort}`;
-  const peer = `http://127.0.0.1:${o.peerPort}`;
-  return [
-    etcdBinary,
-    "--name",
-    o.name,
-    "--data-dir",
-    o.dataDir,
-    "--listen-client-urls",
-    client,
-    "--advertise-client-urls",
-    client,
-    "--listen-peer-urls",
-    peer,
-    "--initial-advertise-peer-urls",
-    peer,
-    "--initial-cluster",
-    o.initialCluster ?? `${o.name}=${peer}`,
-    ...(o.token ? ["--initial-cluster-token", o.token, "--initial-cluster-state", "new"] : []),
-    "--log-level",
-    "error",
-    "--logger",
-    "zap",
-  ];
+  return etcdMemberCommand({ binary: etcdBinary, ...o });
 }
 
 function spawnMember(name: string, clientPort: number, peerPort: number, initialCluster: string, token: string): EtcdMember {
