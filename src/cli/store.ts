@@ -47,7 +47,13 @@ export function registerStore(program: Command<[], { logLevel: string; logFormat
       positive: ["global_segment_size"],
     });
     if (config.protocol === "rdma") {
-      throw new ConfigError("protocol rdma: the RDMA transport is not implemented yet; use protocol tcp");
+      // Asked before the "not implemented" refusal, so the operator learns whether this host has a device.
+      const { listRdmaDevices } = await import("../../ffi/ibverbs.ts");
+      const rdma = listRdmaDevices();
+      if (!rdma.ok) throw new ConfigError(`protocol rdma: ${rdma.reason}`);
+      throw new ConfigError(
+        `protocol rdma: the RDMA transport is not implemented yet (devices found: ${rdma.devices.join(", ")}); use protocol tcp`,
+      );
     }
     await keepFreedMemory();
     const { runStoreNode } = await import("../store/run.ts");
