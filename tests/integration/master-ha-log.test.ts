@@ -12,6 +12,7 @@ import { MooncakeStore } from "../../src/client/store.ts";
 import { etcdLogKeys } from "../../src/master/ha/etcd-log.ts";
 import { type EtcdMember, restartEtcd, startEtcd } from "../helpers/etcd.ts";
 import { CLI_FROM_SOURCE, freePorts, type Started, start } from "../helpers/process.ts";
+import { haState, settled } from "../helpers/ha.ts";
 import { waitUntil } from "../helpers/wait.ts";
 import { HaEtcdClient } from "../../src/master/ha/etcd-client.ts";
 
@@ -70,27 +71,7 @@ async function haMaster(name: string, clusterId: string): Promise<HaMaster> {
   return { name, adminPort: admin, process: proc };
 }
 
-async function haState(m: HaMaster): Promise<string | null> {
-  try {
-    const r = await fetch(`http://127.0.0.1:${m.adminPort}/ha_status`, { signal: AbortSignal.timeout(400) });
-    return await r.text();
-  } catch {
-    return null;
-  }
-}
-
-async function settled(a: HaMaster, b: HaMaster): Promise<{ leader: HaMaster; standby: HaMaster }> {
-  return waitUntil(
-    "one serving leader and one standby",
-    async () => {
-      const [sa, sb] = await Promise.all([haState(a), haState(b)]);
-      if (sa === "serving" && sb === "standby") return { leader: a, standby: b };
-      if (sb === "serving" && sa === "standby") return { leader: b, standby: a };
-      return null;
-    },
-    { timeoutMs: 20_000, everyMs: 50 },
-  );
-}
+const haStateOf = (m: HaMaster) => haState(m.adminPort);
 
 async function keyCount(m: HaMaster): Promise<number> {
   const text = await (await fetch(`http://127.0.0.1:${m.adminPort}/get_all_keys`, { signal: AbortSignal.timeout(5000) })).text();
@@ -210,7 +191,7 @@ describe("keys survive a master failover (object log in etcd)", () => {
     leader.process.proc.kill("SIGKILL");
     const servedAfterS = await waitUntil(
       "the standby serves",
-      async () => ((await haState(standby)) === "serving" ? (performance.now() - killedAt) / 1000 : null),
+      async () => ((await haStateOf(standby)) === "serving" ? (performance.now() - killedAt) / 1000 : null),
       { timeoutMs: 20_000, everyMs: 20 },
     );
     console.log(`standby ${standby.name} served ${servedAfterS.toFixed(2)} s after kill -9 of ${leader.name}`);
@@ -253,13 +234,13 @@ describe("keys survive a master failover (object log in etcd)", () => {
     expect(failed.size).toBe(0);
 
     leader.process.proc.kill("SIGSTOP");
-    await waitUntil("the standby serves", async () => ((await haState(standby)) === "serving" ? true : null), { timeoutMs: 20_000, everyMs: 50 });
+    await waitUntil("the standby serves", async () => ((await haStateOf(standby)) === "serving" ? true : null), { timeoutMs: 20_000, everyMs: 50 });
     await node.waitFor(/remounted at the master/, 20_000);
     await putAll(store, "stop", 1000, 2000, acked, failed);
     leader.process.proc.kill("SIGCONT");
     // Woken, the old leader finds its term over (it steps down before serving anything).
     await leader.process.waitFor(/stepped down as leader/, 10_000);
-    await waitUntil("the old leader is a standby", async () => ((await haState(leader)) === "standby" ? true : null), {
+    await waitUntil("the old leader is a standby", async () => ((await haStateOf(leader)) === "standby" ? true : null), {
       timeoutMs: 10_000,
       everyMs: 50,
     });

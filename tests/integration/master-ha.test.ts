@@ -15,6 +15,7 @@ import { ErrorCode, MooncakeError } from "../../src/core/errors.ts";
 import { uuidFromString } from "../../src/core/rpc/methods.ts";
 import { type EtcdCluster, type EtcdMember, etcdCommand, etcdctl, etcdDump, freePorts, startEtcd, startEtcdCluster } from "../helpers/etcd.ts";
 import { CLI_FROM_SOURCE, run, type Started, start } from "../helpers/process.ts";
+import { settled } from "../helpers/ha.ts";
 import { waitUntil } from "../helpers/wait.ts";
 
 const started: Started[] = [];
@@ -104,19 +105,6 @@ async function rpcRefused(m: HaMaster): Promise<boolean> {
   }
 }
 
-/** The two masters once settled: one serving leader, one standby that names it. */
-async function settled(a: HaMaster, b: HaMaster): Promise<{ leader: HaMaster; standby: HaMaster }> {
-  return waitUntil(
-    "one serving leader and one standby",
-    async () => {
-      const [ha, hb] = await Promise.all([admin(a, "/ha_status"), admin(b, "/ha_status")]);
-      if (ha === "serving" && hb === "standby") return { leader: a, standby: b };
-      if (hb === "serving" && ha === "standby") return { leader: b, standby: a };
-      return null;
-    },
-    { timeoutMs: 15_000, everyMs: 50 },
-  );
-}
 
 /** Polls both /role every 100 ms until stop(); `both` lists the rounds where both said leader. */
 function watchRoles(a: HaMaster, b: HaMaster) {
@@ -145,7 +133,7 @@ describe("master HA on etcd", () => {
     const cluster = newCluster();
     const a = await haMaster("a", etcd.endpoint, cluster);
     const b = await haMaster("b", etcd.endpoint, cluster);
-    const { leader, standby } = await settled(a, b);
+    const { leader, standby } = await settled(a, b, 15_000);
     expect(await role(leader)).toBe("leader");
     expect(await role(standby)).toBe("standby");
     const key = `mooncake-store/${cluster}/master_view`;
@@ -191,7 +179,7 @@ describe("master HA on etcd", () => {
     const times: number[] = [];
     let lastVersion = 0;
     for (let round = 0; round < 3; round++) {
-      const { leader, standby } = await settled(x, y);
+      const { leader, standby } = await settled(x, y, 15_000);
       const before = (await health(leader)).view_version as number;
       // The leader of the last round kept its term while the killed master came back.
       if (round > 0) expect(before).toBe(lastVersion);
@@ -222,7 +210,7 @@ describe("master HA on etcd", () => {
     const cluster = newCluster();
     const a = await haMaster("a", etcd.endpoint, cluster);
     const b = await haMaster("b", etcd.endpoint, cluster);
-    const { leader: old, standby: next } = await settled(a, b);
+    const { leader: old, standby: next } = await settled(a, b, 15_000);
     // A connection to the old leader made while it led, used for a write while it is frozen.
     const client = await MasterClient.connect(old.address, { timeoutMs: 30_000 });
     const roles = watchRoles(old, next);
@@ -295,7 +283,7 @@ describe("master HA on etcd", () => {
     const endpoints = three.endpoints.join(";");
     const a = await haMaster("a", endpoints, cluster);
     const b = await haMaster("b", endpoints, cluster);
-    const { leader, standby } = await settled(a, b);
+    const { leader, standby } = await settled(a, b, 15_000);
     const version = (await health(leader)).view_version;
     const raftLeader = await etcdRaftLeader(three);
     await raftLeader.kill();
