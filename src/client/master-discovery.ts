@@ -21,6 +21,7 @@
 import type { Etcd3, IKeyValue, IOptions, Watcher } from "etcd3";
 import { ErrorCode, MooncakeError } from "../core/errors.ts";
 import { masterViewKey } from "../core/master-view.ts";
+import { describeEtcdError } from "../runtime/etcd-error.ts";
 
 export { masterViewKey };
 
@@ -115,13 +116,6 @@ function watchBackoff(attempt = 0): WatchBackoff & { duration: number } {
   };
 }
 
-/** An etcd error in one line (grpc-js appends an empty "Resolution note: "). */
-function explain(e: unknown): string {
-  const name = e instanceof Error ? e.constructor.name || e.name : "";
-  const message = (e instanceof Error ? e.message : String(e)).replace(/\s*Resolution note:\s*$/, "");
-  if (name === "BrokenCircuitError") return "every endpoint failed recently (rested for up to 5 s)";
-  return message;
-}
 
 export interface MasterViewWatchOptions {
   clusterId: string;
@@ -176,7 +170,7 @@ export class MasterViewWatch {
       await watch.refresh(true);
     } catch (e) {
       watch.close();
-      throw new MooncakeError(ErrorCode.RPC_FAIL, `cannot read the master view ${watch.key} from ${address.url}: ${explain(e)}`);
+      throw new MooncakeError(ErrorCode.RPC_FAIL, `cannot read the master view ${watch.key} from ${address.url}: ${describeEtcdError(e)}`);
     }
     if (options.follow !== false) watch.#follow();
     return watch;
@@ -203,7 +197,7 @@ export class MasterViewWatch {
       this.#apply(kv ? viewOf(kv) : null, Number(response.header.revision));
     } catch (e) {
       if (this.#closed) return;
-      this.lastError = explain(e);
+      this.lastError = describeEtcdError(e);
       if (throwOnError) throw e;
     } finally {
       clearTimeout(timer);
@@ -239,11 +233,11 @@ export class MasterViewWatch {
     // Each (re)connection: read again, in case something changed while the stream was down.
     watcher.on("connected", () => void this.refresh());
     watcher.on("disconnected", (e: unknown) => {
-      this.lastError = `watch: ${explain(e)}`;
+      this.lastError = `watch: ${describeEtcdError(e)}`;
     });
     // A watch etcd cancelled (its start revision was compacted away…): start a new one.
     watcher.on("error", (e: unknown) => {
-      this.lastError = `watch: ${explain(e)}`;
+      this.lastError = `watch: ${describeEtcdError(e)}`;
       if (this.#closed || this.#watcher !== watcher) return;
       void watcher.cancel().catch(() => {});
       setTimeout(() => {

@@ -11,8 +11,8 @@ import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { MooncakeStore } from "../../src/client/store.ts";
 import { etcdLogKeys } from "../../src/master/ha/etcd-log.ts";
 import { type EtcdMember, restartEtcd, startEtcd } from "../helpers/etcd.ts";
-import { CLI_FROM_SOURCE, freePorts, type Started, start } from "../helpers/process.ts";
-import { haState, settled } from "../helpers/ha.ts";
+import { CLI_FROM_SOURCE, type Started, start } from "../helpers/process.ts";
+import { haState, settled, startHaMaster } from "../helpers/ha.ts";
 import { waitUntil } from "../helpers/wait.ts";
 import { HaEtcdClient } from "../../src/master/ha/etcd-client.ts";
 
@@ -48,27 +48,10 @@ const same = (a: Uint8Array | null, b: Uint8Array) => a !== null && a.length ===
 const sizeOf = (i: number) => 256 + (i % 5) * 512;
 
 async function haMaster(name: string, clusterId: string): Promise<HaMaster> {
-  const [rpc, admin] = freePorts(2) as [number, number];
-  const proc = start(
-    [
-      ...CLI_FROM_SOURCE,
-      "master",
-      "--enable_ha",
-      `--ha_backend_connstring=${etcd.endpoint}`,
-      `--cluster_id=${clusterId}`,
-      "--rpc_address=127.0.0.1",
-      `--rpc_port=${rpc}`,
-      `--metrics_port=${admin}`,
-      "--metrics_host=127.0.0.1",
-      "--enable_http_metadata_server=false",
-      "--enable_metric_reporting=false",
-    ],
-    // Small snapshots, so that a failover here also crosses snapshots and deleted batches.
-    { env: { MOONCAKE_HA_SNAPSHOT_AFTER_BYTES: String(256 * 1024) } },
-  );
-  started.push(proc);
-  await proc.waitFor(/Master admin server started on port/, 20_000);
-  return { name, adminPort: admin, process: proc };
+  // Small snapshots, so that a failover here also crosses snapshots and deleted batches.
+  const m = await startHaMaster({ endpoints: etcd.endpoint, clusterId, env: { MOONCAKE_HA_SNAPSHOT_AFTER_BYTES: String(256 * 1024) } });
+  started.push(m.process);
+  return { name, adminPort: m.adminPort, process: m.process };
 }
 
 const haStateOf = (m: HaMaster) => haState(m.adminPort);

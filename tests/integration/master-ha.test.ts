@@ -15,7 +15,7 @@ import { ErrorCode, MooncakeError } from "../../src/core/errors.ts";
 import { uuidFromString } from "../../src/core/rpc/methods.ts";
 import { type EtcdCluster, type EtcdMember, etcdCommand, etcdctl, etcdDump, freePorts, startEtcd, startEtcdCluster } from "../helpers/etcd.ts";
 import { CLI_FROM_SOURCE, run, type Started, start } from "../helpers/process.ts";
-import { settled } from "../helpers/ha.ts";
+import { settled, startHaMaster } from "../helpers/ha.ts";
 import { waitUntil } from "../helpers/wait.ts";
 
 const started: Started[] = [];
@@ -47,23 +47,9 @@ let clusterSeq = 0;
 const newCluster = () => `ha-it-${process.pid}-${++clusterSeq}`;
 
 async function haMaster(name: string, endpoints: string, clusterId: string, ports?: { rpc: number; admin: number }): Promise<HaMaster> {
-  const [rpc, admin] = ports ? [ports.rpc, ports.admin] : await freePorts(2);
-  const proc = start([
-    ...CLI_FROM_SOURCE,
-    "master",
-    "--enable_ha",
-    `--ha_backend_connstring=${endpoints}`,
-    `--cluster_id=${clusterId}`,
-    "--rpc_address=127.0.0.1",
-    `--rpc_port=${rpc}`,
-    `--metrics_port=${admin}`,
-    "--metrics_host=127.0.0.1",
-    "--enable_http_metadata_server=false",
-    "--enable_metric_reporting=false",
-  ]);
-  started.push(proc);
-  await proc.waitFor(/Master admin server started on port/, 20_000);
-  return { name, rpcPort: rpc!, adminPort: admin!, address: `127.0.0.1:${rpc}`, process: proc };
+  const m = await startHaMaster({ endpoints, clusterId, ...(ports ? { ports } : {}) });
+  started.push(m.process);
+  return { name, rpcPort: m.rpcPort, adminPort: m.adminPort, address: `127.0.0.1:${m.rpcPort}`, process: m.process };
 }
 
 /** GET on the admin port; null when no answer within `timeoutMs` (a frozen or dead master). */

@@ -12,6 +12,7 @@
 // member of three costs the keepalive loop one quick retry.
 
 import type { Etcd3, IOptions, Lease } from "etcd3";
+import { describeEtcdError } from "../../runtime/etcd-error.ts";
 
 /** How much later than the gRPC deadline our own timer fires (the deadline's error is clearer). */
 const TIMER_GRACE_MS = 50;
@@ -67,12 +68,6 @@ const passThrough = {
   execute: async <T>(fn: (context: { signal: AbortSignal }) => PromiseLike<T> | T) => fn({ signal: new AbortController().signal }),
 } as unknown as HostPolicy;
 
-function describe(e: unknown): string {
-  const name = e instanceof Error ? e.constructor.name || e.name : "";
-  const message = (e instanceof Error ? e.message : String(e)).replace(/\s*Resolution note:\s*$/, "");
-  if (name === "BrokenCircuitError") return "every endpoint failed recently and is rested for up to 5 s";
-  return message;
-}
 
 export class HaEtcdClient {
   readonly #hosts: string[];
@@ -114,8 +109,8 @@ export class HaEtcdClient {
     } catch (e) {
       if (e instanceof LeaseGoneError) throw e;
       const name = e instanceof Error ? e.constructor.name : "";
-      if (name === "EtcdLeaseInvalidError") throw new LeaseGoneError(`etcd says the lease is expired or revoked (${describe(e)})`);
-      const reason = name === "GRPCDeadlineExceededError" ? `no answer within ${this.timeoutMs} ms` : describe(e);
+      if (name === "EtcdLeaseInvalidError") throw new LeaseGoneError(`etcd says the lease is expired or revoked (${describeEtcdError(e)})`);
+      const reason = name === "GRPCDeadlineExceededError" ? `no answer within ${this.timeoutMs} ms` : describeEtcdError(e);
       throw new Error(`etcd at ${this.display}: ${what} failed: ${reason}`);
     } finally {
       clearTimeout(timer);
@@ -257,10 +252,10 @@ export class HaEtcdClient {
           if (cancelled) return cancel();
           watcher.on("put", (kv) => onEvent({ type: "put", key: kv.key.toString("utf8"), kv: toKv(kv) }));
           watcher.on("delete", (kv) => onEvent({ type: "delete", key: kv.key.toString("utf8"), kv: toKv(kv) }));
-          watcher.on("disconnected", (e) => onTrouble(describe(e)));
-          watcher.on("error", (e) => onTrouble(describe(e)));
+          watcher.on("disconnected", (e) => onTrouble(describeEtcdError(e)));
+          watcher.on("error", (e) => onTrouble(describeEtcdError(e)));
         },
-        (e: unknown) => onTrouble(describe(e)),
+        (e: unknown) => onTrouble(describeEtcdError(e)),
       );
     return {
       cancel() {

@@ -13,6 +13,7 @@
 
 import type { Etcd3, IOptions } from "etcd3";
 import type { KvStore, MetadataBackendOptions } from "./backend.ts";
+import { etcdErrorMessage } from "../../runtime/etcd-error.ts";
 
 /** Where etcd listens when an endpoint names no port (etcd's default client port). */
 const DEFAULT_ETCD_PORT = 2379;
@@ -84,8 +85,7 @@ class EtcdKvStore implements KvStore {
     if (name === "BrokenCircuitError") {
       return `every endpoint failed recently and is rested for up to 5 s${this.#lastCause ? `; last error: ${this.#lastCause}` : ""}`;
     }
-    // grpc-js appends an empty "Resolution note: " to UNAVAILABLE messages.
-    const message = (e instanceof Error ? e.message : String(e)).replace(/\s*Resolution note:\s*$/, "");
+    const message = etcdErrorMessage(e);
     if (name === "GRPCDeadlineExceededError") {
       return `no answer within ${this.#timeoutMs} ms${this.#lastCause ? ` (last error: ${this.#lastCause})` : ""}`;
     }
