@@ -16,6 +16,9 @@ const argValue = (name: string) => {
 const target = argValue("--target");
 const outfile = resolve(root, argValue("--outfile") ?? "dist/mooncake");
 
+/** Every module started with `new Worker(new URL("./x.ts", import.meta.url))`. */
+const WORKER_ENTRY_POINTS = ["src/transfer/rdma/nic-worker.ts"];
+
 /** Names under which the binary acts as one subcommand (src/cli/main.ts INVOKED_AS). */
 const DROP_IN_NAMES = ["mooncake_master", "mooncake_http_metadata_server"];
 
@@ -42,6 +45,8 @@ const command = [
   `--define=MOONCAKE_BUILD_COMMIT=${JSON.stringify(commit)}`,
   `--define=MOONCAKE_BUILD_DATE=${JSON.stringify(date)}`,
   join(root, "src/cli/main.ts"),
+  // Worker threads are separate entry points in a compiled binary (Bun resolves new Worker(url) to them).
+  ...WORKER_ENTRY_POINTS.map((p) => join(root, p)),
   "--outfile",
   outfile,
 ];

@@ -54,6 +54,8 @@ export const IBVERBS_SYMBOLS = {
   ibv_get_cq_event: { args: ["ptr", "ptr", "ptr"], returns: "i32" },
   ibv_ack_cq_events: { args: ["ptr", "u32"], returns: "void" },
   ibv_wc_status_str: { args: ["i32"], returns: "cstring" },
+  /** Marks registered memory MADV_DONTFORK so a fork cannot break it; once, before the first MR. */
+  ibv_fork_init: { args: [], returns: "i32" },
 } as const;
 
 /** One field: its byte offset from the start of the outermost struct, and its size. */

@@ -71,6 +71,7 @@ int ibv_destroy_qp(struct ibv_qp *qp) { return ENOSYS; }
 int ibv_get_cq_event(struct ibv_comp_channel *c, struct ibv_cq **cq, void **x) { errno = ENOSYS; return -1; }
 void ibv_ack_cq_events(struct ibv_cq *cq, unsigned int n) {}
 const char *ibv_wc_status_str(enum ibv_wc_status s) { return "fake"; }
+int ibv_fork_init(void) { return 0; }
 `;
 
 const dir = mkdtempSync(join(tmpdir(), "mooncake-ibverbs-"));
@@ -184,27 +185,24 @@ describe("wrappers against the fake library (structs written by C through verbs.
   test("the fake exports every bound symbol (dlopen of the whole table succeeds)", async () => {
     needFake();
     expect(await inChild("return typeof v.ibverbs().ibv_wc_status_str;", { MOONCAKE_LIBIBVERBS: fake })).toBe("function");
-    expect(Object.keys(IBVERBS_SYMBOLS).length).toBe(23);
+    expect(Object.keys(IBVERBS_SYMBOLS).length).toBe(24);
   });
 });
 
 describe("mooncake store --protocol rdma", () => {
-  const store = (env: Record<string, string>) =>
-    run(
-      [
-        ...CLI_FROM_SOURCE,
-        "store",
-        "--protocol",
-        "rdma",
-        "--local-hostname",
-        "127.0.0.1",
-        "--master-server-address",
-        "127.0.0.1:1",
-        "--metadata-server",
-        "http://127.0.0.1:1/metadata",
-      ],
-      { env },
-    );
+  const storeCommand = [
+    ...CLI_FROM_SOURCE,
+    "store",
+    "--protocol",
+    "rdma",
+    "--local-hostname",
+    "127.0.0.1",
+    "--master-server-address",
+    "127.0.0.1:1",
+    "--metadata-server",
+    "http://127.0.0.1:1/metadata",
+  ];
+  const store = (env: Record<string, string>) => run(storeCommand, { env });
   const noStack = (stderr: string) => expect(stderr).not.toMatch(/^\s+at /m);
 
   test("no device: exit 2 with the no-device reason, no stack trace", async () => {
@@ -231,11 +229,28 @@ describe("mooncake store --protocol rdma", () => {
     noStack(r.stderr);
   });
 
-  test("devices found: exit 2, still not implemented, naming them", async () => {
+  test("device_name naming a device the host lacks: exit 2 listing the ones it has", async () => {
     needFake();
-    const r = await store({ MOONCAKE_LIBIBVERBS: fake });
+    const r = await run([...storeCommand, "--device-name", "mlx5_9"], { env: { MOONCAKE_LIBIBVERBS: fake } });
     expect(r.exitCode).toBe(2);
-    expect(r.stderr).toContain("the RDMA transport is not implemented yet (devices found: fake_0, fake_1)");
+    expect(r.stderr).toContain("protocol rdma: device_name mlx5_9 not found; this host has fake_0, fake_1");
     noStack(r.stderr);
+  });
+});
+
+describe("mooncake bench transfer --protocol rdma", () => {
+  test("no RDMA device (the real libibverbs here) or no library: exit 2 with the reason, no stack trace", async () => {
+    const bench = (env: Record<string, string>) =>
+      run([...CLI_FROM_SOURCE, "bench", "transfer", "--mode", "target", "--protocol", "rdma"], { env });
+    if (!existsSync("/sys/class/infiniband")) {
+      const r = await bench({});
+      expect(r.exitCode).toBe(2);
+      expect(r.stderr).toContain("protocol rdma: no RDMA device found");
+      expect(r.stderr).not.toMatch(/^\s+at /m);
+    }
+    const missing = await bench({ MOONCAKE_LIBIBVERBS: BOGUS });
+    expect(missing.exitCode).toBe(2);
+    expect(missing.stderr).toContain(`tried ${BOGUS}`);
+    expect(missing.stderr).not.toMatch(/^\s+at /m);
   });
 });

@@ -10,7 +10,7 @@ import type { Pointer } from "bun:ffi";
 import { existsSync } from "node:fs";
 import { isAbsolute, join } from "node:path";
 import { getSystemErrorName } from "node:util";
-import { type FieldLayout, IBV_LAYOUTS, IBVERBS_SYMBOLS } from "./ibverbs-abi.ts";
+import { type FieldLayout, IBV_CONTEXT_OPS, IBV_LAYOUTS, IBV_QPT, IBVERBS_SYMBOLS } from "./ibverbs-abi.ts";
 import { errno } from "./libc.ts";
 
 export const IBVERBS_SONAME = "libibverbs.so.1";
@@ -252,4 +252,184 @@ export function listRdmaDevices(): { ok: true; devices: string[] } | { ok: false
     if (e instanceof IbverbsError) return { ok: false, reason: `${NO_RDMA_DEVICE} [${e.message}]` };
     return { ok: false, reason: `cannot list RDMA devices: ${(e as Error).message}` };
   }
+}
+
+// ---- memory regions, completion queues, queue pairs ---------------------------------------------
+
+/** ibv_fork_init, once per process before the first registration (Mooncake does the same). */
+let forkInitDone = false;
+export function forkInit(): void {
+  if (forkInitDone) return;
+  const rc = ibverbs().ibv_fork_init();
+  if (rc !== 0) throw new IbverbsError("ibv_fork_init", rc > 0 ? rc : errno(), "");
+  forkInitDone = true;
+}
+
+/** One GID table entry as 16 bytes (ibv_query_gid). */
+export function queryGid(ctx: Pointer, port: number, index: number): Uint8Array {
+  const gid = new Uint8Array(IBV_LAYOUTS.ibv_gid.sizeBytes);
+  const rc = ibverbs().ibv_query_gid(ctx, port, index, gid);
+  if (rc !== 0) throw new IbverbsError("ibv_query_gid", errno() || 22, `ctx, ${port}, ${index}`);
+  return gid;
+}
+
+export interface MemoryRegistration {
+  /** struct ibv_mr * */
+  mr: Pointer;
+  lkey: number;
+  rkey: number;
+}
+
+function readMr(mr: Pointer): MemoryRegistration {
+  const x = IBV_LAYOUTS.ibv_mr.fields;
+  const r = bunFfi().read;
+  return { mr, lkey: r.u32(mr, x.lkey.offset), rkey: r.u32(mr, x.rkey.offset) };
+}
+
+/** ibv_reg_mr (through ibv_reg_mr_iova2 with iova = address, as verbs.h's macro does). */
+export function regMr(pd: Pointer, address: number, lengthBytes: number, access: number): MemoryRegistration {
+  const mr = ptrOrNull(ibverbs().ibv_reg_mr_iova2(pd, address as Pointer, lengthBytes, address, access));
+  if (mr === null) throw new IbverbsError("ibv_reg_mr", errno(), `pd, 0x${address.toString(16)}, ${lengthBytes}, 0x${access.toString(16)}`);
+  return readMr(mr);
+}
+
+/** ibv_reg_dmabuf_mr: [offset, +length) of a dma-buf fd, addressed by peers as `iova` (GPUDirect). */
+export function regDmabufMr(pd: Pointer, offset: number, lengthBytes: number, iova: number, fd: number, access: number): MemoryRegistration {
+  const mr = ptrOrNull(ibverbs().ibv_reg_dmabuf_mr(pd, offset, lengthBytes, iova, fd, access));
+  if (mr === null) throw new IbverbsError("ibv_reg_dmabuf_mr", errno(), `pd, ${offset}, ${lengthBytes}, 0x${iova.toString(16)}, fd ${fd}`);
+  return readMr(mr);
+}
+
+export function deregMr(mr: Pointer): void {
+  const rc = ibverbs().ibv_dereg_mr(mr);
+  if (rc !== 0) throw new IbverbsError("ibv_dereg_mr", rc > 0 ? rc : errno(), "mr");
+}
+
+/** ibv_create_cq with no channel (completions are polled); returns the CQ and its real size. */
+export function createCq(ctx: Pointer, entries: number): { cq: Pointer; entries: number } {
+  const cq = ptrOrNull(ibverbs().ibv_create_cq(ctx, entries, null, null, 0));
+  if (cq === null) throw new IbverbsError("ibv_create_cq", errno(), `ctx, ${entries}`);
+  return { cq, entries: bunFfi().read.i32(cq, IBV_LAYOUTS.ibv_cq.fields.cqe.offset) };
+}
+
+export function destroyCq(cq: Pointer): void {
+  const rc = ibverbs().ibv_destroy_cq(cq);
+  if (rc !== 0) throw new IbverbsError("ibv_destroy_cq", rc > 0 ? rc : errno(), "cq");
+}
+
+export interface QpCaps {
+  maxSendWr: number;
+  maxRecvWr: number;
+  maxSendSge: number;
+  maxRecvSge: number;
+  maxInlineData: number;
+}
+
+/** An RC queue pair on `cq` (send and receive), every WR signaled by the caller. */
+export function createRcQp(pd: Pointer, cq: Pointer, caps: QpCaps): { qp: Pointer; qpNum: number; caps: QpCaps } {
+  const layout = IBV_LAYOUTS.ibv_qp_init_attr;
+  const buf = new Uint8Array(layout.sizeBytes);
+  const view = new DataView(buf.buffer);
+  const x = layout.fields;
+  view.setBigUint64(x.send_cq.offset, BigInt(cq), true);
+  view.setBigUint64(x.recv_cq.offset, BigInt(cq), true);
+  view.setUint32(x["cap.max_send_wr"].offset, caps.maxSendWr, true);
+  view.setUint32(x["cap.max_recv_wr"].offset, caps.maxRecvWr, true);
+  view.setUint32(x["cap.max_send_sge"].offset, caps.maxSendSge, true);
+  view.setUint32(x["cap.max_recv_sge"].offset, caps.maxRecvSge, true);
+  view.setUint32(x["cap.max_inline_data"].offset, caps.maxInlineData, true);
+  view.setInt32(x.qp_type.offset, IBV_QPT.RC, true);
+  view.setInt32(x.sq_sig_all.offset, 0, true);
+  const qp = ptrOrNull(ibverbs().ibv_create_qp(pd, buf));
+  if (qp === null) throw new IbverbsError("ibv_create_qp", errno(), `pd, RC, ${caps.maxSendWr} WRs`);
+  const written: QpCaps = {
+    maxSendWr: view.getUint32(x["cap.max_send_wr"].offset, true),
+    maxRecvWr: view.getUint32(x["cap.max_recv_wr"].offset, true),
+    maxSendSge: view.getUint32(x["cap.max_send_sge"].offset, true),
+    maxRecvSge: view.getUint32(x["cap.max_recv_sge"].offset, true),
+    maxInlineData: view.getUint32(x["cap.max_inline_data"].offset, true),
+  };
+  return { qp, qpNum: bunFfi().read.u32(qp, IBV_LAYOUTS.ibv_qp.fields.qp_num.offset), caps: written };
+}
+
+export function destroyQp(qp: Pointer): void {
+  const rc = ibverbs().ibv_destroy_qp(qp);
+  if (rc !== 0) throw new IbverbsError("ibv_destroy_qp", rc > 0 ? rc : errno(), "qp");
+}
+
+/** The state a QP is in (struct ibv_qp.state, kept by libibverbs on every modify). */
+export function qpState(qp: Pointer): number {
+  return bunFfi().read.u32(qp, IBV_LAYOUTS.ibv_qp.fields.state.offset);
+}
+
+/** Fields of struct ibv_qp_attr by their C designator, with the mask bits that name them. */
+export type QpAttrValues = Partial<Record<keyof (typeof IBV_LAYOUTS)["ibv_qp_attr"]["fields"], number | Uint8Array>>;
+
+/** ibv_modify_qp with the given fields set (everything else zero) and `mask`. */
+export function modifyQp(qp: Pointer, values: QpAttrValues, mask: number, what: string): void {
+  const layout = IBV_LAYOUTS.ibv_qp_attr;
+  const buf = new Uint8Array(layout.sizeBytes);
+  const view = new DataView(buf.buffer);
+  for (const [name, value] of Object.entries(values)) {
+    const at = layout.fields[name as keyof typeof layout.fields];
+    if (value instanceof Uint8Array) {
+      if (value.length !== at.sizeBytes) throw new RangeError(`${name} takes ${at.sizeBytes} bytes, not ${value.length}`);
+      buf.set(value, at.offset);
+    } else if (value !== undefined) {
+      setField(view, at, value);
+    }
+  }
+  const rc = ibverbs().ibv_modify_qp(qp, buf, mask);
+  if (rc !== 0) throw new IbverbsError("ibv_modify_qp", rc > 0 ? rc : errno(), what);
+}
+
+function setField(view: DataView, { offset, sizeBytes }: FieldLayout, value: number): void {
+  switch (sizeBytes) {
+    case 1:
+      view.setUint8(offset, value);
+      return;
+    case 2:
+      view.setUint16(offset, value, true);
+      return;
+    case 4:
+      view.setUint32(offset, value >>> 0, true);
+      return;
+    case 8:
+      view.setBigUint64(offset, BigInt(value), true);
+      return;
+    default:
+      throw new Error(`no scalar write for a ${sizeBytes}-byte field`);
+  }
+}
+
+/** What ibv_wc_status_str says of a completion status. */
+export function wcStatusString(status: number): string {
+  return String(ibverbs().ibv_wc_status_str(status));
+}
+
+/**
+ * The inline verbs of one context (verbs.h's ibv_post_send / ibv_poll_cq), called through the
+ * function pointers in `ctx->ops` (transfer-engine spec §4.8). One per context and thread.
+ */
+export function contextOps(ctx: Pointer): {
+  postSend: (qp: Pointer, wr: Pointer, badWr: Pointer) => number;
+  pollCq: (cq: Pointer, entries: number, wc: Pointer) => number;
+} {
+  const bun = bunFfi();
+  const fn = (slot: (typeof IBV_CONTEXT_OPS)[keyof typeof IBV_CONTEXT_OPS]) => {
+    const p = bun.read.ptr(ctx, slot.offset) as Pointer;
+    if (!p) throw new IbverbsError("ibv_context.ops", 38 /* ENOSYS */, `the provider left slot +${slot.offset} empty`);
+    return bun.CFunction({ ptr: p, args: slot.args as unknown as import("bun:ffi").FFITypeOrString[], returns: slot.returns });
+  };
+  const postSend = fn(IBV_CONTEXT_OPS.post_send);
+  const pollCq = fn(IBV_CONTEXT_OPS.poll_cq);
+  return {
+    postSend: (qp, wr, badWr) => postSend(qp, wr, badWr) as number,
+    pollCq: (cq, entries, wc) => pollCq(cq, entries, wc) as number,
+  };
+}
+
+/** Reads a native pointer-sized value (bun:ffi `read.ptr`). */
+export function readPointer(at: Pointer, offset: number): number {
+  return bunFfi().read.ptr(at, offset) as number;
 }

@@ -170,6 +170,11 @@ export function getuid(): number {
   return libc().getuid();
 }
 
+/** The address of a typed array's bytes (bun:ffi `ptr`): JS typed arrays do not move. */
+export function addressOf(view: Uint8Array | BigUint64Array | Int32Array | DataView): number {
+  return bunFfi().ptr(view) as number;
+}
+
 /**
  * A zero-copy ArrayBuffer over [address, address + lengthBytes) of native memory (≤ 4 GiB, the
  * engine's cap). Nothing frees it: the memory's owner must outlive every use of the buffer.

@@ -17,7 +17,9 @@ export interface TransferBenchOptions {
   localServerName: string;
   segmentId: string;
   operation: "read" | "write";
-  protocol: string;
+  protocol: "tcp" | "rdma";
+  /** rdma: NICs, comma-separated; empty = every device with an active port. */
+  deviceName: string;
   bufferSizeBytes: number;
   blockSizeBytes: number;
   batchSize: number;
@@ -50,12 +52,13 @@ function engineConfig(o: TransferBenchOptions) {
       // A target always advertises its memory for same-host mapping; the initiator decides.
       store_memcpy: o.mode === "target" ? "auto" : o.storeMemcpy,
       transfer_timeout: 30,
+      protocol: o.protocol,
+      device_name: o.deviceName,
     },
   }).config;
 }
 
 export async function runTransferBench(o: TransferBenchOptions): Promise<void> {
-  if (o.protocol !== "tcp") throw new Error(`--protocol ${o.protocol}: only tcp is implemented`);
   const log = logger("bench transfer");
   const config = engineConfig(o);
   if (o.mode === "target") {
@@ -81,6 +84,8 @@ export async function runTransferBench(o: TransferBenchOptions): Promise<void> {
   const engine = await TransferEngine.start({ config, serve: false, log });
   const perThread = o.batchSize * o.blockSizeBytes;
   const local = new Uint8Array(perThread * o.threads).fill(0x5a);
+  // RDMA reads and writes registered memory directly, as transfer_engine_bench's buffers are.
+  if (o.protocol === "rdma") engine.registerBuffer(local);
   const latency = new LatencyRecorder();
   let batches = 0;
   let failed = 0;

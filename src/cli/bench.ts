@@ -191,7 +191,9 @@ function registerTransferBench(
     .option("--local_server_name <host[:port]>", "this engine's name (a target gets a free port when none)", "127.0.0.1")
     .option("--segment_id <name>", "the target's segment name (host:port)")
     .addOption(new Option("--operation <op>", "read or write").choices(["read", "write"] as const).default("read" as const))
-    .option("--protocol <p>", "transport (tcp)", "tcp")
+    .addOption(new Option("--protocol <p>", "transport: tcp or rdma").choices(["tcp", "rdma"] as const).default("tcp" as const))
+    .option("--device_name <list>", "rdma: NICs to use, comma-separated (default: every device with an active port)", "")
+    .option("--auto_discovery", "rdma: use every device with an active port (what an empty --device_name does)")
     .option("--buffer_size <size>", "target: bytes to serve", "1GB")
     .option("--block_size <size>", "bytes per request", "65536")
     .option("--batch_size <n>", "requests per batch", "128")
@@ -214,6 +216,11 @@ function registerTransferBench(
       if (options.mode === "initiator" && !options.segment_id) {
         throw new ConfigError("--segment_id is required for --mode initiator (the target prints its name)");
       }
+      const deviceName = options.auto_discovery ? "" : options.device_name;
+      if (options.protocol === "rdma") {
+        const { checkRdmaDevices } = await import("./store.ts");
+        await checkRdmaDevices(deviceName);
+      }
       await keepFreedMemory();
       const { runTransferBench } = await import("../bench/transfer-bench.ts");
       await runTransferBench({
@@ -223,6 +230,7 @@ function registerTransferBench(
         segmentId: options.segment_id ?? "",
         operation: options.operation,
         protocol: options.protocol,
+        deviceName,
         bufferSizeBytes: size("--buffer_size", options.buffer_size),
         blockSizeBytes: size("--block_size", options.block_size),
         batchSize: count("--batch_size", options.batch_size),

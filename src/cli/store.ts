@@ -46,17 +46,24 @@ export function registerStore(program: Command<[], { logLevel: string; logFormat
       required: ["local_hostname", "metadata_server", "master_server_address"],
       positive: ["global_segment_size"],
     });
-    if (config.protocol === "rdma") {
-      // Asked before the "not implemented" refusal, so the operator learns whether this host has a device.
-      const { listRdmaDevices } = await import("../../ffi/ibverbs.ts");
-      const rdma = listRdmaDevices();
-      if (!rdma.ok) throw new ConfigError(`protocol rdma: ${rdma.reason}`);
-      throw new ConfigError(
-        `protocol rdma: the RDMA transport is not implemented yet (devices found: ${rdma.devices.join(", ")}); use protocol tcp`,
-      );
-    }
+    if (config.protocol === "rdma") await checkRdmaDevices(config.device_name);
     await keepFreedMemory();
     const { runStoreNode } = await import("../store/run.ts");
     await runStoreNode(config);
   });
+}
+
+/**
+ * protocol rdma: exit 2 (ConfigError) before anything starts when libibverbs is missing, the host
+ * has no RDMA device, or device_name names one it does not have.
+ */
+export async function checkRdmaDevices(deviceName: string): Promise<void> {
+  const { listRdmaDevices } = await import("../../ffi/ibverbs.ts");
+  const rdma = listRdmaDevices();
+  if (!rdma.ok) throw new ConfigError(`protocol rdma: ${rdma.reason}`);
+  const wanted = deviceName.split(",").map((d) => d.trim()).filter((d) => d.length > 0);
+  const missing = wanted.filter((d) => !rdma.devices.includes(d));
+  if (missing.length > 0) {
+    throw new ConfigError(`protocol rdma: device_name ${missing.join(", ")} not found; this host has ${rdma.devices.join(", ")}`);
+  }
 }

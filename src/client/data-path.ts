@@ -1,6 +1,8 @@
 // What the store client needs from the transfer engine: move bytes between a local view and a
 // remote segment named by its transport endpoint. The engine picks the transport per segment
-// (shared memory on the same host, TCP otherwise; RDMA later) behind this interface.
+// (shared memory on the same host, RDMA with protocol rdma, TCP otherwise) behind this interface.
+
+import type { DeviceSpan } from "../transfer/device-memory.ts";
 
 export interface DataPath {
   /**
@@ -13,5 +15,16 @@ export interface DataPath {
   read(endpoint: string, remoteAddress: number, into: Uint8Array, digest?: boolean): Promise<number | undefined>;
   /** True when `endpoint`'s memory is mapped here (same host): reads from it cost a memcpy. */
   isLocal(endpoint: string): Promise<boolean>;
+  /**
+   * Registers `view` for the lifetime of its use: with RDMA the NICs read and write it directly
+   * (no bounce copy). Throws when it cannot be registered (overlap, the NIC refused).
+   */
+  registerBuffer?(view: Uint8Array): void;
+  unregisterBuffer?(view: Uint8Array): boolean;
+  /** GPU memory (src/transfer/device-memory.ts): GPUDirect where registered and over RDMA, else staged. */
+  registerDeviceBuffer?(span: DeviceSpan): Promise<void>;
+  unregisterDeviceBuffer?(span: DeviceSpan): boolean;
+  writeDevice?(endpoint: string, remoteAddress: number, span: DeviceSpan): Promise<void>;
+  readDevice?(endpoint: string, remoteAddress: number, span: DeviceSpan): Promise<void>;
   close(): Promise<void>;
 }

@@ -17,6 +17,7 @@ import { loadConfig } from "../config/load.ts";
 import type { Config, ConfigKey } from "../config/schema.ts";
 import { useFastCrc32 } from "../runtime/checksum.ts";
 import type { DataPath } from "./data-path.ts";
+import { type DeviceSpan, isDeviceSpan } from "../transfer/device-memory.ts";
 import { MasterClient } from "./master-client.ts";
 import { metadataServerFor } from "./metadata-discovery.ts";
 
@@ -122,6 +123,41 @@ export class MooncakeStore {
     }
   }
 
+  /**
+   * Registers `buffer` with the transfer engine (Mooncake's register_buffer): puts from it and gets
+   * into it then move bytes without a bounce copy (RDMA; for GPU memory, GPUDirect). 0, or
+   * INVALID_PARAMS with lastError saying why (overlaps a registered buffer, the NIC or the driver
+   * refused it, GPU memory without protocol rdma).
+   */
+  async registerBuffer(buffer: Uint8Array | DeviceSpan): Promise<number> {
+    try {
+      if (isDeviceSpan(buffer)) {
+        if (this.data.registerDeviceBuffer === undefined) throw new Error("this data path cannot register device memory");
+        await this.data.registerDeviceBuffer(buffer);
+      } else {
+        this.data.registerBuffer?.(buffer);
+      }
+      return 0;
+    } catch (e) {
+      return this.failed(ErrorCode.INVALID_PARAMS, `registerBuffer: ${(e as Error).message}`);
+    }
+  }
+
+  /** 0 when `buffer` was registered and no longer is, else INVALID_PARAMS. */
+  unregisterBuffer(buffer: Uint8Array | DeviceSpan): number {
+    const done = isDeviceSpan(buffer) ? this.data.unregisterDeviceBuffer?.(buffer) : this.data.unregisterBuffer?.(buffer);
+    return done === false ? this.failed(ErrorCode.INVALID_PARAMS, "unregisterBuffer: that buffer is not registered") : 0;
+  }
+
+  /**
+   * Stores the bytes of `buffer` under `key` (Mooncake's put_from): host memory, or GPU memory
+   * (`{ device: "cuda:0", address, length }`). A value put from GPU memory carries no checksum:
+   * its bytes never pass through the CPU.
+   */
+  putFrom(key: string, buffer: Uint8Array | DeviceSpan, config: ReplicateConfig = {}): Promise<number> {
+    return this.putParts(key, [buffer], config);
+  }
+
   getHostname(): string {
     return this.hostname;
   }
@@ -134,7 +170,7 @@ export class MooncakeStore {
   }
 
   /** Stores the concatenation of `parts` (e.g. LMCache's 28-byte header and the KV bytes) without joining them. */
-  async putParts(key: string, parts: readonly Uint8Array[], config: ReplicateConfig = {}): Promise<number> {
+  async putParts(key: string, parts: readonly (Uint8Array | DeviceSpan)[], config: ReplicateConfig = {}): Promise<number> {
     let total = 0;
     for (const p of parts) total += p.length;
     if (total === 0) return this.failed(ErrorCode.INVALID_PARAMS, `put ${shortKey(key)}: an empty value`);
@@ -271,13 +307,13 @@ export class MooncakeStore {
   }
 
   /** Reads the value into `into`: bytes read, or a negative ErrorCode (INVALID_PARAMS when too small). */
-  async getInto(key: string, into: Uint8Array): Promise<number> {
+  async getInto(key: string, into: Uint8Array | DeviceSpan): Promise<number> {
     const found = await this.query(key);
     if (typeof found === "number") return found;
     if (into.length < found.sizeBytes) {
       return this.failed(ErrorCode.INVALID_PARAMS, `get ${shortKey(key)}: the value is ${found.sizeBytes} bytes, the buffer ${into.length}`);
     }
-    return this.readInto(found, into.subarray(0, found.sizeBytes));
+    return this.readInto(found, isDeviceSpan(into) ? { ...into, length: found.sizeBytes } : into.subarray(0, found.sizeBytes));
   }
 
   async batchGet(keys: readonly string[]): Promise<(Uint8Array | null)[]> {
@@ -420,20 +456,25 @@ export class MooncakeStore {
    */
   private async writeReplicas(
     replicas: readonly Replica[],
-    parts: readonly Uint8Array[],
+    parts: readonly (Uint8Array | DeviceSpan)[],
   ): Promise<{ failure: WriteFailure | null; checksum: number | null }> {
     if (replicas.length === 0) {
       return { failure: { code: ErrorCode.NO_AVAILABLE_HANDLE, unreachable: [], message: "no replica placed" }, checksum: null };
     }
     let partCrcs: (number | undefined)[] = [];
+    const fromDevice = parts.some(isDeviceSpan);
+    const checksums = this.checksums && !fromDevice;
     const writes = replicas.map(async (r, replica) => {
       let offset = 0;
-      const digest = this.checksums && replica === 0;
+      const digest = checksums && replica === 0;
       const crcs = await Promise.all(
         parts.map((p) => {
           const at = offset;
           offset += p.length;
-          return p.length === 0 ? 0 : this.data.write(r.endpoint, r.address + at, p, digest);
+          if (p.length === 0) return 0;
+          if (!isDeviceSpan(p)) return this.data.write(r.endpoint, r.address + at, p, digest);
+          if (this.data.writeDevice === undefined) throw new MooncakeError(ErrorCode.INVALID_PARAMS, "this data path cannot read device memory");
+          return this.data.writeDevice(r.endpoint, r.address + at, p).then(() => undefined);
         }),
       );
       if (digest) partCrcs = crcs;
@@ -450,12 +491,12 @@ export class MooncakeStore {
       this.log.warn(`put failed: ${(failure as WriteFailure).message}`);
       return { failure, checksum: null };
     }
-    if (!this.checksums) return { failure: null, checksum: null };
+    if (!checksums) return { failure: null, checksum: null };
     let crc = 0;
     for (let i = 0; i < parts.length; i++) {
       const partCrc = partCrcs[i];
       // A data path that cannot digest: read the part once more here.
-      crc = crc32Combine(crc, typeof partCrc === "number" ? partCrc : crc32([parts[i]!]), parts[i]!.length);
+      crc = crc32Combine(crc, typeof partCrc === "number" ? partCrc : crc32([parts[i] as Uint8Array]), parts[i]!.length);
     }
     return { failure: null, checksum: tagChecksum(crc) };
   }
@@ -483,17 +524,20 @@ export class MooncakeStore {
    */
   private async readInto(
     found: { key: string; replicas: Replica[]; leaseDeadlineMs: number; checksum: number | null },
-    into: Uint8Array,
+    into: Uint8Array | DeviceSpan,
   ): Promise<number> {
     const local = await Promise.all(found.replicas.map((r) => this.data.isLocal(r.endpoint).catch(() => false)));
     const order = found.replicas.map((r, i) => ({ r, local: local[i] })).sort((a, b) => Number(b.local) - Number(a.local));
     let lastError: number = ErrorCode.TRANSFER_FAIL;
     // Only a checksum of ours can be verified (a Mooncake C++ writer's CRC-64 is not recomputed).
-    const verify = this.checksums && found.checksum !== null && isValueChecksum(found.checksum);
+    // Device memory is never read by the CPU, so a device get is not verified.
+    const verify = this.checksums && found.checksum !== null && isValueChecksum(found.checksum) && !isDeviceSpan(into);
     for (const { r } of order) {
       let crc: number | undefined;
       try {
-        crc = await this.data.read(r.endpoint, r.address, into, verify);
+        if (!isDeviceSpan(into)) crc = await this.data.read(r.endpoint, r.address, into, verify);
+        else if (this.data.readDevice === undefined) throw new MooncakeError(ErrorCode.INVALID_PARAMS, "this data path cannot write device memory");
+        else await this.data.readDevice(r.endpoint, r.address, into);
       } catch (e) {
         lastError = this.failed(e instanceof MooncakeError ? e.code : ErrorCode.TRANSFER_FAIL, (e as Error).message);
         this.log.warn(`get: ${(e as Error).message}`);
@@ -501,7 +545,7 @@ export class MooncakeStore {
       }
       // The lease is what kept the buffer from being reused; past it, the bytes may be anything.
       if (Date.now() > found.leaseDeadlineMs) return this.failed(ErrorCode.LEASE_EXPIRED, "the read outlasted its lease");
-      if (verify && tagChecksum(typeof crc === "number" ? crc : crc32([into])) !== found.checksum) {
+      if (verify && tagChecksum(typeof crc === "number" ? crc : crc32([into as Uint8Array])) !== found.checksum) {
         lastError = this.failed(
           ErrorCode.CHECKSUM_MISMATCH,
           `get ${shortKey(found.key)}: the replica on ${r.endpoint} at 0x${r.address.toString(16)} does not match the object's checksum`,

@@ -128,7 +128,16 @@ export const KEYS = {
     kind: "string",
     default: "",
     env: ["MOONCAKE_DEVICE"],
-    doc: "RDMA device(s), comma-separated, or auto-discovery.",
+    doc: "protocol rdma: NICs to use, comma-separated (mlx5_0,mlx5_1); empty = every device with an active port.",
+  },
+  rdma_slice_size: {
+    scope: "store",
+    kind: "int",
+    default: 65536,
+    min: 4096,
+    max: 16 << 20,
+    env: ["MC_SLICE_SIZE"],
+    doc: "protocol rdma: bytes per work request; a large value is cut into slices spread over the NICs.",
   },
   transfer_timeout: {
     scope: "store",

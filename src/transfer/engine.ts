@@ -1,45 +1,33 @@
 // The transfer engine (Mooncake's TransferEngine, transfer-engine-spec.md §1): open a segment by
 // name through the metadata service, register local memory, move bytes with READ/WRITE requests,
-// singly (promises) or in batches with Mooncake's allocate/submit/poll/free API.
+// singly (promises) or in batches with Mooncake's allocate/submit/poll/free API. A store node's
+// engine also serves: the TCP data port, the handshake port, and the descriptor it publishes.
 //
-// Transports, chosen per target segment: shared memory when the segment's owner is on this host
-// (its descriptor advertises `mooncake_shm` with our host identity and uid, and we can map it),
-// else TCP (wire-compatible with Mooncake's classic engine). Both sit behind `Transport`, so RDMA
-// plugs in the same way. A store node's engine also serves: the TCP data port, the handshake port,
-// and the descriptor it publishes.
+// Transports (src/transfer/transport.ts) are chosen per target segment by asking providers in
+// order: shared memory when the segment's owner is on this host (shm-transport.ts), RDMA when both
+// ends have NICs (rdma/), else TCP (tcp/transport.ts, wire-compatible with Mooncake's classic
+// engine). One TransportCache holds the transport per peer and drops it the same way for every
+// kind when its peer is gone, so a node restarted under the same name is reached again.
 //
 // Failures are TransferFailedErrors naming the peer, the step (lookup, map, connect, transfer) and
-// the cause. A cached transport is dropped and the peer looked up afresh when it stops answering
-// (TCP) or its owner process is gone (shared memory: the mapping would outlive it), so a node
-// restarted under the same name is reached again and nothing is ever written into a dead mapping.
+// the cause.
 
-import { crc32Update } from "../core/checksum.ts";
-import { ErrorCode, MooncakeError, TransferFailedError, type TransferStep } from "../core/errors.ts";
+import { ErrorCode, MooncakeError, TransferFailedError } from "../core/errors.ts";
 import { type Logger, logger } from "../core/log.ts";
 import type { RpcMeta, SegmentDescriptor } from "../core/transfer/segment-descriptor.ts";
 import type { Config } from "../config/schema.ts";
-import { BufferRegistry, type MemoryRegion } from "./memory.ts";
-import { chainBackends, createMetadataBackend, type MetadataBackend, parseSegmentAddress } from "./metadata/backend.ts";
+import { addressOf } from "../../ffi/libc.ts";
+import { ArrayRegion, BufferRegistry, type MemoryRegion } from "./memory.ts";
+import { chainBackends, createMetadataBackend, type MetadataBackend } from "./metadata/backend.ts";
 import { type HandshakeServer, startHandshakeServer } from "./metadata/handshake.ts";
-import { hostIdentity, SharedSegment, type SharedMapping } from "./shared-memory.ts";
-import { TcpDataClient, type TcpPeer, TransferError } from "./tcp/client.ts";
+import { hostIdentity, type SharedSegment } from "./shared-memory.ts";
+import { ShmTransportProvider } from "./shm-transport.ts";
 import { startTcpDataServer, type TcpDataServer } from "./tcp/server.ts";
+import { TcpTransportProvider } from "./tcp/transport.ts";
+import { cudaFor, type DeviceSpan, DeviceStager } from "./device-memory.ts";
+import type { RdmaTransportProvider } from "./rdma/rdma-transport.ts";
+import { memcpyTransport, type Transport, TransportCache, type TransportKind, type TransportProvider, transferFail as fail } from "./transport.ts";
 import { encodeSegmentDescriptor } from "../core/transfer/segment-descriptor.ts";
-
-/** One way of reaching a segment's memory. */
-interface Transport {
-  readonly kind: "shm" | "tcp" | "local";
-  /** With `digest`, resolves with the CRC-32 of the bytes moved, computed while they are in cache. */
-  read(remoteAddress: number, into: Uint8Array, digest: boolean): Promise<number | undefined>;
-  write(remoteAddress: number, from: Uint8Array, digest: boolean): Promise<number | undefined>;
-  /** False once the transport can no longer reach the peer it was made for (shm: owner gone). */
-  usable(): boolean;
-  /** Lets go of what the transport holds (shm: its mappings). */
-  release(): void;
-}
-
-/** A shm transport whose owner died: the peer must be looked up again. */
-class OwnerGoneError extends Error {}
 
 export const TransferOp = { READ: 0, WRITE: 1 } as const;
 export type TransferOpValue = (typeof TransferOp)[keyof typeof TransferOp];
@@ -72,73 +60,7 @@ interface Batch {
   done: Promise<void>[];
 }
 
-/** Regions of a peer's segment mapped into this process: remote address range -> local mapping. */
-interface MappedBuffer {
-  remoteAddress: number;
-  lengthBytes: number;
-  mapping: SharedMapping;
-}
-
 const MAX_BATCHES = 4096;
-const SWEEP_INTERVAL_MS = 1000;
-
-function fail(message: string): never {
-  throw new MooncakeError(ErrorCode.TRANSFER_FAIL, message);
-}
-
-/**
- * Copies through views from `resolve`, which throws OwnerGoneError when the memory's owner is gone
- * and returns null for a range outside every buffer.
- */
-function memcpyTransport(
-  resolve: (address: number, length: number) => Uint8Array | null,
-  kind: "shm" | "local",
-  usable: () => boolean = () => true,
-  release: () => void = () => {},
-): Transport {
-  const outside = (address: number, length: number): never =>
-    fail(`[0x${address.toString(16)}, +${length}) is outside the peer's registered memory`);
-  return {
-    kind,
-    async read(remoteAddress, into, digest) {
-      const view = resolve(remoteAddress, into.length) ?? outside(remoteAddress, into.length);
-      return copy(into, view, digest, "to");
-    },
-    async write(remoteAddress, from, digest) {
-      const view = resolve(remoteAddress, from.length) ?? outside(remoteAddress, from.length);
-      return copy(view, from, digest, "from");
-    },
-    usable,
-    release,
-  };
-}
-
-/**
- * Cache-sized steps of a digesting copy: the CRC reads each step right after the copy wrote it,
- * from the cache. Measured through a store node's segment at 32 MiB: +10–18 % over a plain copy
- * this way, +25–34 % with the CRC before the copy, ~+60 % with one whole copy then one whole CRC.
- */
-const DIGEST_STEP_BYTES = 256 * 1024;
-
-/**
- * `to.set(from)`, and with `digest` the CRC-32 of the bytes, step by step while they are hot. The
- * CRC is taken from the LOCAL side (`to` for a read, `from` for a write): the peer's memory can be
- * written by others between the copy and the CRC, the caller's cannot.
- */
-function copy(to: Uint8Array, from: Uint8Array, digest: boolean, localSide: "to" | "from"): number | undefined {
-  if (!digest) {
-    to.set(from);
-    return undefined;
-  }
-  const local = localSide === "to" ? to : from;
-  let crc = 0;
-  for (let at = 0; at < from.length; at += DIGEST_STEP_BYTES) {
-    const end = Math.min(at + DIGEST_STEP_BYTES, from.length);
-    to.set(from.subarray(at, end), at);
-    crc = crc32Update(local.subarray(at, end), crc);
-  }
-  return crc;
-}
 
 export class TransferEngine {
   /** This engine's segment name (host:port); for a pure client, its local_hostname. */
@@ -146,21 +68,21 @@ export class TransferEngine {
   readonly registry: BufferRegistry;
   private readonly log: Logger;
   private readonly metadata: MetadataBackend;
-  private readonly tcp: TcpDataClient;
   private readonly sameHost: "auto" | "on" | "off";
   private readonly host: string;
   private readonly dataServer: TcpDataServer | null;
   private readonly handshake: HandshakeServer | null;
   private readonly segments: SharedSegment[] = [];
-  private readonly transports = new Map<string, Promise<Transport>>();
-  /** What each settled lookup in `transports` gave, so a stale one can be dropped synchronously. */
-  private readonly settled = new WeakMap<Promise<Transport>, Transport>();
-  /** Drops shm transports whose owner died, so their pages are not pinned here (started on the first). */
-  private sweeper: ReturnType<typeof setInterval> | null = null;
-  private readonly mappings = new Set<SharedMapping>();
+  /** protocol rdma: the NICs, their registrations and queue pairs. */
+  private readonly rdma: RdmaTransportProvider | null;
+  /** Asked in order for a transport to a peer: shared memory (same host), RDMA, then TCP. */
+  private readonly providers: TransportProvider[];
+  private readonly transports: TransportCache;
   private readonly batches = new Map<number, Batch>();
   private nextBatchId = 1;
   private descriptorJson = "null";
+  private stager: DeviceStager | null = null;
+  private readonly localBufferBytes: number;
   private closed = false;
 
   private constructor(o: {
@@ -172,6 +94,7 @@ export class TransferEngine {
     registry: BufferRegistry;
     dataServer: TcpDataServer | null;
     handshake: HandshakeServer | null;
+    rdma: RdmaTransportProvider | null;
   }) {
     this.name = o.name;
     this.registry = o.registry;
@@ -181,11 +104,20 @@ export class TransferEngine {
     this.dataServer = o.dataServer;
     this.handshake = o.handshake;
     this.sameHost = o.config.store_memcpy;
-    this.tcp = new TcpDataClient({
-      timeoutMs: Math.max(1, Math.round(o.config.transfer_timeout * 1000)),
-      connectTimeoutMs: 5000,
-      log: o.log,
-    });
+    this.localBufferBytes = Math.max(4 * 1024 * 1024, o.config.local_buffer_size);
+    const tcp = new TcpTransportProvider(o.metadata, { timeoutMs: Math.max(1, Math.round(o.config.transfer_timeout * 1000)), log: o.log });
+    this.rdma = o.rdma;
+    this.providers = [
+      ...(this.sameHost === "off" ? [] : [new ShmTransportProvider(this.sameHost, o.log)]),
+      ...(o.rdma ? [o.rdma] : []),
+      tcp,
+    ];
+    this.transports = new TransportCache(
+      (endpoint) => this.resolveTransport(endpoint),
+      (endpoint, t) => {
+        if (t.kind === "shm") this.log.info(`${endpoint}: the process that owned its shared memory is gone; unmapped it`);
+      },
+    );
   }
 
   /**
@@ -212,9 +144,17 @@ export class TransferEngine {
       metadata = chainBackends(createMetadataBackend(options.alsoLookIn, backendOptions), metadata);
       log.debug(`looking peers up in ${options.alsoLookIn} (the master's metadata server), then by P2P handshake`);
     }
+    const timeoutMs = Math.max(1, Math.round(config.transfer_timeout * 1000));
+    const openRdma = async (serverName: string): Promise<RdmaTransportProvider | null> => {
+      if (config.protocol !== "rdma") return null;
+      const { RdmaTransportProvider } = await import("./rdma/rdma-transport.ts");
+      const deviceNames = config.device_name.split(",").map((d) => d.trim()).filter((d) => d.length > 0);
+      return RdmaTransportProvider.open({ deviceNames, serverName, metadata, timeoutMs, log, sliceBytes: config.rdma_slice_size });
+    };
     if (!options.serve) {
       const registry = new BufferRegistry();
-      return new TransferEngine({ name: config.local_hostname, host: "", config, log, metadata, registry, dataServer: null, handshake: null });
+      const rdma = await openRdma(config.local_hostname);
+      return new TransferEngine({ name: config.local_hostname, host: "", config, log, metadata, registry, dataServer: null, handshake: null, rdma });
     }
     const { host, port: askedPort } = splitHostname(config.local_hostname);
     const bindHost = isIpLiteral(host) ? host : "0.0.0.0";
@@ -222,10 +162,13 @@ export class TransferEngine {
     let engine: TransferEngine | null = null;
     const data = startTcpDataServer({ host: bindHost, port: 0, registry, log });
     let handshake: HandshakeServer | null = null;
+    let rdma: RdmaTransportProvider | null = null;
     try {
-      handshake = listenHandshake(bindHost, askedPort, config, () => engine?.descriptorJson ?? "null", log);
+      handshake = listenHandshake(bindHost, askedPort, config, () => engine?.descriptorJson ?? "null", log, (json, peer) => engine?.acceptRdmaConnection(json, peer) ?? null);
+      const name = formatName(host, handshake.port);
+      rdma = await openRdma(name);
       engine = new TransferEngine({
-        name: formatName(host, handshake.port),
+        name,
         host,
         config,
         log,
@@ -233,11 +176,13 @@ export class TransferEngine {
         registry,
         dataServer: data,
         handshake,
+        rdma,
       });
       return engine;
     } catch (e) {
       data.stop();
       handshake?.stop();
+      await rdma?.close();
       throw e;
     }
   }
@@ -250,18 +195,103 @@ export class TransferEngine {
     return this.handshake?.port ?? 0;
   }
 
-  /** Registers local memory: requests may name addresses inside it as `source`. */
+  /**
+   * Registers local memory: requests may name addresses inside it as `source`, and with RDMA the
+   * NICs may read and write it (no bounce copy). The region must be real memory of this process
+   * when protocol is rdma.
+   */
   registerLocalMemory(region: MemoryRegion): void {
     this.registry.register(region);
+    try {
+      this.rdma?.registerRegion(region.address, region.lengthBytes, false);
+    } catch (e) {
+      this.registry.unregister(region.address);
+      throw e;
+    }
   }
 
   unregisterLocalMemory(address: number): boolean {
+    this.rdma?.unregisterRegion(address);
     return this.registry.unregister(address);
+  }
+
+  /** Registers a view of this process's memory (the store client's registerBuffer). */
+  registerBuffer(view: Uint8Array): void {
+    this.registerLocalMemory(new ArrayRegion(addressOf(view), view));
+  }
+
+  unregisterBuffer(view: Uint8Array): boolean {
+    return this.unregisterLocalMemory(addressOf(view));
+  }
+
+  // ---- device (GPU) memory -------------------------------------------------------------------
+
+  /**
+   * Registers GPU memory with the NICs (GPUDirect): its allocation is exported as a dma-buf and
+   * registered on every NIC. Throws without RDMA, without a GPU, or when the driver cannot export.
+   */
+  async registerDeviceBuffer(span: DeviceSpan): Promise<void> {
+    if (this.rdma === null) fail("device buffers are registered for RDMA only (protocol rdma); without it they are staged");
+    const { cuda, ordinal } = await cudaFor(span);
+    const libc = await import("../../ffi/libc.ts");
+    cuda.withDeviceContext(ordinal, () => {
+      const range = cuda.addressRange(span.address);
+      if (span.address + span.length > range.base + range.sizeBytes) fail(`[0x${span.address.toString(16)}, +${span.length}) runs past its allocation`);
+      // The whole allocation, page-rounded (the driver's rule); the span is an offset into it.
+      const page = 4096;
+      const fd = cuda.exportDmaBuf(range.base, Math.ceil(range.sizeBytes / page) * page);
+      try {
+        this.rdma!.registerDmabufRegion(fd, span.address - range.base, span.address, span.length, span.device);
+      } finally {
+        libc.close(fd);
+      }
+    });
+  }
+
+  unregisterDeviceBuffer(span: DeviceSpan): boolean {
+    return this.rdma?.unregisterRegion(span.address) ?? false;
+  }
+
+  /** Writes device memory to a peer: by GPUDirect when registered and the peer is over RDMA, else staged. */
+  async writeDevice(endpoint: string, remoteAddress: number, span: DeviceSpan): Promise<void> {
+    if (this.closed) fail("transfer engine is closed");
+    await this.transports.run(endpoint, async (t) => {
+      if (t.writeRegistered && this.rdma?.regionOf(span.address, span.length)) return t.writeRegistered(remoteAddress, span.address, span.length);
+      const { cuda, ordinal } = await cudaFor(span);
+      await this.deviceStager().with(cuda, ordinal, span.length, async (pinned) => {
+        cuda.withDeviceContext(ordinal, () => cuda.copyDeviceToHost(pinned, span.address, span.length));
+        await t.write(remoteAddress, pinned, false);
+      });
+    });
+  }
+
+  /** Reads a peer's bytes into device memory: GPUDirect when registered and over RDMA, else staged. */
+  async readDevice(endpoint: string, remoteAddress: number, span: DeviceSpan): Promise<void> {
+    if (this.closed) fail("transfer engine is closed");
+    await this.transports.run(endpoint, async (t) => {
+      if (t.readRegistered && this.rdma?.regionOf(span.address, span.length)) return t.readRegistered(remoteAddress, span.address, span.length);
+      const { cuda, ordinal } = await cudaFor(span);
+      await this.deviceStager().with(cuda, ordinal, span.length, async (pinned) => {
+        await t.read(remoteAddress, pinned, false);
+        cuda.withDeviceContext(ordinal, () => cuda.copyHostToDevice(span.address, pinned, span.length));
+      });
+    });
+  }
+
+  private deviceStager(): DeviceStager {
+    this.stager ??= new DeviceStager(this.localBufferBytes);
+    return this.stager;
+  }
+
+  /** Answers an RDMA CONNECTION handshake, or null (refused) without RDMA. */
+  acceptRdmaConnection(json: string, peer: string): string | null {
+    return this.rdma?.acceptConnection(json, peer) ?? null;
   }
 
   /** Serves `segment` to peers (registered, and in the descriptor that publish() writes). */
   registerSegment(segment: SharedSegment): void {
     this.registry.register(segment);
+    this.rdma?.registerRegion(segment.address, segment.lengthBytes, true);
     this.segments.push(segment);
     this.descriptorJson = encodeSegmentDescriptor(this.descriptor());
   }
@@ -286,6 +316,15 @@ export class TransferEngine {
       tcp_proto_version: 2,
       buffers: this.segments.map((s) => ({ name: this.name, addr: s.address, length: s.lengthBytes })),
     };
+    if (this.rdma !== null) {
+      // Peers with NICs use RDMA; ours without one still reach the TCP port (mooncake_tcp_fallback).
+      const r = this.rdma.describe();
+      desc.protocol = "rdma";
+      desc.devices = r.devices;
+      desc.buffers = r.buffers;
+      desc.priority_matrix = r.priority_matrix;
+      desc.mooncake_tcp_fallback = true;
+    }
     if (this.sameHost !== "off" && this.segments.length > 0) {
       desc.mooncake_shm = {
         host: hostIdentity(),
@@ -310,85 +349,18 @@ export class TransferEngine {
 
   /** True when `endpoint`'s memory is reachable by memcpy here (own segment or mapped peer). */
   async isLocal(endpoint: string): Promise<boolean> {
-    const t = await this.transportFor(endpoint).catch(() => null);
-    return t !== null && t.kind !== "tcp";
+    const t = await this.transports.get(endpoint).catch(() => null);
+    return t !== null && (t.kind === "local" || t.kind === "shm");
   }
 
-  /** Which transport reaches `endpoint` ("local", "shm" or "tcp"); resolves the peer if needed. */
-  async transportKind(endpoint: string): Promise<Transport["kind"]> {
-    return (await this.transportFor(endpoint)).kind;
+  /** Which transport reaches `endpoint`; resolves the peer if needed. */
+  async transportKind(endpoint: string): Promise<TransportKind> {
+    return (await this.transports.get(endpoint)).kind;
   }
 
-  private async run<T>(endpoint: string, op: (t: Transport) => Promise<T>): Promise<T> {
+  private run<T>(endpoint: string, op: (t: Transport) => Promise<T>): Promise<T> {
     if (this.closed) fail("transfer engine is closed");
-    // A shm transport checks its owner on every copy (resolve), so no check is needed here.
-    const transport = await this.transportFor(endpoint);
-    try {
-      return await op(transport);
-    } catch (e) {
-      if (!isPeerGone(transport, e)) throw this.failure(endpoint, transport, e);
-    }
-    // The peer may have restarted (new ports, new memory): look it up afresh and try once more
-    // (a READ or WRITE of the same range is idempotent).
-    const again = await this.lookUpAgain(endpoint, transport);
-    try {
-      return await op(again);
-    } catch (e) {
-      if (isPeerGone(again, e)) this.forget(endpoint, again);
-      throw this.failure(endpoint, again, e);
-    }
-  }
-
-  private async lookUpAgain(endpoint: string, stale: Transport): Promise<Transport> {
-    this.forget(endpoint, stale);
-    const fresh = await this.transportFor(endpoint);
-    if (!fresh.usable()) {
-      this.forget(endpoint, fresh);
-      throw new TransferFailedError(endpoint, "map", "the owner of its shared memory is gone and no live peer is published under that name", true);
-    }
-    return fresh;
-  }
-
-  /** Drops a cached transport (if it is still the cached one) and what it holds. */
-  private forget(endpoint: string, transport: Transport): void {
-    const cached = this.transports.get(endpoint);
-    if (cached !== undefined && this.settled.get(cached) === transport) this.transports.delete(endpoint);
-    transport.release();
-  }
-
-  /** A failure of an operation on `endpoint` as a TransferFailedError (logged at debug). */
-  private failure(endpoint: string, transport: Transport, e: unknown): MooncakeError {
-    let error: MooncakeError;
-    if (e instanceof TransferFailedError || (e instanceof MooncakeError && e.code !== ErrorCode.TRANSFER_FAIL)) {
-      error = e;
-    } else if (e instanceof TransferError) {
-      const step: TransferStep = e.reason === "CONNECT_FAILED" ? "connect" : "transfer";
-      const unreachable = e.reason === "CONNECT_FAILED" || e.reason === "CONNECTION_LOST" || e.reason === "TIMEOUT";
-      error = new TransferFailedError(endpoint, step, `tcp: ${e.reason}: ${e.detail}`, unreachable);
-    } else if (e instanceof OwnerGoneError) {
-      error = new TransferFailedError(endpoint, "map", e.message, true);
-    } else {
-      const message = e instanceof MooncakeError && e.message.startsWith("TRANSFER_FAIL: ") ? e.message.slice(15) : (e as Error).message;
-      error = new TransferFailedError(endpoint, "transfer", `${transport.kind}: ${message}`, false);
-    }
-    this.log.debug(error.message);
-    return error;
-  }
-
-  private transportFor(endpoint: string): Promise<Transport> {
-    let t = this.transports.get(endpoint);
-    if (t === undefined) {
-      const made = this.resolveTransport(endpoint);
-      t = made;
-      this.transports.set(endpoint, made);
-      made.then(
-        (transport) => this.settled.set(made, transport),
-        () => {
-          if (this.transports.get(endpoint) === made) this.transports.delete(endpoint);
-        },
-      );
-    }
-    return t;
+    return this.transports.run(endpoint, op);
   }
 
   private async resolveTransport(endpoint: string): Promise<Transport> {
@@ -407,64 +379,12 @@ export class TransferEngine {
     if (desc === null) {
       throw new TransferFailedError(endpoint, "lookup", `${this.metadata.describe(endpoint)} has no segment of that name`, true);
     }
-    if (this.sameHost !== "off") {
-      const shm = this.mapPeer(endpoint, desc);
-      if (shm) return shm;
-      if (this.sameHost === "on" && desc.mooncake_shm) this.log.warn(`store_memcpy on, but ${endpoint} could not be mapped: using TCP`);
+    for (const provider of this.providers) {
+      const t = await provider.open(endpoint, desc);
+      if (t !== null) return t;
     }
-    if (desc.protocol !== "tcp") {
-      throw new TransferFailedError(endpoint, "lookup", `the peer speaks ${desc.protocol}; only tcp is implemented`, false);
-    }
-    const rpc = await this.metadata.getRpcMeta(endpoint).catch(() => null);
-    const host = rpc?.ip_or_host_name || parseSegmentAddress(endpoint).host;
-    const peer: TcpPeer = { host, port: desc.tcp_data_port, protoVersion: desc.tcp_proto_version >= 2 ? 2 : 1 };
-    return {
-      kind: "tcp",
-      read: (remoteAddress, into, digest) => this.tcp.read(peer, remoteAddress, into, digest),
-      write: (remoteAddress, from, digest) => this.tcp.write(peer, remoteAddress, from, digest),
-      usable: () => true,
-      release: () => {},
-    };
-  }
-
-  /** Maps a same-host peer's segments; null when it is elsewhere or cannot be mapped. */
-  private mapPeer(endpoint: string, desc: SegmentDescriptor): Transport | null {
-    const shm = desc.mooncake_shm;
-    if (!shm || shm.host !== hostIdentity() || shm.uid !== (process.getuid?.() ?? 0)) return null;
-    const mapped: MappedBuffer[] = [];
-    // Every buffer of one descriptor belongs to one process: one of them tells whether it lives.
-    const usable = () => mapped.length > 0 && !mapped[0]!.mapping.isClosed && mapped[0]!.mapping.ownerAlive();
-    const release = () => {
-      for (const m of mapped) {
-        this.mappings.delete(m.mapping);
-        m.mapping.close();
-      }
-    };
-    try {
-      for (const b of shm.buffers) {
-        const mapping = SharedSegment.map(b.path, b.length);
-        this.mappings.add(mapping);
-        mapped.push({ remoteAddress: b.addr, lengthBytes: b.length, mapping });
-      }
-    } catch (e) {
-      release();
-      this.log.info(`segment ${endpoint} is on this host but cannot be mapped (${(e as Error).message}); using TCP`);
-      return null;
-    }
-    const resolve = (address: number, length: number): Uint8Array | null => {
-      for (const m of mapped) {
-        if (address >= m.remoteAddress && address + length <= m.remoteAddress + m.lengthBytes) {
-          // Checked on every copy: the owner can die (and restart) between any two of them.
-          if (!m.mapping.ownerAlive()) throw new OwnerGoneError(`the process that owned ${m.mapping.sourcePath} is gone`);
-          return m.mapping.view(address - m.remoteAddress, length);
-        }
-      }
-      // Outside every buffer: a restarted owner's new memory, or a bad address?
-      if (!usable()) throw new OwnerGoneError(`the process that owned ${mapped[0]?.mapping.sourcePath ?? "its segment"} is gone`);
-      return null;
-    };
-    this.startSweeper();
-    return memcpyTransport(resolve, "shm", usable, release);
+    const kinds = this.providers.map((p) => p.kind).join(", ");
+    throw new TransferFailedError(endpoint, "lookup", `the peer speaks ${desc.protocol} and none of this engine's transports (${kinds}) reaches it`, false);
   }
 
   // ---- Mooncake's batch API ----------------------------------------------------------------
@@ -539,48 +459,21 @@ export class TransferEngine {
     );
   }
 
-  /**
-   * Every second, forget shared-memory transports whose owner is gone. Our mapping would otherwise
-   * keep a dead node's whole segment in RAM for as long as this process lives whenever that name is
-   * never used again (a node restarted under a new name), and the host would have that much less
-   * memory for the node that replaced it.
-   */
-  private startSweeper(): void {
-    if (this.sweeper !== null || this.closed) return;
-    this.sweeper = setInterval(() => this.sweepDeadOwners(), SWEEP_INTERVAL_MS);
-    (this.sweeper as { unref?: () => void }).unref?.();
-  }
-
   /** Forgets cached transports that can no longer reach their peer; returns how many. */
   sweepDeadOwners(): number {
-    let dropped = 0;
-    for (const [endpoint, pending] of [...this.transports]) {
-      const t = this.settled.get(pending);
-      if (t === undefined || t.kind !== "shm" || t.usable()) continue;
-      this.forget(endpoint, t);
-      dropped++;
-      this.log.info(`${endpoint}: the process that owned its shared memory is gone; unmapped it`);
-    }
-    return dropped;
+    return this.transports.sweep();
   }
 
   async close(): Promise<void> {
-    if (this.sweeper !== null) clearInterval(this.sweeper);
     if (this.closed) return;
     this.closed = true;
-    this.tcp.close();
+    this.transports.close();
+    for (const p of this.providers) await p.close();
+    await this.stager?.close();
     this.dataServer?.stop();
     this.handshake?.stop();
-    for (const m of this.mappings) m.close();
-    this.mappings.clear();
     await this.metadata.close?.();
   }
-}
-
-/** Whether `e` says the peer behind `transport` is gone (worth a fresh lookup), not a bad request. */
-function isPeerGone(transport: Transport, e: unknown): boolean {
-  if (transport.kind === "shm") return e instanceof OwnerGoneError;
-  return transport.kind === "tcp" && e instanceof TransferError && (e.reason === "CONNECT_FAILED" || e.reason === "CONNECTION_LOST");
 }
 
 /** "10.0.0.1:12345" -> host and port; "10.0.0.1" -> port null; "[::1]:9" -> "::1", 9. */
@@ -609,15 +502,16 @@ function listenHandshake(
   config: Config,
   getLocalDescriptor: () => string,
   log: Logger,
+  onConnection: (json: string, peer: string) => string | null,
 ): HandshakeServer {
-  if (port !== null) return startHandshakeServer({ host: bindHost, port, log, getLocalDescriptor });
+  if (port !== null) return startHandshakeServer({ host: bindHost, port, log, getLocalDescriptor, onConnection });
   const lo = Math.min(config.store_client_min_port, config.store_client_max_port);
   const hi = Math.max(config.store_client_min_port, config.store_client_max_port);
   let lastError: unknown = null;
   for (let attempt = 0; attempt < config.store_client_setup_retries; attempt++) {
     const candidate = lo + Math.floor(Math.random() * (hi - lo + 1));
     try {
-      return startHandshakeServer({ host: bindHost, port: candidate, log, getLocalDescriptor });
+      return startHandshakeServer({ host: bindHost, port: candidate, log, getLocalDescriptor, onConnection });
     } catch (e) {
       lastError = e;
     }

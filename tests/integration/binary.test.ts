@@ -6,6 +6,7 @@ import { existsSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import pkg from "../../package.json" with { type: "json" };
+import { buildFake } from "../fakes/build.ts";
 import { ROOT, run, start } from "../helpers/process.ts";
 
 const dir = mkdtempSync(join(tmpdir(), "mooncake-bin-"));
@@ -76,4 +77,33 @@ describe("dist/mooncake", () => {
       master.kill();
     }
   });
+
+  test("store --protocol rdma on a host without RDMA (this one): exit 2 with the reason, no stack trace", async () => {
+    if (existsSync("/sys/class/infiniband")) return;
+    const r = await run([binary, "store", "--protocol", "rdma", "--local-hostname", "127.0.0.1", "--master-server-address", "127.0.0.1:1", "--metadata-server", "http://127.0.0.1:1/metadata"], { cwd: dir });
+    expect(r.exitCode).toBe(2);
+    expect(r.stderr).toContain("protocol rdma: no RDMA device found");
+    expect(r.stderr).not.toMatch(/^\s+at /m);
+  });
+
+  test("bench transfer --protocol rdma over the fake fabric: the NIC worker threads run inside the binary", async () => {
+    const fabric = mkdtempSync(join(tmpdir(), "mooncake-bin-fabric-"));
+    const env = { MOONCAKE_LIBIBVERBS: buildFake("fakeverbs"), FAKEVERBS_FABRIC: fabric };
+    const target = start([binary, "bench", "transfer", "--mode", "target", "--protocol", "rdma", "--buffer_size", "16MB"], { env });
+    try {
+      const [, name] = await target.waitFor(/target ready: segment (\S+),/, 20_000);
+      const r = await run(
+        [binary, "bench", "transfer", "--mode", "initiator", "--protocol", "rdma", "--segment_id", name!, "--operation", "write", "--duration", "1", "--threads", "1", "--batch_size", "4", "--block_size", "1MB", "--json"],
+        { env, timeoutMs: 30_000, cwd: dir },
+      );
+      expect(r.exitCode).toBe(0);
+      const out = JSON.parse(r.stdout) as { transport: string; batches: number; failedRequests: number };
+      expect(out.transport).toBe("rdma");
+      expect(out.batches).toBeGreaterThan(0);
+      expect(out.failedRequests).toBe(0);
+    } finally {
+      target.kill();
+      rmSync(fabric, { recursive: true, force: true });
+    }
+  }, 60_000);
 });

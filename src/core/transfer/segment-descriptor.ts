@@ -71,6 +71,11 @@ export interface SegmentDescriptor {
   priority_matrix?: PriorityMatrix | null;
   /** Same-host shared-memory extension (ours); see the comment at {@link encodeSegmentDescriptor}. */
   mooncake_shm?: MooncakeShm;
+  /**
+   * Ours: an rdma segment whose owner also serves TCP on `tcp_data_port` (our nodes always do), so
+   * a peer without an RDMA NIC can still reach it. Mooncake's rdma segments carry garbage there.
+   */
+  mooncake_tcp_fallback?: boolean;
 }
 
 /** `mooncake/[<cluster>/]rpc_meta/<name>`: where a node's handshake (RPC) port is. */
@@ -215,6 +220,7 @@ export function encodeSegmentDescriptor(desc: SegmentDescriptor): string {
     out["devices"] = (desc.devices ?? []).map((d) => ({ name: d.name, lid: d.lid, gid: d.gid }));
     out["priority_matrix"] = desc.priority_matrix ?? null;
   }
+  if (rdma && desc.mooncake_tcp_fallback) out["mooncake_tcp_fallback"] = true;
   if (desc.mooncake_shm) {
     const s = desc.mooncake_shm;
     out["mooncake_shm"] = {
@@ -413,6 +419,10 @@ export function decodeSegmentDescriptor(json: string, segmentName?: string): Seg
   });
   if (rdma) desc.priority_matrix = o["priority_matrix"] === undefined ? null : decodePriorityMatrix(o["priority_matrix"], c);
   if (o["mooncake_shm"] !== undefined) desc.mooncake_shm = decodeShm(o["mooncake_shm"], c);
+  if (rdma && o["mooncake_tcp_fallback"] === true) {
+    if (!(desc.tcp_data_port > 0 && desc.tcp_data_port <= U16_MAX)) c.fail("tcp_data_port", `must be a port when mooncake_tcp_fallback is set, got ${desc.tcp_data_port}`);
+    desc.mooncake_tcp_fallback = true;
+  }
   return desc;
 }
 

@@ -1,7 +1,8 @@
 // The transfer engine's handshake (RPC) port, as Mooncake's `SocketHandShakePlugin`
 // (transfer-engine-spec.md §2.4–§2.5): one request frame per connection, answered by one frame of
 // the same type, then closed. Serves METADATA (our segment descriptor, for P2P-handshake peers),
-// PROBE (liveness) and NOTIFY; refuses CONNECTION (the RDMA QP handshake) until RDMA exists here.
+// PROBE (liveness) and NOTIFY; CONNECTION (the RDMA QP handshake) goes to the RDMA transport, and
+// is refused on a node without one.
 // Also the client side of each request. Bounded: frame size (MC_HANDSHAKE_MAX_LENGTH), a receive
 // deadline per connection, a cap on open connections.
 
@@ -35,6 +36,11 @@ export interface HandshakeServerOptions {
   log?: Logger;
   /** Our current segment descriptor JSON (as published), the answer to METADATA. */
   getLocalDescriptor(): string;
+  /**
+   * An RDMA CONNECTION request (HandShakeDesc JSON): the reply JSON, or null to refuse it as a node
+   * without RDMA does.
+   */
+  onConnection?(json: string, peer: string): string | null;
   /** A peer's notification (`submitTransferWithNotify`, `sendNotifyByName`). */
   onNotify?(name: string, msg: string): void;
   /** Largest accepted frame length; default from MC_HANDSHAKE_MAX_LENGTH (1 MiB). */
@@ -109,13 +115,16 @@ export function startHandshakeServer(opts: HandshakeServerOptions): HandshakeSer
         }
         return jsoncppStringify({ name: "", notify_msg: "success" });
       }
-      default:
+      default: {
         // CONNECTION or a legacy (untyped) frame, which Mooncake treats as CONNECTION.
+        const reply = opts.onConnection?.(frame.json, peer) ?? null;
+        if (reply !== null) return reply;
         log.warn("refusing an RDMA connection handshake: no RDMA transport", {
           peer,
           peer_nic_path: typeof body["peer_nic_path"] === "string" ? body["peer_nic_path"] : "",
         });
         return connectionRejection();
+      }
     }
   };
 

@@ -1,0 +1,627 @@
+// The RDMA transport (transfer-engine-spec.md §4): one RdmaNic per local HCA, local memory
+// registered on every NIC, reliable-connected QPs per (local NIC, peer NIC) made lazily through
+// Mooncake's CONNECTION handshake on the peer's handshake port, and requests cut into 64 KiB
+// slices spread over the NICs: RDMA WRITE for a put, READ for a get.
+//
+// A "rail" is one local NIC paired with one of the peer's NICs (the same-named one if it has it,
+// else by index). A rail whose work fails (link down, QP in error, completion lost) is paused for
+// MC_RDMA_RAIL_PAUSE_SECONDS (30 s) when another rail exists, its endpoint retired, and the failed
+// slices are sent again over the others; with one rail the endpoint is reconnected and the slices
+// retried. A remote access error (a key or range the peer no longer has) and an address outside
+// every buffer of the peer's descriptor mean the descriptor is stale: the transport reports the
+// peer gone, and the engine looks it up once more (a restarted node has new keys).
+//
+// Every request is checked against the peer's descriptor before anything is posted, and the local
+// side against our own registrations (memory not registered is staged through registered bounce
+// buffers), so no work request ever names memory that was not registered for it.
+
+import type { Pointer } from "bun:ffi";
+import { listRdmaDevices, NO_RDMA_DEVICE } from "../../../ffi/ibverbs.ts";
+import { addressOf } from "../../../ffi/libc.ts";
+import { IBV_ACCESS, IBV_QP, IBV_QPS, IBV_WC_STATUS, IBV_WR } from "../../../ffi/ibverbs-abi.ts";
+import { modifyQp, type MemoryRegistration, wcStatusString } from "../../../ffi/ibverbs.ts";
+import { crc32Update } from "../../core/checksum.ts";
+import { TransferFailedError } from "../../core/errors.ts";
+import type { Logger } from "../../core/log.ts";
+import {
+  decodeHandshakeDesc,
+  encodeHandshakeDesc,
+  type HandshakeDesc,
+  handshakeRejection,
+  nicPath,
+  parseGid,
+  splitNicPath,
+} from "../../core/transfer/rdma-connect.ts";
+import { assignRails, DEFAULT_SLICE_BYTES, sliceRequest } from "../../core/transfer/rdma-slices.ts";
+import { HandshakeType } from "../../core/transfer/handshake-frame.ts";
+import type { SegmentBuffer, SegmentDescriptor, SegmentDevice } from "../../core/transfer/segment-descriptor.ts";
+import { handshakeRequest } from "../metadata/handshake.ts";
+import { type MetadataBackend, parseSegmentAddress } from "../metadata/backend.ts";
+import { genericFailure, type Transport, type TransportProvider, transferFail } from "../transport.ts";
+import { POST_FAILED_BASE, WR_FIELDS } from "./nic-worker-protocol.ts";
+import { RdmaNic } from "./nic.ts";
+import { BouncePool } from "./bounce-pool.ts";
+
+/** Mooncake's MC_NUM_QP_PER_EP. */
+const QPS_PER_ENDPOINT = 2;
+/** Passive endpoints (peers that connected to us) kept per NIC; the oldest is dropped beyond. */
+const MAX_PASSIVE_ENDPOINTS_PER_NIC = 1024;
+const DEFAULT_RAIL_PAUSE_MS = 30_000;
+const HANDSHAKE_TIMEOUT_MS = 5000;
+
+export interface RdmaOptions {
+  /** device_name: HCAs to use, or empty for every device with an active port. */
+  deviceNames: string[];
+  /** Our segment name: the server part of our NIC paths. */
+  serverName: string;
+  metadata: MetadataBackend;
+  /** Per-job deadline: transfer_timeout. */
+  timeoutMs: number;
+  log: Logger;
+  sliceBytes?: number;
+  gidIndex?: number;
+  railPauseMs?: number;
+}
+
+/** A local region registered on every NIC. */
+interface LocalRegion {
+  address: number;
+  lengthBytes: number;
+  regs: MemoryRegistration[];
+  remote: boolean;
+  /** Where the region's bytes are described: "cpu:0" or "cuda:N". */
+  location: string;
+}
+
+interface QpHandle {
+  qp: Pointer;
+  qpNum: number;
+  maxWr: number;
+}
+
+/** QPs to one peer NIC over one local NIC, that we post on. */
+interface ActiveEndpoint {
+  nic: RdmaNic;
+  qps: QpHandle[];
+  next: number;
+}
+
+/** Thrown when the peer's descriptor no longer matches what the peer has: look it up again. */
+class StaleDescriptorError extends Error {}
+/** Every rail to the peer failed: it may be gone or restarted. */
+class RailsFailedError extends Error {}
+
+export class RdmaTransportProvider implements TransportProvider {
+  readonly kind = "rdma";
+  readonly nics: RdmaNic[];
+  private readonly regions: LocalRegion[] = [];
+  private readonly passive = new Map<string, { nic: RdmaNic; qps: QpHandle[] }>();
+  private readonly transports = new Set<RdmaPeerTransport>();
+  private readonly sliceBytes: number;
+  private readonly railPauseMs: number;
+  private readonly bounce: BouncePool;
+  private readonly retirements = new Set<Promise<void>>();
+  private clientSerial = 0;
+  private closed = false;
+
+  private constructor(
+    nics: RdmaNic[],
+    private readonly options: RdmaOptions,
+  ) {
+    this.nics = nics;
+    this.sliceBytes = options.sliceBytes ?? DEFAULT_SLICE_BYTES;
+    this.railPauseMs = options.railPauseMs ?? railPauseFromEnv();
+    this.bounce = new BouncePool((address, lengthBytes) => this.registerRegion(address, lengthBytes, false, "cpu:0"));
+  }
+
+  /**
+   * Opens the NICs named in `deviceNames` (every device with an active port when empty). Throws an
+   * Error saying what was looked for and how to select a device when none can be used.
+   */
+  static async open(options: RdmaOptions): Promise<RdmaTransportProvider> {
+    const listed = listRdmaDevices();
+    if (!listed.ok) throw new Error(listed.reason);
+    const wanted = options.deviceNames.length > 0 ? options.deviceNames : listed.devices;
+    const missing = wanted.filter((d) => !listed.devices.includes(d));
+    if (missing.length > 0) {
+      throw new Error(`RDMA device ${missing.join(", ")} not found (this host has ${listed.devices.join(", ")}); fix device_name`);
+    }
+    const nics: RdmaNic[] = [];
+    const skipped: string[] = [];
+    for (const name of wanted) {
+      try {
+        nics.push(await RdmaNic.open(name, nics.length, { gidIndex: options.gidIndex ?? gidIndexFromEnv(), log: options.log }));
+      } catch (e) {
+        skipped.push(`${name}: ${(e as Error).message}`);
+      }
+    }
+    if (skipped.length > 0) options.log.warn(`RDMA devices not used: ${skipped.join("; ")}`);
+    if (nics.length === 0) throw new Error(`${NO_RDMA_DEVICE} [none usable: ${skipped.join("; ")}]`);
+    options.log.info(`RDMA on ${nics.map((n) => `${n.name} (gid ${n.gidText})`).join(", ")}`);
+    return new RdmaTransportProvider(nics, options);
+  }
+
+  // ---- local memory --------------------------------------------------------------------------
+
+  /** Registers [address, +lengthBytes) on every NIC; `remote` lets peers READ and WRITE it (segments). */
+  registerRegion(address: number, lengthBytes: number, remote: boolean, location = "cpu:0"): void {
+    const regs: MemoryRegistration[] = [];
+    try {
+      for (const nic of this.nics) regs.push(nic.register(address, lengthBytes, remote));
+    } catch (e) {
+      for (const [i, r] of regs.entries()) this.nics[i]!.deregister(r);
+      throw e;
+    }
+    this.insertRegion({ address, lengthBytes, regs, remote, location });
+  }
+
+  /**
+   * Registers device memory exported as a dma-buf on every NIC (GPUDirect): [offsetBytes,
+   * +lengthBytes) of `fd`, addressed as [address, +lengthBytes).
+   */
+  registerDmabufRegion(fd: number, offsetBytes: number, address: number, lengthBytes: number, location: string): void {
+    const regs: MemoryRegistration[] = [];
+    try {
+      for (const nic of this.nics) regs.push(nic.registerDmabuf(fd, offsetBytes, lengthBytes, address, false));
+    } catch (e) {
+      for (const [i, r] of regs.entries()) this.nics[i]!.deregister(r);
+      throw e;
+    }
+    this.insertRegion({ address, lengthBytes, regs, remote: false, location });
+  }
+
+  private insertRegion(region: LocalRegion): void {
+    this.regions.push(region);
+    this.regions.sort((a, b) => a.address - b.address);
+  }
+
+  unregisterRegion(address: number): boolean {
+    const i = this.regions.findIndex((r) => r.address === address);
+    if (i < 0) return false;
+    const [region] = this.regions.splice(i, 1);
+    for (const [n, r] of region!.regs.entries()) this.nics[n]!.deregister(r);
+    return true;
+  }
+
+  /** The registered region holding [address, +lengthBytes), if one does. */
+  regionOf(address: number, lengthBytes: number): LocalRegion | null {
+    for (const r of this.regions) if (address >= r.address && address + lengthBytes <= r.address + r.lengthBytes) return r;
+    return null;
+  }
+
+  /** The descriptor's RDMA members for the remote-accessible regions (store node segments). */
+  describe(): { devices: SegmentDevice[]; buffers: SegmentBuffer[]; priority_matrix: Record<string, [string[], string[]]> } {
+    const names = this.nics.map((n) => n.name);
+    return {
+      devices: this.nics.map((n) => ({ name: n.name, lid: n.lid, gid: n.gidText })),
+      buffers: this.regions
+        .filter((r) => r.remote)
+        .map((r) => ({ name: r.location, addr: r.address, length: r.lengthBytes, rkey: r.regs.map((g) => g.rkey), lkey: r.regs.map((g) => g.lkey) })),
+      priority_matrix: { "cpu:0": [names, []] },
+    };
+  }
+
+  // ---- passive side: a peer connects to us ---------------------------------------------------
+
+  /** Answers a CONNECTION handshake: our QPs for the peer's, brought to RTS, or a rejection. */
+  acceptConnection(json: string, peer: string): string {
+    let req: HandshakeDesc;
+    try {
+      req = decodeHandshakeDesc(json);
+    } catch (e) {
+      return handshakeRejection((e as Error).message);
+    }
+    const mine = splitNicPath(req.peerNicPath);
+    if (mine === null || mine.server !== this.options.serverName) {
+      return handshakeRejection(`peer_nic_path ${JSON.stringify(req.peerNicPath)} is not a NIC of ${this.options.serverName}`);
+    }
+    const nic = this.nics.find((n) => n.name === mine.hca);
+    if (nic === undefined) return handshakeRejection(`${this.options.serverName} has no RDMA device ${mine.hca}`);
+    if (req.readyAck === true) return encodeHandshakeDesc({ ...req, localNicPath: req.peerNicPath, peerNicPath: req.localNicPath, qpNums: [] });
+    if (req.qpNums.length === 0 || splitNicPath(req.localNicPath) === null) return handshakeRejection("the request names no QPs or no NIC path of its own");
+    let peerGid: Uint8Array;
+    try {
+      peerGid = parseGid(req.localGid);
+    } catch (e) {
+      return handshakeRejection((e as Error).message);
+    }
+    const key = `${nic.name}|${req.localNicPath}`;
+    this.dropPassive(key);
+    const qps: QpHandle[] = [];
+    try {
+      for (const qpNum of req.qpNums) {
+        const q = nic.createQp();
+        qps.push(q);
+        bringUp(nic, q.qp, peerGid, req.localLid, qpNum);
+      }
+    } catch (e) {
+      for (const q of qps) nic.destroyUnadoptedQp(q.qp);
+      this.options.log.warn(`RDMA connection from ${peer} (${req.localNicPath}) failed: ${(e as Error).message}`);
+      return handshakeRejection(`cannot bring up QPs: ${(e as Error).message}`);
+    }
+    this.passive.set(key, { nic, qps });
+    const perNic = [...this.passive.keys()].filter((k) => k.startsWith(`${nic.name}|`));
+    if (perNic.length > MAX_PASSIVE_ENDPOINTS_PER_NIC) this.dropPassive(perNic[0]!);
+    this.options.log.debug(`RDMA connection from ${req.localNicPath} on ${nic.name}: QPs ${qps.map((q) => q.qpNum).join(",")}`);
+    return encodeHandshakeDesc({
+      localNicPath: req.peerNicPath,
+      localLid: nic.lid,
+      localGid: nic.gidText,
+      peerNicPath: req.localNicPath,
+      qpNums: qps.map((q) => q.qpNum),
+      replyMsg: "",
+    });
+  }
+
+  private dropPassive(key: string): void {
+    const old = this.passive.get(key);
+    if (old === undefined) return;
+    this.passive.delete(key);
+    for (const q of old.qps) {
+      try {
+        old.nic.destroyUnadoptedQp(q.qp);
+      } catch {}
+    }
+  }
+
+  // ---- active side ---------------------------------------------------------------------------
+
+  async open(endpoint: string, desc: SegmentDescriptor): Promise<Transport | null> {
+    if (desc.protocol !== "rdma" || (desc.devices ?? []).length === 0) return null;
+    if (!desc.buffers.some((b) => (b.rkey ?? []).length > 0)) return null;
+    const rpc = await this.options.metadata.getRpcMeta(endpoint).catch(() => null);
+    const address = rpc ? { host: rpc.ip_or_host_name, port: rpc.rpc_port } : parseSegmentAddress(endpoint);
+    const t = new RdmaPeerTransport(this, endpoint, desc, address, this.localPathFor(endpoint));
+    this.transports.add(t);
+    return t;
+  }
+
+  /** Our NIC path server part: a serving node's own name; a client gets a unique one per peer link. */
+  private localPathFor(_endpoint: string): string {
+    return this.options.serverName.includes(":") && !this.options.serverName.endsWith(":0")
+      ? this.options.serverName
+      : `${this.options.serverName}:client-${process.pid}-${++this.clientSerial}`;
+  }
+
+  forgetTransport(t: RdmaPeerTransport): void {
+    this.transports.delete(t);
+  }
+
+  /** Remembers a QP retirement in flight, so close() lets it finish before the NICs go. */
+  track(retirement: Promise<void>): void {
+    this.retirements.add(retirement);
+    void retirement.finally(() => this.retirements.delete(retirement));
+  }
+
+  get settings(): { sliceBytes: number; railPauseMs: number; timeoutMs: number; log: Logger } {
+    return { sliceBytes: this.sliceBytes, railPauseMs: this.railPauseMs, timeoutMs: this.options.timeoutMs, log: this.options.log };
+  }
+
+  get bouncePool(): BouncePool {
+    return this.bounce;
+  }
+
+  async close(): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    for (const t of [...this.transports]) t.release();
+    for (const key of [...this.passive.keys()]) this.dropPassive(key);
+    // Let the workers destroy the QPs they post on (bounded: a wedged worker is terminated anyway).
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    await Promise.race([Promise.all([...this.retirements]), new Promise((resolve) => (timer = setTimeout(resolve, 1000)))]);
+    clearTimeout(timer);
+    for (const nic of this.nics) nic.close();
+    this.bounce.close();
+  }
+}
+
+/** RESET → INIT → RTR → RTS with Mooncake's attributes (spec §4.4). */
+function bringUp(nic: RdmaNic, qp: Pointer, peerGid: Uint8Array, peerLid: number, peerQpNum: number): void {
+  modifyQp(
+    qp,
+    { qp_state: IBV_QPS.INIT, pkey_index: 0, port_num: 1, qp_access_flags: IBV_ACCESS.LOCAL_WRITE | IBV_ACCESS.REMOTE_READ | IBV_ACCESS.REMOTE_WRITE | IBV_ACCESS.REMOTE_ATOMIC },
+    IBV_QP.STATE | IBV_QP.PKEY_INDEX | IBV_QP.PORT | IBV_QP.ACCESS_FLAGS,
+    "INIT",
+  );
+  modifyQp(
+    qp,
+    {
+      qp_state: IBV_QPS.RTR,
+      path_mtu: nic.activeMtu,
+      dest_qp_num: peerQpNum,
+      rq_psn: 0,
+      max_dest_rd_atomic: 16,
+      min_rnr_timer: 12,
+      "ah_attr.is_global": 1,
+      "ah_attr.grh.dgid": peerGid,
+      "ah_attr.grh.sgid_index": nic.gidIndex,
+      "ah_attr.grh.hop_limit": 16,
+      "ah_attr.dlid": peerLid,
+      "ah_attr.sl": 0,
+      "ah_attr.port_num": 1,
+    },
+    IBV_QP.STATE | IBV_QP.PATH_MTU | IBV_QP.MIN_RNR_TIMER | IBV_QP.AV | IBV_QP.MAX_DEST_RD_ATOMIC | IBV_QP.DEST_QPN | IBV_QP.RQ_PSN,
+    `RTR to QP ${peerQpNum}`,
+  );
+  modifyQp(
+    qp,
+    { qp_state: IBV_QPS.RTS, timeout: 14, retry_cnt: 7, rnr_retry: 7, sq_psn: 0, max_rd_atomic: 16 },
+    IBV_QP.STATE | IBV_QP.TIMEOUT | IBV_QP.RETRY_CNT | IBV_QP.RNR_RETRY | IBV_QP.SQ_PSN | IBV_QP.MAX_QP_RD_ATOMIC,
+    "RTS",
+  );
+}
+
+interface Rail {
+  local: number;
+  peer: number;
+}
+
+/** The transport to one peer segment. */
+class RdmaPeerTransport implements Transport {
+  readonly kind = "rdma";
+  private readonly rails: Rail[];
+  private readonly pausedUntil: number[];
+  private readonly endpoints = new Map<number, Promise<ActiveEndpoint>>();
+  private released = false;
+
+  constructor(
+    private readonly provider: RdmaTransportProvider,
+    private readonly endpoint: string,
+    private readonly desc: SegmentDescriptor,
+    private readonly address: { host: string; port: number },
+    private readonly localServer: string,
+  ) {
+    const peerDevices = desc.devices ?? [];
+    this.rails = provider.nics.map((nic, i) => {
+      const same = peerDevices.findIndex((d) => d.name === nic.name);
+      return { local: i, peer: same >= 0 ? same : i % peerDevices.length };
+    });
+    this.pausedUntil = this.rails.map(() => 0);
+  }
+
+  read(remoteAddress: number, into: Uint8Array, digest: boolean): Promise<number | undefined> {
+    return this.transfer(IBV_WR.RDMA_READ, remoteAddress, into, digest);
+  }
+
+  write(remoteAddress: number, from: Uint8Array, digest: boolean): Promise<number | undefined> {
+    return this.transfer(IBV_WR.RDMA_WRITE, remoteAddress, from, digest);
+  }
+
+  readRegistered(remoteAddress: number, localAddress: number, lengthBytes: number): Promise<void> {
+    return this.transferRegistered(IBV_WR.RDMA_READ, remoteAddress, localAddress, lengthBytes);
+  }
+
+  writeRegistered(remoteAddress: number, localAddress: number, lengthBytes: number): Promise<void> {
+    return this.transferRegistered(IBV_WR.RDMA_WRITE, remoteAddress, localAddress, lengthBytes);
+  }
+
+  private async transferRegistered(opcode: number, remoteAddress: number, localAddress: number, length: number): Promise<void> {
+    if (this.released) transferFail("the RDMA transport to this peer was released");
+    const region = this.provider.regionOf(localAddress, length);
+    if (region === null) transferFail(`[0x${localAddress.toString(16)}, +${length}) is not inside memory registered with the RDMA transport`);
+    await this.move(opcode, this.peerBufferFor(remoteAddress, length), remoteAddress, localAddress, length, region);
+  }
+
+  private peerBufferFor(remoteAddress: number, length: number): SegmentBuffer {
+    const b = this.desc.buffers.find((x) => remoteAddress >= x.addr && remoteAddress + length <= x.addr + x.length && (x.rkey ?? []).length > 0);
+    if (b === undefined) throw new StaleDescriptorError(`[0x${remoteAddress.toString(16)}, +${length}) is outside every registered buffer of ${this.endpoint}`);
+    return b;
+  }
+
+  usable(): boolean {
+    return !this.released;
+  }
+
+  peerGone(e: unknown): boolean {
+    return e instanceof StaleDescriptorError || e instanceof RailsFailedError;
+  }
+
+  failure(endpoint: string, e: unknown): TransferFailedError | ReturnType<typeof genericFailure> {
+    if (e instanceof RailsFailedError) return new TransferFailedError(endpoint, "transfer", `rdma: ${e.message}`, true);
+    if (e instanceof StaleDescriptorError) return new TransferFailedError(endpoint, "transfer", `rdma: ${e.message}`, false);
+    return genericFailure(endpoint, "rdma", e);
+  }
+
+  release(): void {
+    if (this.released) return;
+    this.released = true;
+    for (const rail of [...this.endpoints.keys()]) this.retire(rail);
+    this.provider.forgetTransport(this);
+  }
+
+  private async transfer(opcode: number, remoteAddress: number, local: Uint8Array, digest: boolean): Promise<number | undefined> {
+    if (this.released) transferFail("the RDMA transport to this peer was released");
+    const length = local.length;
+    if (length === 0) return digest ? 0 : undefined;
+    const peerBuffer = this.peerBufferFor(remoteAddress, length);
+    const localAddress = addressOf(local);
+    const region = this.provider.regionOf(localAddress, length);
+    if (region !== null) {
+      await this.move(opcode, peerBuffer, remoteAddress, localAddress, length, region);
+    } else {
+      // Not registered: through registered bounce buffers, one chunk at a time.
+      const pool = this.provider.bouncePool;
+      for (let at = 0; at < length; at += pool.chunkBytes) {
+        const n = Math.min(pool.chunkBytes, length - at);
+        const chunk = await pool.acquire();
+        try {
+          if (opcode === IBV_WR.RDMA_WRITE) chunk.view.set(local.subarray(at, at + n));
+          await this.move(opcode, peerBuffer, remoteAddress + at, chunk.address, n, this.provider.regionOf(chunk.address, n)!);
+          if (opcode === IBV_WR.RDMA_READ) local.set(chunk.view.subarray(0, n), at);
+        } finally {
+          pool.release(chunk);
+        }
+      }
+    }
+    return digest ? crc32Update(local, 0) : undefined;
+  }
+
+  /** Moves [localAddress, +length) ↔ [remoteAddress, +length), both inside registrations. */
+  private async move(opcode: number, peerBuffer: SegmentBuffer, remoteAddress: number, localAddress: number, length: number, region: LocalRegion): Promise<void> {
+    const { sliceBytes, timeoutMs } = this.provider.settings;
+    let pending = sliceRequest(length, sliceBytes);
+    const statuses: string[] = [];
+    const maxRounds = this.rails.length + 2;
+    for (let round = 0; round < maxRounds && pending.length > 0; round++) {
+      const now = performance.now();
+      let up = this.rails.map((_, i) => i).filter((i) => this.pausedUntil[i]! <= now);
+      // Every rail paused: try them all again rather than fail a transfer a rail might carry.
+      if (up.length === 0) up = this.rails.map((_, i) => i);
+      const assigned = assignRails(pending.length, up.length, () => true, round);
+      const byRail = new Map<number, typeof pending>();
+      pending.forEach((s, i) => {
+        const rail = up[assigned[i]!]!;
+        const list = byRail.get(rail) ?? [];
+        list.push(s);
+        byRail.set(rail, list);
+      });
+      const deadline = performance.now() + timeoutMs;
+      const failed: typeof pending = [];
+      let staleKey = false;
+      await Promise.all(
+        [...byRail].map(async ([railIndex, slices]) => {
+          const rail = this.rails[railIndex]!;
+          let ep: ActiveEndpoint;
+          try {
+            ep = await this.endpointFor(railIndex);
+          } catch (e) {
+            statuses.push(`${this.provider.nics[rail.local]!.name}: connect: ${(e as Error).message}`);
+            this.railFailed(railIndex);
+            failed.push(...slices);
+            return;
+          }
+          const lkey = region.regs[rail.local]!.lkey;
+          const rkey = peerBuffer.rkey![rail.peer]!;
+          // Slices alternate over the endpoint's QPs; one job per QP.
+          const perQp: number[][] = ep.qps.map(() => []);
+          for (let i = 0; i < slices.length; i++) perQp[(ep.next + i) % ep.qps.length]!.push(i);
+          ep.next = (ep.next + slices.length) % ep.qps.length;
+          const results = await Promise.all(
+            perQp.map((indices, q) => {
+              const wrs = new Float64Array(indices.length * WR_FIELDS);
+              indices.forEach((si, k) => {
+                const s = slices[si]!;
+                const o = k * WR_FIELDS;
+                wrs[o] = localAddress + s.offsetBytes;
+                wrs[o + 1] = s.lengthBytes;
+                wrs[o + 2] = lkey;
+                wrs[o + 3] = remoteAddress + s.offsetBytes;
+                wrs[o + 4] = rkey;
+                wrs[o + 5] = opcode;
+              });
+              return ep.nic.run(ep.qps[q]!.qpNum, wrs, deadline);
+            }),
+          );
+          if (results.every((r) => r.failed === 0)) return;
+          const first = results.find((r) => r.failed > 0)!;
+          const what = first.timedOut ? `no completion within ${timeoutMs} ms` : describeStatus(first.firstStatus);
+          statuses.push(`${ep.nic.name}: ${what}`);
+          if (!first.timedOut && (first.firstStatus === IBV_WC_STATUS.REM_ACCESS_ERR || first.firstStatus === IBV_WC_STATUS.REM_INV_REQ_ERR)) {
+            staleKey = true;
+            this.retire(railIndex);
+          } else {
+            this.railFailed(railIndex);
+          }
+          // READ and WRITE of the same range are idempotent: the whole rail's share goes again.
+          failed.push(...slices);
+        }),
+      );
+      if (staleKey) throw new StaleDescriptorError(`the peer refused a key or range it had published (${statuses.join("; ")})`);
+      pending = failed.sort((a, b) => a.offsetBytes - b.offsetBytes);
+      if (pending.length > 0) this.provider.settings.log.info(`RDMA to ${this.endpoint}: ${pending.length} slices again (${statuses.at(-1)})`);
+    }
+    if (pending.length > 0) throw new RailsFailedError(`every rail failed: ${statuses.join("; ")}`);
+  }
+
+  /** A rail's work failed: retire its endpoint; pause it if another rail can carry the traffic. */
+  private railFailed(railIndex: number): void {
+    this.retire(railIndex);
+    if (this.rails.length > 1) this.pausedUntil[railIndex] = performance.now() + this.provider.settings.railPauseMs;
+  }
+
+  private retire(railIndex: number): void {
+    const pending = this.endpoints.get(railIndex);
+    if (pending === undefined) return;
+    this.endpoints.delete(railIndex);
+    this.provider.track(
+      pending.then(
+        (ep) => Promise.all(ep.qps.map((q) => ep.nic.retireQp(q.qpNum))).then(() => {}),
+        () => {},
+      ),
+    );
+  }
+
+  private endpointFor(railIndex: number): Promise<ActiveEndpoint> {
+    let ep = this.endpoints.get(railIndex);
+    if (ep === undefined) {
+      const made = this.connect(this.rails[railIndex]!);
+      ep = made;
+      this.endpoints.set(railIndex, made);
+      made.catch(() => {
+        if (this.endpoints.get(railIndex) === made) this.endpoints.delete(railIndex);
+      });
+    }
+    return ep;
+  }
+
+  /** Active side of the handshake (spec §4.4): our QPs to INIT, the peer's in the reply, then RTR, RTS. */
+  private async connect(rail: Rail): Promise<ActiveEndpoint> {
+    const nic = this.provider.nics[rail.local]!;
+    const peerDevice = this.desc.devices![rail.peer]!;
+    const peerServer = this.desc.rdma_server_name || this.endpoint;
+    const qps: QpHandle[] = [];
+    try {
+      for (let i = 0; i < QPS_PER_ENDPOINT; i++) qps.push(nic.createQp());
+      const request: HandshakeDesc = {
+        localNicPath: nicPath(this.localServer, nic.name),
+        localLid: nic.lid,
+        localGid: nic.gidText,
+        peerNicPath: nicPath(peerServer, peerDevice.name),
+        qpNums: qps.map((q) => q.qpNum),
+        readyAck: false,
+        replyMsg: "",
+      };
+      const replyText = await handshakeRequest(this.address.host, this.address.port, HandshakeType.CONNECTION, encodeHandshakeDesc(request), HANDSHAKE_TIMEOUT_MS);
+      const reply = decodeHandshakeDesc(replyText);
+      if (reply.replyMsg !== "") throw new Error(`refused: ${reply.replyMsg}`);
+      if (reply.localNicPath !== request.peerNicPath || reply.peerNicPath !== request.localNicPath) {
+        throw new Error(`the reply names ${reply.localNicPath} -> ${reply.peerNicPath}, not ${request.peerNicPath} -> ${request.localNicPath}`);
+      }
+      if (reply.qpNums.length !== qps.length) throw new Error(`the peer has ${reply.qpNums.length} QPs for our ${qps.length}`);
+      const peerGid = parseGid(reply.localGid);
+      for (const [i, q] of qps.entries()) bringUp(nic, q.qp, peerGid, reply.localLid, reply.qpNums[i]!);
+      if (reply.readyAck !== undefined) {
+        await handshakeRequest(this.address.host, this.address.port, HandshakeType.CONNECTION, encodeHandshakeDesc({ ...request, readyAck: true }), HANDSHAKE_TIMEOUT_MS);
+      }
+    } catch (e) {
+      for (const q of qps) nic.destroyUnadoptedQp(q.qp);
+      throw e;
+    }
+    if (this.released) {
+      for (const q of qps) nic.destroyUnadoptedQp(q.qp);
+      throw new Error("released while connecting");
+    }
+    for (const q of qps) nic.adoptQp(q.qp, q.qpNum, q.maxWr);
+    return { nic, qps, next: 0 };
+  }
+}
+
+function describeStatus(status: number): string {
+  if (status >= POST_FAILED_BASE) return `post_send refused the work request (errno ${status - POST_FAILED_BASE})`;
+  try {
+    return `${wcStatusString(status)} (status ${status})`;
+  } catch {
+    return `status ${status}`;
+  }
+}
+
+function railPauseFromEnv(): number {
+  const s = Number(process.env["MC_RDMA_RAIL_PAUSE_SECONDS"]);
+  return Number.isFinite(s) && s >= 0 && process.env["MC_RDMA_RAIL_PAUSE_SECONDS"] !== undefined ? s * 1000 : DEFAULT_RAIL_PAUSE_MS;
+}
+
+function gidIndexFromEnv(): number {
+  const raw = process.env["MC_GID_INDEX"] ?? process.env["NCCL_IB_GID_INDEX"];
+  const n = raw === undefined ? -1 : Number(raw);
+  return Number.isInteger(n) && n >= 0 ? n : -1;
+}

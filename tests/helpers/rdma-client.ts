@@ -1,0 +1,117 @@
+// A store client over RDMA for tests/integration/rdma.test.ts, run as its own process so the fake
+// libibverbs / libcuda it loads (MOONCAKE_LIBIBVERBS, MOONCAKE_LIBCUDA) never leak into the test
+// runner. Runs one scenario against a cluster and prints one JSON line with what it saw.
+// Usage: bun tests/helpers/rdma-client.ts <scenario> '<client config JSON>'
+
+import { MooncakeStore } from "../../src/client/store.ts";
+import type { DeviceSpan } from "../../src/transfer/device-memory.ts";
+
+const [scenario, configJson] = process.argv.slice(2);
+if (scenario === undefined || configJson === undefined) {
+  console.error("usage: rdma-client.ts <scenario> '<client config JSON>'");
+  process.exit(2);
+}
+const store = await MooncakeStore.setup(JSON.parse(configJson));
+
+const MiB = 1024 * 1024;
+
+function pattern(length: number, seed: number): Uint8Array {
+  const out = new Uint8Array(length);
+  let x = (seed * 2654435761) >>> 0 || 1;
+  for (let i = 0; i < length; i += 4) {
+    x ^= x << 13;
+    x ^= x >>> 17;
+    x ^= x << 5;
+    out[i] = x;
+    out[i + 1] = x >>> 8;
+    out[i + 2] = x >>> 16;
+    out[i + 3] = x >>> 24;
+  }
+  return out;
+}
+
+/** Index of the first differing byte, or -1. */
+function firstDifference(a: Uint8Array, b: Uint8Array): number {
+  if (a.length !== b.length) return Math.min(a.length, b.length);
+  for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return i;
+  return -1;
+}
+
+async function roundTrip(key: string, value: Uint8Array): Promise<{ key: string; put: number; got: number; diff: number; error: string | null }> {
+  const put = await store.put(key, value);
+  const into = new Uint8Array(value.length);
+  const got = put === 0 ? await store.getInto(key, into) : -1;
+  const error = store.lastError;
+  // Each scenario leaves the pool as it found it, so the next one has room.
+  await store.remove(key, true);
+  return { key, put, got, diff: got === value.length ? firstDifference(value, into) : -2, error };
+}
+
+async function run(): Promise<unknown> {
+  switch (scenario) {
+    case "sizes": {
+      const sizes = [1, 4095, 65536, 65536 + 16384, 65536 + 16385, MiB + 3, 8 * MiB, 128 * MiB];
+      const results = [];
+      for (const [i, n] of sizes.entries()) results.push(await roundTrip(`size-${n}`, pattern(n, i + 1)));
+      return results;
+    }
+    case "registered": {
+      const buffer = new Uint8Array(16 * MiB);
+      const reg = await store.registerBuffer(buffer);
+      buffer.set(pattern(16 * MiB, 7));
+      const put = await store.putFrom("registered", buffer);
+      const into = new Uint8Array(16 * MiB);
+      const regInto = await store.registerBuffer(into);
+      const got = await store.getInto("registered", into);
+      const overlap = await store.registerBuffer(buffer.subarray(MiB, 2 * MiB));
+      const overlapError = store.lastError;
+      await store.remove("registered", true);
+      return { reg, regInto, put, got, diff: firstDifference(buffer, into), overlap, overlapError };
+    }
+    case "big": {
+      // Printed first so the test can act mid-transfer (take a NIC down).
+      const value = pattern(128 * MiB, 11);
+      console.log(JSON.stringify({ started: true }));
+      const t = performance.now();
+      const r = await roundTrip("big", value);
+      return { ...r, ms: Math.round(performance.now() - t) };
+    }
+    case "many": {
+      const results = [];
+      for (let i = 0; i < 8; i++) results.push(await roundTrip(`many-${Date.now()}-${i}`, pattern(4 * MiB, 100 + i)));
+      return results;
+    }
+    case "device": {
+      const cuda = await import("../../ffi/cuda.ts");
+      cuda.cudaInit();
+      const size = 8 * MiB + 5;
+      const src = cuda.memAlloc(0, size);
+      const dst = cuda.memAlloc(0, size);
+      const value = pattern(size, 21);
+      cuda.withDeviceContext(0, () => cuda.copyHostToDevice(src, value, size));
+      const from: DeviceSpan = { device: "cuda:0", address: src, length: size };
+      const into: DeviceSpan = { device: "cuda:0", address: dst, length: size };
+      const register = process.env.DEVICE_REGISTER === "1";
+      const reg = register ? [await store.registerBuffer(from), await store.registerBuffer(into)] : [];
+      const regError = store.lastError;
+      const put = await store.putFrom("device", from);
+      const putError = store.lastError;
+      const got = await store.getInto("device", into);
+      const back = new Uint8Array(size);
+      cuda.withDeviceContext(0, () => cuda.copyDeviceToHost(back, dst, size));
+      // The value is ordinary bytes for a host reader too.
+      const host = await store.get("device");
+      await store.remove("device", true);
+      return { reg, regError, put, putError, got, diff: firstDifference(value, back), hostDiff: host ? firstDifference(value, host) : -3 };
+    }
+    default:
+      throw new Error(`unknown scenario ${scenario}`);
+  }
+}
+
+try {
+  console.log(JSON.stringify(await run()));
+} finally {
+  await store.close();
+}
+process.exit(0);
