@@ -22,6 +22,8 @@ import { RespClient, RespError } from "./resp-client.ts";
 
 export interface DataBenchCommandOptions extends Omit<DataBenchOptions, "onProgress"> {
   storeConfig: Partial<Record<ConfigKey, unknown>>;
+  /** Values in GPU memory (cuda:N), or null for host memory. */
+  device: string | null;
   masterAddress: string;
   against: { host: string; port: number } | null;
   baseline: boolean;
@@ -93,7 +95,18 @@ export async function runDataBenchCommand(o: DataBenchCommandOptions): Promise<v
         : undefined,
     };
     const runId = newRunId();
-    const mooncake: BenchTarget = new MooncakeTarget(store, o.replicas);
+    const device = o.device
+      ? await (await import("./device-target.ts")).DeviceTarget.create({
+          store,
+          replicas: o.replicas,
+          device: o.device,
+          maxSizeBytes: Math.max(...o.sizes),
+          workers: o.concurrency,
+          register: o.storeConfig.protocol === "rdma",
+          verify: o.verify,
+        })
+      : null;
+    const mooncake: BenchTarget = device ?? new MooncakeTarget(store, o.replicas);
     const redis: BenchTarget | null = o.against ? new RedisTarget(redisClients) : null;
     const entries: Entry[] = [];
     for (let i = 0; i < o.sizes.length; i++) {
@@ -113,6 +126,7 @@ export async function runDataBenchCommand(o: DataBenchCommandOptions): Promise<v
         entries.push({ sizeBytes: m.sizeBytes, mooncake: m, redis: r, ratio: { opsPerS: ratio(m.opsPerS, r.opsPerS), gbPerS: ratio(m.gbPerS, r.gbPerS) } });
       } else entries.push(m);
     }
+    device?.close();
     print(o, entries, baselines);
   } finally {
     for (const c of redisClients) c.close();

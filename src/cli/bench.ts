@@ -17,6 +17,8 @@ const DATA_BENCH_CONFIG_KEYS = [
   "local_hostname",
   "store_memcpy",
   "transfer_timeout",
+  "protocol",
+  "device_name",
 ] as const satisfies readonly ConfigKey[];
 const DATA_BENCH_VERBS = {
   put: "put new keys (values generated from the key)",
@@ -114,6 +116,7 @@ function registerDataBench(
     .option("--read-ratio <r>", "mixed: share of operations that are gets (0..1)", "0.9")
     .option("--keys <n>", "keys written before get/exist/mixed and read by them (0: up to 64, ≤512 MiB per size)", "0")
     .option("--verify", "gets compare the bytes with what was put")
+    .option("--device <cuda:N>", "values in GPU memory on that device (GPUDirect with protocol rdma, else staged through pinned host memory)")
     .option("--against <url>", "run the same workload against Redis too (redis://host:port) and print the ratio")
     .option("--baseline", "also measure loopback TCP (32 MiB messages, 8-byte acks) and memcpy of 32 MiB")
     .option("--json", "print an array of results (per size) as JSON")
@@ -154,8 +157,24 @@ function registerDataBench(
     for (const k of CONFIG_KEYS) if (loaded.sources[k].kind !== "default") overrides[k] = loaded.config[k];
     // A client serves nothing, so its name only labels it; Mooncake's "localhost" default is for nodes.
     if (loaded.sources.local_hostname.kind === "default") overrides.local_hostname = "127.0.0.1";
+    if (options.device !== undefined) {
+      if (batchSize !== 1) throw new ConfigError("--device: measures one key per call; leave --batch-size at 1");
+      if (options.against !== undefined) throw new ConfigError("--device and --against: Redis cannot read GPU memory; pick one");
+      const { listCudaDevices, parseDeviceName } = await import("../../ffi/cuda.ts");
+      try {
+        parseDeviceName(options.device);
+      } catch (e) {
+        throw new ConfigError(`--device: ${(e as Error).message}`);
+      }
+      const gpus = listCudaDevices();
+      if (!gpus.ok) throw new ConfigError(`--device ${options.device}: ${gpus.reason}`);
+      if (parseDeviceName(options.device) >= gpus.devices.length) {
+        throw new ConfigError(`--device ${options.device}: this host has ${gpus.devices.length} CUDA device(s) (cuda:0…cuda:${gpus.devices.length - 1})`);
+      }
+    }
     const { runDataBenchCommand } = await import("../bench/data-bench-command.ts");
     await runDataBenchCommand({
+      device: options.device ?? null,
       operation: verb,
       sizes,
       concurrency,

@@ -9,6 +9,7 @@ import { escapeKey, keyPreview } from "../core/key-display.ts";
 import { invalidKeyReason } from "../core/master/objects.ts";
 import { formatBytes } from "../core/units.ts";
 import type { MooncakeStore } from "../client/store.ts";
+import type { DeviceSpan } from "../transfer/device-memory.ts";
 import { adminBaseUrlFor, listKeys, UnreachableError, withUnreachableExit } from "./admin-http.ts";
 import { loadCommandConfig } from "./config-options.ts";
 import { EXIT } from "./exit-codes.ts";
@@ -44,14 +45,15 @@ export async function runKv(verb: string, args: (string | undefined)[], options:
   if (loaded.sources.local_hostname.kind === "default") overrides.local_hostname = "127.0.0.1";
   overrides.rpc_connect_timeout_ms = timeoutMs;
 
+  const device = typeof options.device === "string" ? await openDevice(options.device, verb, loaded.config.protocol === "rdma") : null;
   await withUnreachableExit(async () => {
     const store = await connect(overrides, loaded.config.master_server_address, timeoutMs);
     try {
       switch (verb) {
         case "put":
-          return await put(store, key, value!);
+          return await put(store, key, value!, device);
         case "get":
-          return await get(store, key, options.output as string | undefined);
+          return await get(store, key, options.output as string | undefined, device);
         case "rm":
           return await rm(store, key, options.force === true);
         case "exists":
@@ -131,17 +133,66 @@ async function readValue(file: string | undefined): Promise<Uint8Array> {
   return bytes;
 }
 
-async function put(store: MooncakeStore, key: string, value: Uint8Array): Promise<number> {
-  const code = await store.put(key, value);
+/** `--device cuda:N`: the GPU a put copies its value to first, or a get reads into. */
+interface KvDevice {
+  name: string;
+  cuda: typeof import("../../ffi/cuda.ts");
+  ordinal: number;
+  /** Register the device buffer for GPUDirect (protocol rdma). */
+  register: boolean;
+}
+
+async function openDevice(name: string, verb: string, register: boolean): Promise<KvDevice> {
+  if (verb !== "put" && verb !== "get") throw new ConfigError(`kv ${verb}: --device is for put and get`);
+  const cuda = await import("../../ffi/cuda.ts");
+  let ordinal: number;
+  try {
+    ordinal = cuda.parseDeviceName(name);
+  } catch (e) {
+    throw new ConfigError(`kv ${verb} --device: ${(e as Error).message}`);
+  }
+  const gpus = cuda.listCudaDevices();
+  if (!gpus.ok) throw new ConfigError(`kv ${verb} --device ${name}: ${gpus.reason}`);
+  if (ordinal >= gpus.devices.length) throw new ConfigError(`kv ${verb} --device ${name}: this host has ${gpus.devices.length} CUDA device(s)`);
+  return { name, cuda, ordinal, register };
+}
+
+/** Runs `use` with `sizeBytes` of device memory (registered when asked), freed afterwards. */
+async function withDeviceBuffer<T>(store: MooncakeStore, d: KvDevice, sizeBytes: number, use: (span: DeviceSpan) => Promise<T>): Promise<T> {
+  const span: DeviceSpan = { device: d.name, address: d.cuda.memAlloc(d.ordinal, sizeBytes), length: sizeBytes };
+  try {
+    if (d.register && (await store.registerBuffer(span)) !== ErrorCode.OK) throw new Error(store.lastError ?? "registerBuffer failed");
+    return await use(span);
+  } finally {
+    if (d.register) store.unregisterBuffer(span);
+    d.cuda.memFree(span.address);
+  }
+}
+
+async function put(store: MooncakeStore, key: string, value: Uint8Array, device: KvDevice | null): Promise<number> {
+  const code =
+    device === null
+      ? await store.put(key, value)
+      : await withDeviceBuffer(store, device, value.length, (span) => {
+          device.cuda.withDeviceContext(device.ordinal, () => device.cuda.copyHostToDevice(span.address, value, value.length));
+          return store.putFrom(key, span);
+        });
   return code === ErrorCode.OK ? EXIT.OK : failed("put", key, code, "", store);
 }
 
-async function get(store: MooncakeStore, key: string, output: string | undefined): Promise<number> {
+async function get(store: MooncakeStore, key: string, output: string | undefined, device: KvDevice | null): Promise<number> {
   // getSize tells a missing key from a failed read, which get() (null for both) does not.
   const size = await store.getSize(key);
   if (size < 0) return failed("get", key, size);
   const into = new Uint8Array(size);
-  const n = await store.getInto(key, into);
+  const n =
+    device === null
+      ? await store.getInto(key, into)
+      : await withDeviceBuffer(store, device, size, async (span) => {
+          const got = await store.getInto(key, span);
+          if (got > 0) device.cuda.withDeviceContext(device.ordinal, () => device.cuda.copyDeviceToHost(into, span.address, got));
+          return got;
+        });
   if (n < 0) return failed("get", key, n, "", store);
   const bytes = into.subarray(0, n);
   if (output !== undefined && output !== "-") await Bun.write(output, bytes);

@@ -15,6 +15,8 @@ export const KV_CONFIG_KEYS: readonly ConfigKey[] = [
   "local_hostname",
   "store_memcpy",
   "transfer_timeout",
+  "protocol",
+  "device_name",
 ];
 
 const exitHelp = (one: string) => `
@@ -59,11 +61,13 @@ export function registerKv(program: Command<[], { logLevel: string; logFormat: s
   )
     .argument("<key>", "the key")
     .argument("[file]", "file to store, '-' for stdin (the default)")
+    .option("--device <cuda:N>", "put from GPU memory: the file is copied to that device first (GPUDirect with protocol rdma)")
     .action((key, file, options) => run("put", [key, file], options as Record<string, unknown>));
 
   client("get", "write KEY's value to stdout, or to FILE with -o")
     .argument("<key>", "the key")
     .option("-o, --output <file>", "write the value to this file instead of stdout")
+    .option("--device <cuda:N>", "get into GPU memory on that device, then copy it out (GPUDirect with protocol rdma)")
     .action((key, options) => run("get", [key], options as Record<string, unknown>));
 
   client("rm", "remove KEY (refused while a reader holds a lease on it, unless --force)")

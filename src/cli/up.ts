@@ -48,6 +48,8 @@ export function registerUp(program: Command<[], { logLevel: string; logFormat: s
     .addOption(new Option("--second-metrics-port <port>", "with --ha: the second master's admin/metrics port (default --metrics-port + 1)"))
     .addOption(new Option("--etcd-port <port>", "with --ha: etcd's client port (default: a free one)"))
     .addOption(new Option("--store-memcpy <mode>", "same-host shared-memory copies: auto, on or off").default("auto"))
+    .addOption(new Option("--protocol <p>", "store nodes' transfer protocol: tcp or rdma (checked for a device first)").choices(["tcp", "rdma"]).default("tcp"))
+    .addOption(new Option("--device-name <list>", "with --protocol rdma: the NICs, comma-separated (default: every active one)").default(""))
     .addOption(new Option("--resp-port <port>", "RESP gateways for LMCache redis:// / resp://: node i on port+i (0 = free ports)"))
     .addOption(new Option("--lm-port <port>", "LMCache lm:// gateways: node i on port+i (0 = free ports)"))
     .action(async (options, command) => {
@@ -104,6 +106,10 @@ export function registerUp(program: Command<[], { logLevel: string; logFormat: s
         subject: `${nodes} store node${nodes === 1 ? "" : "s"} × --segment-size ${formatBytes(size.bytes)} = ${formatBytes(nodes * size.bytes)}`,
         fix: "Lower --segment-size or --nodes so that their product comes",
       });
+      if (options.protocol === "rdma") {
+        const { checkRdmaDevices } = await import("./store.ts");
+        await checkRdmaDevices(options.deviceName);
+      }
       await keepFreedMemory();
       const { runUp } = await import("../up/run.ts");
       process.exitCode = await runUp({
@@ -113,7 +119,11 @@ export function registerUp(program: Command<[], { logLevel: string; logFormat: s
         rpcPort,
         metricsPort,
         metadataPort: port("--metadata-port", options.metadataPort),
-        storeArgs: ["--store-memcpy", options.storeMemcpy],
+        storeArgs: [
+          "--store-memcpy",
+          options.storeMemcpy,
+          ...(options.protocol === "rdma" ? ["--protocol", "rdma", ...(options.deviceName ? ["--device-name", options.deviceName] : [])] : []),
+        ],
         respPort: options.respPort === undefined ? null : gatewayPort("--resp-port", options.respPort),
         lmPort: options.lmPort === undefined ? null : gatewayPort("--lm-port", options.lmPort),
         logLevel: globals.logLevel,

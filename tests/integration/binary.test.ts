@@ -106,4 +106,39 @@ describe("dist/mooncake", () => {
       rmSync(fabric, { recursive: true, force: true });
     }
   }, 60_000);
+
+  // The scripts for real hardware (tests/hw), run here against the fakes so their logic and byte
+  // checks are exercised in CI; on a GPU / RDMA host they run against the real drivers.
+  test("tests/hw/gpu.sh with the fake libcuda: put from and get into device memory, bytes equal", async () => {
+    const r = await run(["bash", join(ROOT, "tests/hw/gpu.sh")], {
+      env: { MOONCAKE_BIN: binary, MOONCAKE_LIBCUDA: buildFake("fakecuda"), DURATION: "500ms", MOONCAKE_SKIP_MEMORY_CHECK: "1" },
+      timeoutMs: 120_000,
+    });
+    expect({ code: r.exitCode, out: r.stdout.includes("gpu.sh: all byte checks passed") }).toEqual({ code: 0, out: true });
+    expect(r.stdout).toContain("64 MiB put from cuda:0, get into cuda:0 (another process), bytes equal: put rc 0, get rc 0 PASS");
+    expect(r.stdout).toMatch(/bench get --device cuda:0 32 MiB: [\d.]+ GB\/s \(expected >= 2 GB\/s\)/);
+  }, 150_000);
+
+  test("tests/hw/rdma.sh with the fake libibverbs and libcuda: engine, cluster and GPUDirect checks pass", async () => {
+    const fabric = mkdtempSync(join(tmpdir(), "mooncake-hw-fabric-"));
+    try {
+      const r = await run(["bash", join(ROOT, "tests/hw/rdma.sh")], {
+        env: {
+          MOONCAKE_BIN: binary,
+          MOONCAKE_LIBIBVERBS: buildFake("fakeverbs"),
+          MOONCAKE_LIBCUDA: buildFake("fakecuda"),
+          FAKEVERBS_FABRIC: fabric,
+          DEVICE: "cuda:0",
+          DURATION: "1s",
+          MOONCAKE_SKIP_MEMORY_CHECK: "1",
+        },
+        timeoutMs: 180_000,
+      });
+      expect({ code: r.exitCode, passed: r.stdout.includes("rdma.sh: all byte checks passed") }).toEqual({ code: 0, passed: true });
+      expect(r.stdout).toContain("bench get over RDMA, every byte verified: errors: 0 mismatches PASS");
+      expect(r.stdout).toContain("GPUDirect: 64 MiB put from cuda:0, get into cuda:0 (another process), bytes equal:  PASS");
+    } finally {
+      rmSync(fabric, { recursive: true, force: true });
+    }
+  }, 200_000);
 });

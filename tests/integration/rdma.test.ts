@@ -209,3 +209,54 @@ describe("RDMA over the fake fabric", () => {
 function readdirNames(): string[] {
   return require("node:fs").readdirSync(fabric) as string[];
 }
+
+describe("mooncake bench put|get --device", () => {
+  const bench = (verb: string, extra: string[], extraEnv: Record<string, string> = env) =>
+    run(
+      [
+        ...CLI_FROM_SOURCE,
+        "bench",
+        verb,
+        "--master-server-address",
+        masterAddress,
+        "--metadata-server",
+        metadataUrl,
+        "--store-memcpy",
+        "off",
+        "--sizes",
+        "1M",
+        "--ops",
+        "16",
+        "--verify",
+        "--json",
+        ...extra,
+      ],
+      { env: extraEnv, timeoutMs: 60_000 },
+    );
+
+  test("GPU memory through the fake libcuda, GPUDirect over RDMA and staged over TCP: every byte verified", async () => {
+    for (const protocol of ["rdma", "tcp"]) {
+      for (const verb of ["put", "get"]) {
+        const r = await bench(verb, ["--device", "cuda:0", "--protocol", protocol]);
+        expect({ protocol, verb, code: r.exitCode, stderr: r.exitCode === 0 ? "" : r.stderr }).toEqual({ protocol, verb, code: 0, stderr: "" });
+        const [row] = JSON.parse(r.stdout) as { ops: number; errors: Record<string, number>; verified: boolean }[];
+        expect(row!.ops).toBe(16);
+        expect(row!.errors).toEqual({});
+        expect(row!.verified).toBe(verb === "get");
+      }
+    }
+  }, 120_000);
+
+  test("no libcuda (this host), or a device it lacks: exit 2 with the reason", async () => {
+    const none = await bench("put", ["--device", "cuda:0"], { MOONCAKE_LIBCUDA: "/nonexistent/libcuda.so.1" });
+    expect(none.exitCode).toBe(2);
+    expect(none.stderr).toContain("--device cuda:0:");
+    expect(none.stderr).toContain("/nonexistent/libcuda.so.1");
+    expect(none.stderr).not.toMatch(/^\s+at /m);
+    const lacks = await bench("put", ["--device", "cuda:3"]);
+    expect(lacks.exitCode).toBe(2);
+    expect(lacks.stderr).toContain("this host has 1 CUDA device(s)");
+    const bad = await bench("put", ["--device", "gpu0"]);
+    expect(bad.exitCode).toBe(2);
+  }, 60_000);
+});
