@@ -9,6 +9,7 @@ import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { existsSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
+import { storeNodeCommand } from "../tests/helpers/cluster.ts";
 import { CLI_FROM_SOURCE, run } from "../tests/helpers/process.ts";
 import { IBV_LINK_LAYER, IBV_MTU, IBV_PORT, IBVERBS_SYMBOLS } from "./ibverbs-abi.ts";
 import { listRdmaDevices, NO_RDMA_DEVICE } from "./ibverbs.ts";
@@ -190,18 +191,7 @@ describe("wrappers against the fake library (structs written by C through verbs.
 });
 
 describe("mooncake store --protocol rdma", () => {
-  const storeCommand = [
-    ...CLI_FROM_SOURCE,
-    "store",
-    "--protocol",
-    "rdma",
-    "--local-hostname",
-    "127.0.0.1",
-    "--master-server-address",
-    "127.0.0.1:1",
-    "--metadata-server",
-    "http://127.0.0.1:1/metadata",
-  ];
+  const storeCommand = storeNodeCommand("127.0.0.1:1", "http://127.0.0.1:1/metadata", "1GB", "--protocol", "rdma");
   const store = (env: Record<string, string>) => run(storeCommand, { env });
   const noStack = (stderr: string) => expect(stderr).not.toMatch(/^\s+at /m);
 

@@ -36,6 +36,23 @@ export function loopbackMasterCommand(...extra: string[]): string[] {
   ];
 }
 
+/** `mooncake store` from source on 127.0.0.1 against a master and metadata server, with `extra` flags. */
+export function storeNodeCommand(masterAddress: string, metadataUrl: string, segmentSize: string, ...extra: string[]): string[] {
+  return [
+    ...CLI_FROM_SOURCE,
+    "store",
+    "--local-hostname",
+    "127.0.0.1",
+    "--metadata-server",
+    metadataUrl,
+    "--master-server-address",
+    masterAddress,
+    "--global-segment-size",
+    segmentSize,
+    ...extra,
+  ];
+}
+
 export async function startCluster(options: { nodes: number; segmentSize: string; masterFlags?: string[] }): Promise<TestCluster> {
   const master = start(loopbackMasterCommand(...(options.masterFlags ?? [])));
   const started: Started[] = [master];
@@ -50,19 +67,7 @@ export async function startCluster(options: { nodes: number; segmentSize: string
     const metadataUrl = `http://127.0.0.1:${metadataPort}/metadata`;
     const nodes: TestNode[] = [];
     const startNode = async (segmentSize: string, ...extra: string[]): Promise<TestNode> => {
-      const process = start([
-        ...CLI_FROM_SOURCE,
-        "store",
-        "--local-hostname",
-        "127.0.0.1",
-        "--metadata-server",
-        metadataUrl,
-        "--master-server-address",
-        masterAddress,
-        "--global-segment-size",
-        segmentSize,
-        ...extra,
-      ]);
+      const process = start(storeNodeCommand(masterAddress, metadataUrl, segmentSize, ...extra));
       started.push(process);
       const [, name] = await process.waitFor(/store node (\S+) ready/, 20_000);
       const node = { name: name!, process };

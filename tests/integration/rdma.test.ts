@@ -10,7 +10,7 @@ import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import { buildFake } from "../fakes/build.ts";
-import { loopbackMasterCommand } from "../helpers/cluster.ts";
+import { loopbackMasterCommand, storeNodeCommand } from "../helpers/cluster.ts";
 import { CLI_FROM_SOURCE, ROOT, run, type Started, start } from "../helpers/process.ts";
 
 const CLIENT = resolve(ROOT, "tests/helpers/rdma-client.ts");
@@ -55,23 +55,9 @@ async function client(scenario: string, extraEnv: Record<string, string> = {}, e
 }
 
 async function startNode(extraEnv: Record<string, string> = {}): Promise<Started> {
-  const p = start(
-    [
-      ...CLI_FROM_SOURCE,
-      "store",
-      "--protocol",
-      "rdma",
-      "--local-hostname",
-      "127.0.0.1",
-      "--metadata-server",
-      metadataUrl,
-      "--master-server-address",
-      masterAddress,
-      "--global-segment-size",
-      "320MB",
-    ],
-    { env: { ...env, MOONCAKE_SKIP_MEMORY_CHECK: "1", MC_RDMA_RAIL_PAUSE_SECONDS: "1", ...extraEnv } },
-  );
+  const p = start(storeNodeCommand(masterAddress, metadataUrl, "320MB", "--protocol", "rdma"), {
+    env: { ...env, MOONCAKE_SKIP_MEMORY_CHECK: "1", MC_RDMA_RAIL_PAUSE_SECONDS: "1", ...extraEnv },
+  });
   started.push(p);
   await p.waitFor(/store node (\S+) ready/, 30_000);
   return p;
