@@ -145,15 +145,15 @@ export class TransferEngine {
       log.debug(`looking peers up in ${options.alsoLookIn} (the master's metadata server), then by P2P handshake`);
     }
     const timeoutMs = Math.max(1, Math.round(config.transfer_timeout * 1000));
-    const openRdma = async (serverName: string): Promise<RdmaTransportProvider | null> => {
+    const openRdma = async (serverName: string, serving: boolean): Promise<RdmaTransportProvider | null> => {
       if (config.protocol !== "rdma") return null;
       const { RdmaTransportProvider } = await import("./rdma/rdma-transport.ts");
       const deviceNames = config.device_name.split(",").map((d) => d.trim()).filter((d) => d.length > 0);
-      return RdmaTransportProvider.open({ deviceNames, serverName, metadata, timeoutMs, log, sliceBytes: config.rdma_slice_size });
+      return RdmaTransportProvider.open({ deviceNames, serverName, serving, metadata, timeoutMs, log, sliceBytes: config.rdma_slice_size });
     };
     if (!options.serve) {
       const registry = new BufferRegistry();
-      const rdma = await openRdma(config.local_hostname);
+      const rdma = await openRdma(config.local_hostname, false);
       return new TransferEngine({ name: config.local_hostname, host: "", config, log, metadata, registry, dataServer: null, handshake: null, rdma });
     }
     const { host, port: askedPort } = splitHostname(config.local_hostname);
@@ -166,7 +166,7 @@ export class TransferEngine {
     try {
       handshake = listenHandshake(bindHost, askedPort, config, () => engine?.descriptorJson ?? "null", log, (json, peer) => engine?.acceptRdmaConnection(json, peer) ?? null);
       const name = formatName(host, handshake.port);
-      rdma = await openRdma(name);
+      rdma = await openRdma(name, true);
       engine = new TransferEngine({
         name,
         host,
@@ -358,9 +358,14 @@ export class TransferEngine {
     return (await this.transports.get(endpoint)).kind;
   }
 
-  private run<T>(endpoint: string, op: (t: Transport) => Promise<T>): Promise<T> {
+  private async run<T>(endpoint: string, op: (t: Transport) => Promise<T>): Promise<T> {
     if (this.closed) fail("transfer engine is closed");
-    return this.transports.run(endpoint, op);
+    try {
+      return await this.transports.run(endpoint, op);
+    } catch (e) {
+      this.log.debug((e as Error).message);
+      throw e;
+    }
   }
 
   private async resolveTransport(endpoint: string): Promise<Transport> {
@@ -467,11 +472,12 @@ export class TransferEngine {
   async close(): Promise<void> {
     if (this.closed) return;
     this.closed = true;
+    // Servers first: no peer connects or starts a transfer while the transports are let go.
+    this.dataServer?.stop();
+    this.handshake?.stop();
     this.transports.close();
     for (const p of this.providers) await p.close();
     await this.stager?.close();
-    this.dataServer?.stop();
-    this.handshake?.stop();
     await this.metadata.close?.();
   }
 }

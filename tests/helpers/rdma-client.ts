@@ -104,6 +104,41 @@ async function run(): Promise<unknown> {
       await store.remove("device", true);
       return { reg, regError, put, putError, got, diff: firstDifference(value, back), hostDiff: host ? firstDifference(value, host) : -3 };
     }
+    case "close-busy": {
+      // Close while unregistered puts are in flight (bounce buffers held and waited for): the
+      // process must not crash, and every put must settle.
+      const puts = Array.from({ length: 12 }, (_, i) =>
+        store.put(`busy-${Date.now()}-${i}`, new Uint8Array(8 * MiB).fill(i + 1)).then(
+          (r) => r,
+          (e) => `threw ${(e as Error).message}`,
+        ),
+      );
+      await Bun.sleep(Number(process.env.CLOSE_AFTER_MS ?? "100"));
+      await store.close();
+      const settled = await Promise.race([Promise.all(puts), Bun.sleep(30_000).then(() => "pending")]);
+      return { settled: Array.isArray(settled) ? settled.length : settled };
+    }
+    case "concurrent-qp-error": {
+      // 32 concurrent gets on one NIC while one work request fails: one reconnect, not a storm.
+      const { RdmaNic } = await import("../../src/transfer/rdma/nic.ts");
+      let created = 0;
+      const createQp = RdmaNic.prototype.createQp;
+      RdmaNic.prototype.createQp = function (this: typeof RdmaNic.prototype) {
+        created++;
+        return createQp.call(this);
+      };
+      const n = 32;
+      const values = Array.from({ length: n }, (_, i) => pattern(MiB, 300 + i));
+      for (let i = 0; i < n; i++) if ((await store.put(`conc-${i}`, values[i]!)) !== 0) throw new Error(`put: ${store.lastError}`);
+      const warm = await Promise.all(values.map((v, i) => store.getInto(`conc-${i}`, new Uint8Array(v.length))));
+      const before = created;
+      const { writeFileSync } = await import("node:fs");
+      writeFileSync(`${process.env.FAKEVERBS_FABRIC}/qp_error`, "");
+      const intos = values.map((v) => new Uint8Array(v.length));
+      const got = await Promise.all(values.map((_, i) => store.getInto(`conc-${i}`, intos[i]!)));
+      for (let i = 0; i < n; i++) await store.remove(`conc-${i}`, true);
+      return { warm: warm.every((x) => x === MiB), ok: got.filter((x, i) => x === MiB && firstDifference(values[i]!, intos[i]!) === -1).length, qpsCreated: created - before };
+    }
     default:
       throw new Error(`unknown scenario ${scenario}`);
   }
@@ -112,6 +147,6 @@ async function run(): Promise<unknown> {
 try {
   console.log(JSON.stringify(await run()));
 } finally {
-  await store.close();
+  await store.close(); // a second close (close-busy) is a no-op
 }
 process.exit(0);

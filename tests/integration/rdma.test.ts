@@ -178,6 +178,21 @@ describe("RDMA over the fake fabric", () => {
     expect(after.every((x) => x.put === 0 && x.diff === -1)).toBe(true);
   }, 60_000);
 
+  test("closing a client with unregistered puts in flight: no crash, every put settles", async () => {
+    for (const after of ["0", "100", "300"]) {
+      const r = (await client("close-busy", { CLOSE_AFTER_MS: after }, { device_name: "fake_0", transfer_timeout: 2 })) as { settled: number | string };
+      expect(r.settled).toBe(12);
+    }
+  }, 90_000);
+
+  test("32 concurrent gets on one NIC with one failed work request: all read back, one reconnect (not a storm)", async () => {
+    const r = (await client("concurrent-qp-error", {}, { device_name: "fake_0", transfer_timeout: 2 })) as { warm: boolean; ok: number; qpsCreated: number };
+    expect(r.warm).toBe(true);
+    expect(r.ok).toBe(32);
+    // One endpoint (2 QPs) replaces the one that broke.
+    expect(r.qpsCreated).toBeLessThanOrEqual(2);
+  }, 60_000);
+
   test("GPU memory through the fake libcuda: GPUDirect (registered) and staged", async () => {
     // A staging buffer smaller than the value: only GPUDirect can move it.
     const direct = (await client("device", { DEVICE_REGISTER: "1" }, { local_buffer_size: 4096 })) as Record<string, unknown>;

@@ -18,22 +18,28 @@ export class BouncePool {
   readonly chunkBytes = CHUNK_BYTES;
   private base = 0;
   private readonly free: BounceChunk[] = [];
-  private readonly waiters: ((c: BounceChunk) => void)[] = [];
+  private readonly waiters: { resolve: (c: BounceChunk) => void; reject: (e: Error) => void }[] = [];
+  private closed = false;
 
   constructor(private readonly register: (address: number, lengthBytes: number) => void) {}
 
   acquire(): Promise<BounceChunk> {
+    if (this.closed) return Promise.reject(new Error("the RDMA transport is closed"));
     if (this.base === 0) this.allocate();
     const c = this.free.pop();
     if (c !== undefined) return Promise.resolve(c);
     if (this.waiters.length >= MAX_WAITERS) return Promise.reject(new Error(`over ${MAX_WAITERS} transfers waiting for an RDMA bounce buffer`));
-    return new Promise((resolve) => this.waiters.push(resolve));
+    return new Promise((resolve, reject) => this.waiters.push({ resolve, reject }));
   }
 
   release(c: BounceChunk): void {
-    const next = this.waiters.shift();
-    if (next !== undefined) next(c);
-    else this.free.push(c);
+    const next = this.closed ? undefined : this.waiters.shift();
+    if (next !== undefined) {
+      next.resolve(c);
+      return;
+    }
+    this.free.push(c);
+    if (this.closed && this.free.length === CHUNKS) this.unmap();
   }
 
   private allocate(): void {
@@ -50,8 +56,17 @@ export class BouncePool {
     for (let i = 0; i < CHUNKS; i++) this.free.push({ address: base + i * CHUNK_BYTES, view: all.subarray(i * CHUNK_BYTES, (i + 1) * CHUNK_BYTES) });
   }
 
-  /** Unmaps the pool (after its registration is gone: the provider closes its NICs first). */
+  /**
+   * Refuses new users and unmaps the pool once every chunk is back (a chunk still held belongs to
+   * a transfer that has not returned yet; unmapping under it would crash the process).
+   */
   close(): void {
+    this.closed = true;
+    for (const w of this.waiters.splice(0)) w.reject(new Error("the RDMA transport is closed"));
+    if (this.base !== 0 && this.free.length === CHUNKS) this.unmap();
+  }
+
+  private unmap(): void {
     if (this.base === 0) return;
     munmap(this.base, CHUNK_BYTES * CHUNKS);
     this.base = 0;

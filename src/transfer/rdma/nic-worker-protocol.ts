@@ -1,18 +1,40 @@
 // What the main thread and a NIC's worker thread (nic-worker.ts) say to each other, and the
 // layout of the shared job-slot table through which completions come back.
+//
+// A slot's state is ONE Int32 word, so the worker's "is this completion still this job's, and
+// count it down" is a single compare-and-swap: bit 31 clear, bits 17–30 the job's generation,
+// bit 16 "some work request failed", bits 0–15 the work requests not yet completed. A job the
+// main thread gave up (timed out) gets a new generation in the same swap-free store, and every
+// late completion for it then fails the generation check instead of counting against the slot's
+// next job.
 
-/** One job slot: 4 Int32 fields in a SharedArrayBuffer. */
 export const SLOT = {
-  /** Generation of the job in the slot; a completion for another generation is stale. */
-  GEN: 0,
-  /** Work requests not yet completed; the worker notifies this field when it reaches 0. */
-  REMAINING: 1,
-  /** Work requests that completed with an error status. */
-  FAILED: 2,
-  /** The first error status seen (an ibv_wc_status, or POST_FAILED_BASE + errno). */
-  FIRST_STATUS: 3,
+  /** gen << GEN_SHIFT | FAILED_BIT? | remaining; the worker notifies it when remaining reaches 0. */
+  WORD: 0,
+  /** The first error status seen (an ibv_wc_status, or POST_FAILED_BASE + errno); diagnosis only. */
+  FIRST_STATUS: 1,
 } as const;
-export const SLOT_FIELDS = 4;
+export const SLOT_FIELDS = 2;
+export const REMAINING_MASK = 0xffff;
+export const FAILED_BIT = 1 << 16;
+export const GEN_SHIFT = 17;
+export const GEN_MASK = 0x3fff;
+/** The word of a job of generation `gen` with `remaining` work requests outstanding. */
+export function slotWord(gen: number, remaining: number): number {
+  return (gen << GEN_SHIFT) | remaining;
+}
+
+export function generationOf(word: number): number {
+  return word >>> GEN_SHIFT;
+}
+
+/** The generation after the one in `word`: 1…GEN_MASK, wrapping, never 0 (a fresh slot's). */
+export function nextGeneration(word: number): number {
+  return ((generationOf(word) + 1) & GEN_MASK) || 1;
+}
+
+/** Work requests one job may carry (what fits in REMAINING_MASK). */
+export const MAX_JOB_WRS = REMAINING_MASK;
 
 /** A work request as the main thread packs it: 6 numbers in a Float64Array. */
 export const WR = { LOCAL_ADDRESS: 0, LENGTH: 1, LKEY: 2, REMOTE_ADDRESS: 3, RKEY: 4, OPCODE: 5 } as const;
@@ -20,13 +42,19 @@ export const WR_FIELDS = 6;
 
 /** Status of a work request that post_send refused (never reached the NIC): this + errno. */
 export const POST_FAILED_BASE = 1000;
+/** Status of a job the NIC could not take at all (its worker thread died, the NIC was closed). */
+export const NIC_UNAVAILABLE = 2000;
 
 export type ToWorker =
   | { type: "init"; ctx: number; cq: number; cqEntries: number; slots: SharedArrayBuffer }
   /** A QP (in RTS) the worker may post on, with its send queue's size. */
   | { type: "qp"; qp: number; qpNum: number; maxWr: number }
   | { type: "post"; qpNum: number; slot: number; gen: number; wrs: Float64Array }
-  /** Stop posting on the QP, fail what is queued for it, destroy it, answer "retired". */
-  | { type: "retire"; qpNum: number };
+  /**
+   * Stop posting on the QP, fail what is queued for it, move it to ERR (the NIC flushes what is
+   * posted), wait until every posted work request has completed (at most drainMs), destroy it,
+   * answer "retired". Until then the NIC may still touch the memory those requests name.
+   */
+  | { type: "retire"; qpNum: number; drainMs: number };
 
-export type FromWorker = { type: "ready" } | { type: "retired"; qpNum: number } | { type: "error"; message: string };
+export type FromWorker = { type: "ready" } | { type: "retired"; qpNum: number; abandoned: number } | { type: "error"; message: string };

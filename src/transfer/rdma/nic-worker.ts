@@ -13,9 +13,10 @@
 
 import type { Pointer } from "bun:ffi";
 import { IBV_LAYOUTS, IBV_SEND, IBV_WC_STATUS } from "../../../ffi/ibverbs-abi.ts";
-import { contextOps, destroyQp } from "../../../ffi/ibverbs.ts";
+import { IBV_QP, IBV_QPS } from "../../../ffi/ibverbs-abi.ts";
+import { contextOps, destroyQp, modifyQp } from "../../../ffi/ibverbs.ts";
 import { addressOf } from "../../../ffi/libc.ts";
-import { POST_FAILED_BASE, SLOT_FIELDS, SLOT, type ToWorker, WR_FIELDS, WR } from "./nic-worker-protocol.ts";
+import { FAILED_BIT, generationOf, POST_FAILED_BASE, REMAINING_MASK, SLOT, SLOT_FIELDS, type ToWorker, WR, WR_FIELDS } from "./nic-worker-protocol.ts";
 
 declare const self: Worker;
 
@@ -42,6 +43,8 @@ interface QpState {
   /** Posted and not yet completed. */
   depth: number;
   queue: QueuedWr[];
+  /** Being retired: nothing more is posted; destroyed once depth is 0 or at this time (ms). */
+  drainUntilMs: number | null;
 }
 
 let ops: ReturnType<typeof contextOps> | null = null;
@@ -70,13 +73,20 @@ const C = IBV_LAYOUTS.ibv_wc.fields;
 
 /** One completion of job `slot` (generation `gen`; a stale generation is a job already given up). */
 function complete(slot: number, gen: number, status: number): void {
-  const at = slot * SLOT_FIELDS;
-  if (Atomics.load(slots, at + SLOT.GEN) !== gen) return;
-  if (status !== IBV_WC_STATUS.SUCCESS) {
-    Atomics.add(slots, at + SLOT.FAILED, 1);
-    Atomics.compareExchange(slots, at + SLOT.FIRST_STATUS, 0, status);
+  const at = slot * SLOT_FIELDS + SLOT.WORD;
+  const failed = status !== IBV_WC_STATUS.SUCCESS;
+  for (;;) {
+    const word = Atomics.load(slots, at);
+    if (generationOf(word) !== gen || (word & REMAINING_MASK) === 0) return;
+    // Written before the swap so the main thread sees it with the last count-down; a stale write
+    // here (the job was given up meanwhile) can only change the next job's diagnosis text.
+    if (failed) Atomics.compareExchange(slots, slot * SLOT_FIELDS + SLOT.FIRST_STATUS, 0, status);
+    const next = (word - 1) | (failed ? FAILED_BIT : 0);
+    if (Atomics.compareExchange(slots, at, word, next) === word) {
+      if ((next & REMAINING_MASK) === 0) Atomics.notify(slots, at);
+      return;
+    }
   }
-  if (Atomics.sub(slots, at + SLOT.REMAINING, 1) === 1) Atomics.notify(slots, at + SLOT.REMAINING);
 }
 
 function post(qpNum: number, state: QpState): void {
@@ -142,15 +152,31 @@ function poll(): void {
 
 function busy(): boolean {
   if (cqOutstanding > 0) return true;
-  for (const s of qps.values()) if (s.queue.length > 0) return true;
+  for (const s of qps.values()) if (s.queue.length > 0 || s.drainUntilMs !== null) return true;
   return false;
 }
 
 function pump(): void {
   pumping = false;
-  for (const [qpNum, state] of qps) if (state.queue.length > 0) post(qpNum, state);
+  for (const [qpNum, state] of qps) if (state.queue.length > 0 && state.drainUntilMs === null) post(qpNum, state);
   poll();
+  const now = performance.now();
+  for (const [qpNum, state] of qps) {
+    if (state.drainUntilMs !== null && (state.depth === 0 || now >= state.drainUntilMs)) finishRetire(qpNum, state);
+  }
   if (busy()) schedule();
+}
+
+/** Destroys a drained QP. Completions it still owed (lost ones) are off the counts from now on. */
+function finishRetire(qpNum: number, state: QpState): void {
+  qps.delete(qpNum);
+  cqOutstanding -= state.depth;
+  try {
+    destroyQp(state.qp);
+  } catch (e) {
+    self.postMessage({ type: "error", message: `destroying QP ${qpNum}: ${(e as Error).message}` });
+  }
+  self.postMessage({ type: "retired", qpNum, abandoned: state.depth });
 }
 
 function schedule(): void {
@@ -171,12 +197,12 @@ self.onmessage = (event: MessageEvent<ToWorker>) => {
         self.postMessage({ type: "ready" });
         return;
       case "qp":
-        qps.set(m.qpNum, { qp: m.qp as Pointer, maxWr: m.maxWr, depth: 0, queue: [] });
+        qps.set(m.qpNum, { qp: m.qp as Pointer, maxWr: m.maxWr, depth: 0, queue: [], drainUntilMs: null });
         return;
       case "post": {
         const state = qps.get(m.qpNum);
         const count = m.wrs.length / WR_FIELDS;
-        if (state === undefined) {
+        if (state === undefined || state.drainUntilMs !== null) {
           for (let i = 0; i < count; i++) complete(m.slot, m.gen, IBV_WC_STATUS.WR_FLUSH_ERR);
           return;
         }
@@ -198,13 +224,20 @@ self.onmessage = (event: MessageEvent<ToWorker>) => {
       }
       case "retire": {
         const state = qps.get(m.qpNum);
-        if (state !== undefined) {
-          qps.delete(m.qpNum);
-          cqOutstanding -= state.depth;
-          for (const w of state.queue) complete(w.slot, w.gen, IBV_WC_STATUS.WR_FLUSH_ERR);
-          destroyQp(state.qp);
+        if (state === undefined) {
+          self.postMessage({ type: "retired", qpNum: m.qpNum, abandoned: 0 });
+          return;
         }
-        self.postMessage({ type: "retired", qpNum: m.qpNum });
+        if (state.drainUntilMs !== null) return;
+        for (const w of state.queue) complete(w.slot, w.gen, IBV_WC_STATUS.WR_FLUSH_ERR);
+        state.queue = [];
+        // In ERR the NIC completes everything posted (flushed), so the drain below ends soon;
+        // destroying a QP with work posted would drop those completions (mlx5 removes them).
+        try {
+          modifyQp(state.qp, { qp_state: IBV_QPS.ERR }, IBV_QP.STATE, "ERR");
+        } catch {}
+        state.drainUntilMs = performance.now() + m.drainMs;
+        schedule();
         return;
       }
     }

@@ -4,6 +4,7 @@
 // and awaited through a bounded table of shared job slots.
 
 import type { Pointer } from "bun:ffi";
+import { readFileSync } from "node:fs";
 import { IBV_ACCESS, IBV_MTU, IBV_PORT } from "../../../ffi/ibverbs-abi.ts";
 import {
   allocPd,
@@ -25,7 +26,19 @@ import {
 import { formatGid } from "../../core/transfer/rdma-connect.ts";
 import type { Logger } from "../../core/log.ts";
 import { workerUrl } from "../../runtime/worker-url.ts";
-import { type FromWorker, SLOT, SLOT_FIELDS, type ToWorker, WR_FIELDS } from "./nic-worker-protocol.ts";
+import {
+  FAILED_BIT,
+  type FromWorker,
+  MAX_JOB_WRS,
+  nextGeneration,
+  NIC_UNAVAILABLE,
+  REMAINING_MASK,
+  SLOT,
+  SLOT_FIELDS,
+  slotWord,
+  type ToWorker,
+  WR_FIELDS,
+} from "./nic-worker-protocol.ts";
 
 /** Mooncake's defaults (include/config.h): WRs per QP, SGEs, inline bytes, CQ entries. */
 export const QP_MAX_WR = 256;
@@ -39,11 +52,11 @@ const JOB_SLOTS = 256;
 const MAX_SLOT_WAITERS = 4096;
 
 export interface JobResult {
-  /** Work requests that completed with an error (0 = the job succeeded). */
-  failed: number;
-  /** The first error status (ibv_wc_status, or ≥ POST_FAILED_BASE for a refused post). */
+  /** Every work request completed successfully. */
+  ok: boolean;
+  /** The first error status (ibv_wc_status, ≥ POST_FAILED_BASE for a refused post, NIC_UNAVAILABLE). */
   firstStatus: number;
-  /** No completion for some work request within the deadline. */
+  /** No completion for some work request within the timeout. */
   timedOut: boolean;
 }
 
@@ -67,7 +80,7 @@ export class RdmaNic {
   private readonly slots: Int32Array;
   private readonly freeSlots: number[] = [];
   private readonly slotWaiters: ((slot: number) => void)[] = [];
-  private readonly retiring = new Map<number, () => void>();
+  private readonly retiring = new Map<number, { promise: Promise<void>; resolve: () => void }>();
   private readonly registrations = new Set<Pointer>();
   private readonly ready: Promise<void>;
   private readyCallbacks: { resolve: () => void; reject: (e: Error) => void } | null = null;
@@ -102,6 +115,8 @@ export class RdmaNic {
       this.brokenReason = `its worker thread failed: ${e.message}`;
       this.log.error(`${this.name}: ${this.brokenReason}`);
       this.readyCallbacks?.reject(new Error(`${this.name}: ${this.brokenReason}`));
+      for (const { resolve } of this.retiring.values()) resolve();
+      this.retiring.clear();
     };
     (this.worker as { unref?: () => void }).unref?.();
     this.send({ type: "init", ctx: this.ctx as number, cq: this.cq as number, cqEntries: parts.cqEntries, slots: sab });
@@ -135,7 +150,7 @@ export class RdmaNic {
       const port = queryPort(ctx, 1);
       if (port.state !== IBV_PORT.ACTIVE) throw new Error(`${name}: port 1 is not active (state ${port.state})`);
       const device = queryDevice(ctx);
-      const gidIndex = options.gidIndex >= 0 ? options.gidIndex : pickGidIndex(ctx, port.gidTblLen);
+      const gidIndex = options.gidIndex >= 0 ? options.gidIndex : pickGidIndex(name, ctx, port.gidTblLen);
       const gid = queryGid(ctx, 1, gidIndex);
       if (gid.every((b) => b === 0)) throw new Error(`${name}: GID index ${gidIndex} is empty; set MC_GID_INDEX`);
       pd = allocPd(ctx);
@@ -159,7 +174,8 @@ export class RdmaNic {
     if (m.type === "ready") {
       this.readyCallbacks?.resolve();
     } else if (m.type === "retired") {
-      this.retiring.get(m.qpNum)?.();
+      if (m.abandoned > 0) this.log.warn(`${this.name}: QP ${m.qpNum} destroyed with ${m.abandoned} work requests never completed`);
+      this.retiring.get(m.qpNum)?.resolve();
       this.retiring.delete(m.qpNum);
     } else {
       this.log.warn(`${this.name}: ${m.message}`);
@@ -196,13 +212,22 @@ export class RdmaNic {
     this.send({ type: "qp", qp: qp as number, qpNum, maxWr });
   }
 
-  /** Stops posting on an adopted QP, fails its queued work, destroys it; resolves when done. */
-  retireQp(qpNum: number): Promise<void> {
-    if (this.closed) return Promise.resolve();
-    return new Promise((resolve) => {
-      this.retiring.set(qpNum, resolve);
-      this.send({ type: "retire", qpNum });
+  /**
+   * Stops posting on an adopted QP, fails its queued work, lets what is posted complete (ERR
+   * flushes it; at most `drainMs`), destroys it. Resolves when the NIC can no longer touch any
+   * memory a work request on it named, so only then may that memory be reused.
+   */
+  retireQp(qpNum: number, drainMs: number): Promise<void> {
+    if (this.closed || this.brokenReason !== null) return Promise.resolve();
+    const pending = this.retiring.get(qpNum);
+    if (pending !== undefined) return pending.promise;
+    let resolve!: () => void;
+    const promise = new Promise<void>((r) => {
+      resolve = r;
     });
+    this.retiring.set(qpNum, { promise, resolve });
+    this.send({ type: "retire", qpNum, drainMs });
+    return promise;
   }
 
   /** Destroys a QP that was never adopted (a passive endpoint's, or one that failed to connect). */
@@ -211,43 +236,52 @@ export class RdmaNic {
   }
 
   /**
-   * Runs a job: `wrs` (WR_FIELDS numbers per work request) posted on `qpNum`, awaited until every
-   * one completed or `deadlineMs` (performance.now()) passed.
+   * Runs a job: `wrs` (WR_FIELDS numbers per work request, at most MAX_JOB_WRS) posted on
+   * `qpNum`, awaited until every one completed or `timeoutMs` passed since it was handed to the
+   * worker (time spent waiting for a free slot does not count: that is load, not a failed NIC).
+   * Never throws: a NIC that cannot take the job answers NIC_UNAVAILABLE.
    */
-  async run(qpNum: number, wrs: Float64Array, deadlineMs: number): Promise<JobResult> {
+  async run(qpNum: number, wrs: Float64Array, timeoutMs: number): Promise<JobResult> {
     const count = wrs.length / WR_FIELDS;
-    if (count === 0) return { failed: 0, firstStatus: 0, timedOut: false };
-    if (this.brokenReason !== null) throw new Error(`${this.name}: ${this.brokenReason}`);
-    const slot = await this.acquireSlot();
-    const at = slot * SLOT_FIELDS;
-    const gen = (Atomics.load(this.slots, at + SLOT.GEN) + 1) | 0;
-    Atomics.store(this.slots, at + SLOT.REMAINING, count);
-    Atomics.store(this.slots, at + SLOT.FAILED, 0);
-    Atomics.store(this.slots, at + SLOT.FIRST_STATUS, 0);
-    Atomics.store(this.slots, at + SLOT.GEN, gen);
+    if (count === 0) return { ok: true, firstStatus: 0, timedOut: false };
+    if (count > MAX_JOB_WRS) throw new RangeError(`a job carries at most ${MAX_JOB_WRS} work requests, not ${count}`);
+    const unavailable = { ok: false, firstStatus: NIC_UNAVAILABLE, timedOut: false };
+    if (this.closed || this.brokenReason !== null) return unavailable;
+    let slot: number;
+    try {
+      slot = await this.acquireSlot();
+    } catch {
+      return unavailable;
+    }
+    const word = slot * SLOT_FIELDS + SLOT.WORD;
+    const gen = nextGeneration(Atomics.load(this.slots, word));
+    Atomics.store(this.slots, slot * SLOT_FIELDS + SLOT.FIRST_STATUS, 0);
+    Atomics.store(this.slots, word, slotWord(gen, count));
+    const deadline = performance.now() + timeoutMs;
     try {
       this.send({ type: "post", qpNum, slot, gen, wrs });
       for (;;) {
-        const remaining = Atomics.load(this.slots, at + SLOT.REMAINING);
-        if (remaining === 0) {
-          return { failed: Atomics.load(this.slots, at + SLOT.FAILED), firstStatus: Atomics.load(this.slots, at + SLOT.FIRST_STATUS), timedOut: false };
+        const now = Atomics.load(this.slots, word);
+        if ((now & REMAINING_MASK) === 0) {
+          const ok = (now & FAILED_BIT) === 0;
+          return { ok, firstStatus: ok ? 0 : Atomics.load(this.slots, slot * SLOT_FIELDS + SLOT.FIRST_STATUS), timedOut: false };
         }
-        const leftMs = deadlineMs - performance.now();
-        if (leftMs <= 0) {
-          return { failed: remaining, firstStatus: Atomics.load(this.slots, at + SLOT.FIRST_STATUS), timedOut: true };
-        }
-        const wait = waitAsync(this.slots, at + SLOT.REMAINING, remaining, leftMs);
+        const leftMs = deadline - performance.now();
+        if (leftMs <= 0 || this.closed) return { ok: false, firstStatus: Atomics.load(this.slots, slot * SLOT_FIELDS + SLOT.FIRST_STATUS), timedOut: true };
+        const wait = waitAsync(this.slots, word, now, Math.min(leftMs, 1000));
         if (wait.async) await wait.value;
       }
     } finally {
-      // A new generation makes late completions of this job stale before the slot is reused.
-      Atomics.store(this.slots, at + SLOT.GEN, (gen + 1) | 0);
+      // A new generation with nothing remaining: late completions of this job fail the worker's
+      // generation check, so the slot's next job cannot be counted down by them.
+      Atomics.store(this.slots, word, slotWord(nextGeneration(slotWord(gen, 0)), 0));
       this.releaseSlot(slot);
     }
   }
 
   private acquireSlot(): Promise<number> {
-    const free = this.freeSlots.pop();
+    // FIFO reuse spreads generations over the slots (a LIFO would run one slot through them all).
+    const free = this.freeSlots.shift();
     if (free !== undefined) return Promise.resolve(free);
     if (this.slotWaiters.length >= MAX_SLOT_WAITERS) return Promise.reject(new Error(`${this.name}: over ${MAX_SLOT_WAITERS} transfers waiting`));
     return new Promise((resolve) => this.slotWaiters.push(resolve));
@@ -264,7 +298,7 @@ export class RdmaNic {
     if (this.closed) return;
     this.closed = true;
     this.worker.terminate();
-    for (const resolve of this.retiring.values()) resolve();
+    for (const { resolve } of this.retiring.values()) resolve();
     this.retiring.clear();
     for (const mr of this.registrations) {
       try {
@@ -293,17 +327,39 @@ function accessFlags(remote: boolean): number {
   return IBV_ACCESS.LOCAL_WRITE | (remote ? IBV_ACCESS.REMOTE_WRITE | IBV_ACCESS.REMOTE_READ : 0);
 }
 
-/** Auto GID: the first IPv4-mapped entry (::ffff:a.b.c.d, RoCE v2 over IPv4), else index 0. */
-function pickGidIndex(ctx: Pointer, tableLength: number): number {
-  for (let i = 0; i < Math.min(tableLength, 16); i++) {
+/**
+ * Auto GID (MC_GID_INDEX unset), in Mooncake's order of preference: a RoCE v2 entry over IPv4
+ * (::ffff:a.b.c.d), then any RoCE v2 entry, then (no sysfs types: InfiniBand, or the tests' fake)
+ * the first IPv4-mapped entry, else index 0. The type comes from
+ * /sys/class/infiniband/<dev>/ports/1/gid_attrs/types/<i>: mlx5 lists each address twice, as RoCE
+ * v1 first, and v1 does not route across subnets.
+ */
+function pickGidIndex(name: string, ctx: Pointer, tableLength: number): number {
+  let v2v4 = -1;
+  let v2 = -1;
+  let v4 = -1;
+  for (let i = 0; i < Math.min(tableLength, 256); i++) {
     let gid: Uint8Array;
     try {
       gid = queryGid(ctx, 1, i);
     } catch {
       continue;
     }
+    if (gid.every((b) => b === 0)) continue;
     const v4mapped = gid.subarray(0, 10).every((b) => b === 0) && gid[10] === 0xff && gid[11] === 0xff;
-    if (v4mapped) return i;
+    const type = gidType(name, i);
+    if (type === "RoCE v2" && v4mapped && v2v4 < 0) v2v4 = i;
+    if (type === "RoCE v2" && v2 < 0) v2 = i;
+    if (v4mapped && v4 < 0) v4 = i;
   }
+  for (const choice of [v2v4, v2, v4]) if (choice >= 0) return choice;
   return 0;
+}
+
+function gidType(device: string, index: number): string | null {
+  try {
+    return readFileSync(`/sys/class/infiniband/${device}/ports/1/gid_attrs/types/${index}`, "utf8").trim();
+  } catch {
+    return null;
+  }
 }

@@ -19,7 +19,7 @@ import type { Pointer } from "bun:ffi";
 import { listRdmaDevices, NO_RDMA_DEVICE } from "../../../ffi/ibverbs.ts";
 import { addressOf } from "../../../ffi/libc.ts";
 import { IBV_ACCESS, IBV_QP, IBV_QPS, IBV_WC_STATUS, IBV_WR } from "../../../ffi/ibverbs-abi.ts";
-import { modifyQp, type MemoryRegistration, wcStatusString } from "../../../ffi/ibverbs.ts";
+import { forkInit, modifyQp, type MemoryRegistration, wcStatusString } from "../../../ffi/ibverbs.ts";
 import { crc32Update } from "../../core/checksum.ts";
 import { TransferFailedError } from "../../core/errors.ts";
 import type { Logger } from "../../core/log.ts";
@@ -38,14 +38,16 @@ import type { SegmentBuffer, SegmentDescriptor, SegmentDevice } from "../../core
 import { handshakeRequest } from "../metadata/handshake.ts";
 import { type MetadataBackend, parseSegmentAddress } from "../metadata/backend.ts";
 import { genericFailure, type Transport, type TransportProvider, transferFail } from "../transport.ts";
-import { POST_FAILED_BASE, WR_FIELDS } from "./nic-worker-protocol.ts";
-import { RdmaNic } from "./nic.ts";
+import { MAX_JOB_WRS, NIC_UNAVAILABLE, POST_FAILED_BASE, WR, WR_FIELDS } from "./nic-worker-protocol.ts";
+import { type JobResult, RdmaNic } from "./nic.ts";
 import { BouncePool } from "./bounce-pool.ts";
 
 /** Mooncake's MC_NUM_QP_PER_EP. */
 const QPS_PER_ENDPOINT = 2;
 /** Passive endpoints (peers that connected to us) kept per NIC; the oldest is dropped beyond. */
-const MAX_PASSIVE_ENDPOINTS_PER_NIC = 1024;
+const MAX_PASSIVE_ENDPOINTS_PER_NIC = 4096;
+/** Numbers the providers of this process, for clients' NIC paths. */
+let providerSerial = 0;
 const DEFAULT_RAIL_PAUSE_MS = 30_000;
 const HANDSHAKE_TIMEOUT_MS = 5000;
 
@@ -54,6 +56,8 @@ export interface RdmaOptions {
   deviceNames: string[];
   /** Our segment name: the server part of our NIC paths. */
   serverName: string;
+  /** A store node (peers connect to serverName) rather than a pure client. */
+  serving: boolean;
   metadata: MetadataBackend;
   /** Per-job deadline: transfer_timeout. */
   timeoutMs: number;
@@ -71,6 +75,9 @@ interface LocalRegion {
   remote: boolean;
   /** Where the region's bytes are described: "cpu:0" or "cuda:N". */
   location: string;
+  /** Transfers using it now; an unregistered region is deregistered when the last one ends. */
+  users: number;
+  unregistered: boolean;
 }
 
 interface QpHandle {
@@ -83,7 +90,11 @@ interface QpHandle {
 interface ActiveEndpoint {
   nic: RdmaNic;
   qps: QpHandle[];
+  /** Which QP the next slice starts on. */
   next: number;
+  railIndex: number;
+  /** Set once retired: resolves when its QPs are drained and destroyed. */
+  retired: Promise<void> | null;
 }
 
 /** Thrown when the peer's descriptor no longer matches what the peer has: look it up again. */
@@ -101,7 +112,9 @@ export class RdmaTransportProvider implements TransportProvider {
   private readonly railPauseMs: number;
   private readonly bounce: BouncePool;
   private readonly retirements = new Set<Promise<void>>();
-  private clientSerial = 0;
+  /** Our NIC paths' server part when we are a pure client (see localServerName). */
+  private readonly clientName: string;
+  private inFlight = 0;
   private closed = false;
 
   private constructor(
@@ -112,6 +125,7 @@ export class RdmaTransportProvider implements TransportProvider {
     this.sliceBytes = options.sliceBytes ?? DEFAULT_SLICE_BYTES;
     this.railPauseMs = options.railPauseMs ?? railPauseFromEnv();
     this.bounce = new BouncePool((address, lengthBytes) => this.registerRegion(address, lengthBytes, false, "cpu:0"));
+    this.clientName = `${options.serverName}:client-${process.pid}-${++providerSerial}`;
   }
 
   /**
@@ -121,6 +135,7 @@ export class RdmaTransportProvider implements TransportProvider {
   static async open(options: RdmaOptions): Promise<RdmaTransportProvider> {
     const listed = listRdmaDevices();
     if (!listed.ok) throw new Error(listed.reason);
+    forkInit();
     const wanted = options.deviceNames.length > 0 ? options.deviceNames : listed.devices;
     const missing = wanted.filter((d) => !listed.devices.includes(d));
     if (missing.length > 0) {
@@ -152,7 +167,7 @@ export class RdmaTransportProvider implements TransportProvider {
       for (const [i, r] of regs.entries()) this.nics[i]!.deregister(r);
       throw e;
     }
-    this.insertRegion({ address, lengthBytes, regs, remote, location });
+    this.insertRegion({ address, lengthBytes, regs, remote, location, users: 0, unregistered: false });
   }
 
   /**
@@ -167,7 +182,7 @@ export class RdmaTransportProvider implements TransportProvider {
       for (const [i, r] of regs.entries()) this.nics[i]!.deregister(r);
       throw e;
     }
-    this.insertRegion({ address, lengthBytes, regs, remote: false, location });
+    this.insertRegion({ address, lengthBytes, regs, remote: false, location, users: 0, unregistered: false });
   }
 
   private insertRegion(region: LocalRegion): void {
@@ -175,12 +190,37 @@ export class RdmaTransportProvider implements TransportProvider {
     this.regions.sort((a, b) => a.address - b.address);
   }
 
+  /** Forgets a region; its registrations go once no transfer uses it (a NIC may be reading it). */
   unregisterRegion(address: number): boolean {
     const i = this.regions.findIndex((r) => r.address === address);
     if (i < 0) return false;
     const [region] = this.regions.splice(i, 1);
-    for (const [n, r] of region!.regs.entries()) this.nics[n]!.deregister(r);
+    region!.unregistered = true;
+    if (region!.users === 0) this.deregister(region!);
     return true;
+  }
+
+  private deregister(region: LocalRegion): void {
+    for (const [n, r] of region.regs.entries()) this.nics[n]!.deregister(r);
+  }
+
+  /** Runs a transfer on `region`, counted so the region outlives it; and counted for close(). */
+  async using<T>(region: LocalRegion | null, run: () => Promise<T>): Promise<T> {
+    if (region !== null) region.users++;
+    this.inFlight++;
+    try {
+      return await run();
+    } finally {
+      this.inFlight--;
+      if (region !== null) {
+        region.users--;
+        if (region.unregistered && region.users === 0) this.deregister(region);
+      }
+    }
+  }
+
+  get isClosed(): boolean {
+    return this.closed;
   }
 
   /** The registered region holding [address, +lengthBytes), if one does. */
@@ -205,6 +245,7 @@ export class RdmaTransportProvider implements TransportProvider {
 
   /** Answers a CONNECTION handshake: our QPs for the peer's, brought to RTS, or a rejection. */
   acceptConnection(json: string, peer: string): string {
+    if (this.closed) return handshakeRejection(`${this.options.serverName} is shutting down`);
     let req: HandshakeDesc;
     try {
       req = decodeHandshakeDesc(json);
@@ -271,16 +312,19 @@ export class RdmaTransportProvider implements TransportProvider {
     if (!desc.buffers.some((b) => (b.rkey ?? []).length > 0)) return null;
     const rpc = await this.options.metadata.getRpcMeta(endpoint).catch(() => null);
     const address = rpc ? { host: rpc.ip_or_host_name, port: rpc.rpc_port } : parseSegmentAddress(endpoint);
-    const t = new RdmaPeerTransport(this, endpoint, desc, address, this.localPathFor(endpoint));
+    if (this.closed) return null;
+    const t = new RdmaPeerTransport(this, endpoint, desc, address, this.localServerName());
     this.transports.add(t);
     return t;
   }
 
-  /** Our NIC path server part: a serving node's own name; a client gets a unique one per peer link. */
-  private localPathFor(_endpoint: string): string {
-    return this.options.serverName.includes(":") && !this.options.serverName.endsWith(":0")
-      ? this.options.serverName
-      : `${this.options.serverName}:client-${process.pid}-${++this.clientSerial}`;
+  /**
+   * The server part of our NIC paths: a serving node's own name (peers know it); a pure client's
+   * name plus its pid and engine, so two clients with one local_hostname never share a path (the
+   * peer keys its endpoints by it) while one client's reconnects replace its old endpoint there.
+   */
+  private localServerName(): string {
+    return /:[1-9]\d*$/.test(this.options.serverName) && this.options.serving ? this.options.serverName : this.clientName;
   }
 
   forgetTransport(t: RdmaPeerTransport): void {
@@ -293,8 +337,10 @@ export class RdmaTransportProvider implements TransportProvider {
     void retirement.finally(() => this.retirements.delete(retirement));
   }
 
-  get settings(): { sliceBytes: number; railPauseMs: number; timeoutMs: number; log: Logger } {
-    return { sliceBytes: this.sliceBytes, railPauseMs: this.railPauseMs, timeoutMs: this.options.timeoutMs, log: this.options.log };
+  get settings(): { sliceBytes: number; railPauseMs: number; timeoutMs: number; drainMs: number; log: Logger } {
+    // A retired QP's flushed completions arrive at once on real NICs; lost ones never do.
+    const drainMs = Math.min(Math.max(this.options.timeoutMs, 1000), 10_000);
+    return { sliceBytes: this.sliceBytes, railPauseMs: this.railPauseMs, timeoutMs: this.options.timeoutMs, drainMs, log: this.options.log };
   }
 
   get bouncePool(): BouncePool {
@@ -304,11 +350,16 @@ export class RdmaTransportProvider implements TransportProvider {
   async close(): Promise<void> {
     if (this.closed) return;
     this.closed = true;
+    // New transfers and connections are refused from here; those in flight stop after their
+    // current round. Wait for them, then for the workers to drain and destroy their QPs, all
+    // bounded (a wedged worker is terminated with its NIC anyway).
+    const deadline = performance.now() + this.settings.drainMs + this.options.timeoutMs + 1000;
+    while (this.inFlight > 0 && performance.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 10));
     for (const t of [...this.transports]) t.release();
     for (const key of [...this.passive.keys()]) this.dropPassive(key);
-    // Let the workers destroy the QPs they post on (bounded: a wedged worker is terminated anyway).
     let timer: ReturnType<typeof setTimeout> | undefined;
-    await Promise.race([Promise.all([...this.retirements]), new Promise((resolve) => (timer = setTimeout(resolve, 1000)))]);
+    const left = Math.max(100, deadline - performance.now());
+    await Promise.race([Promise.all([...this.retirements]), new Promise((resolve) => (timer = setTimeout(resolve, left)))]);
     clearTimeout(timer);
     for (const nic of this.nics) nic.close();
     this.bounce.close();
@@ -362,6 +413,8 @@ class RdmaPeerTransport implements Transport {
   private readonly rails: Rail[];
   private readonly pausedUntil: number[];
   private readonly endpoints = new Map<number, Promise<ActiveEndpoint>>();
+  /** What each rail's settled connect gave, so retiring can check it is still the current one. */
+  private readonly settledEndpoints = new Map<number, ActiveEndpoint>();
   private released = false;
 
   constructor(
@@ -399,7 +452,7 @@ class RdmaPeerTransport implements Transport {
     if (this.released) transferFail("the RDMA transport to this peer was released");
     const region = this.provider.regionOf(localAddress, length);
     if (region === null) transferFail(`[0x${localAddress.toString(16)}, +${length}) is not inside memory registered with the RDMA transport`);
-    await this.move(opcode, this.peerBufferFor(remoteAddress, length), remoteAddress, localAddress, length, region);
+    await this.provider.using(region, () => this.move(opcode, this.peerBufferFor(remoteAddress, length), remoteAddress, localAddress, length, region));
   }
 
   private peerBufferFor(remoteAddress: number, length: number): SegmentBuffer {
@@ -425,44 +478,63 @@ class RdmaPeerTransport implements Transport {
   release(): void {
     if (this.released) return;
     this.released = true;
-    for (const rail of [...this.endpoints.keys()]) this.retire(rail);
+    for (const ep of [...this.settledEndpoints.values()]) void this.retire(ep);
     this.provider.forgetTransport(this);
   }
 
+  private checkOpen(): void {
+    if (this.released || this.provider.isClosed) transferFail("the RDMA transport to this peer was released");
+  }
+
   private async transfer(opcode: number, remoteAddress: number, local: Uint8Array, digest: boolean): Promise<number | undefined> {
-    if (this.released) transferFail("the RDMA transport to this peer was released");
+    this.checkOpen();
     const length = local.length;
     if (length === 0) return digest ? 0 : undefined;
     const peerBuffer = this.peerBufferFor(remoteAddress, length);
     const localAddress = addressOf(local);
     const region = this.provider.regionOf(localAddress, length);
     if (region !== null) {
-      await this.move(opcode, peerBuffer, remoteAddress, localAddress, length, region);
+      await this.provider.using(region, () => this.move(opcode, peerBuffer, remoteAddress, localAddress, length, region));
     } else {
       // Not registered: through registered bounce buffers, one chunk at a time.
+      await this.provider.using(null, () => this.moveBounced(opcode, peerBuffer, remoteAddress, local));
+    }
+    return digest ? crc32Update(local, 0) : undefined;
+  }
+
+  private async moveBounced(opcode: number, peerBuffer: SegmentBuffer, remoteAddress: number, local: Uint8Array): Promise<void> {
+    const length = local.length;
+    {
       const pool = this.provider.bouncePool;
       for (let at = 0; at < length; at += pool.chunkBytes) {
         const n = Math.min(pool.chunkBytes, length - at);
         const chunk = await pool.acquire();
         try {
+          this.checkOpen();
           if (opcode === IBV_WR.RDMA_WRITE) chunk.view.set(local.subarray(at, at + n));
           await this.move(opcode, peerBuffer, remoteAddress + at, chunk.address, n, this.provider.regionOf(chunk.address, n)!);
           if (opcode === IBV_WR.RDMA_READ) local.set(chunk.view.subarray(0, n), at);
         } finally {
+          // move() returns only once no NIC can still touch the chunk (failed rails are drained).
           pool.release(chunk);
         }
       }
     }
-    return digest ? crc32Update(local, 0) : undefined;
   }
 
-  /** Moves [localAddress, +length) ↔ [remoteAddress, +length), both inside registrations. */
+  /**
+   * Moves [localAddress, +length) ↔ [remoteAddress, +length), both inside registrations. Returns
+   * or throws only when no work request it posted can still touch either side: a failed rail's
+   * endpoint is retired (drained, then destroyed) before its slices go again or the error is
+   * thrown.
+   */
   private async move(opcode: number, peerBuffer: SegmentBuffer, remoteAddress: number, localAddress: number, length: number, region: LocalRegion): Promise<void> {
     const { sliceBytes, timeoutMs } = this.provider.settings;
     let pending = sliceRequest(length, sliceBytes);
     const statuses: string[] = [];
     const maxRounds = this.rails.length + 2;
     for (let round = 0; round < maxRounds && pending.length > 0; round++) {
+      this.checkOpen();
       const now = performance.now();
       let up = this.rails.map((_, i) => i).filter((i) => this.pausedUntil[i]! <= now);
       // Every rail paused: try them all again rather than fail a transfer a rail might carry.
@@ -475,10 +547,9 @@ class RdmaPeerTransport implements Transport {
         list.push(s);
         byRail.set(rail, list);
       });
-      const deadline = performance.now() + timeoutMs;
       const failed: typeof pending = [];
       let staleKey = false;
-      await Promise.all(
+      const outcomes = await Promise.allSettled(
         [...byRail].map(async ([railIndex, slices]) => {
           const rail = this.rails[railIndex]!;
           let ep: ActiveEndpoint;
@@ -486,46 +557,50 @@ class RdmaPeerTransport implements Transport {
             ep = await this.endpointFor(railIndex);
           } catch (e) {
             statuses.push(`${this.provider.nics[rail.local]!.name}: connect: ${(e as Error).message}`);
-            this.railFailed(railIndex);
+            this.pause(railIndex);
             failed.push(...slices);
             return;
           }
           const lkey = region.regs[rail.local]!.lkey;
           const rkey = peerBuffer.rkey![rail.peer]!;
-          // Slices alternate over the endpoint's QPs; one job per QP.
+          // Slices alternate over the endpoint's QPs; jobs of at most MAX_JOB_WRS per QP.
           const perQp: number[][] = ep.qps.map(() => []);
           for (let i = 0; i < slices.length; i++) perQp[(ep.next + i) % ep.qps.length]!.push(i);
           ep.next = (ep.next + slices.length) % ep.qps.length;
-          const results = await Promise.all(
-            perQp.map((indices, q) => {
-              const wrs = new Float64Array(indices.length * WR_FIELDS);
-              indices.forEach((si, k) => {
+          const jobs: Promise<JobResult>[] = [];
+          perQp.forEach((indices, q) => {
+            for (let from = 0; from < indices.length; from += MAX_JOB_WRS) {
+              const part = indices.slice(from, from + MAX_JOB_WRS);
+              const wrs = new Float64Array(part.length * WR_FIELDS);
+              part.forEach((si, k) => {
                 const s = slices[si]!;
                 const o = k * WR_FIELDS;
-                wrs[o] = localAddress + s.offsetBytes;
-                wrs[o + 1] = s.lengthBytes;
-                wrs[o + 2] = lkey;
-                wrs[o + 3] = remoteAddress + s.offsetBytes;
-                wrs[o + 4] = rkey;
-                wrs[o + 5] = opcode;
+                wrs[o + WR.LOCAL_ADDRESS] = localAddress + s.offsetBytes;
+                wrs[o + WR.LENGTH] = s.lengthBytes;
+                wrs[o + WR.LKEY] = lkey;
+                wrs[o + WR.REMOTE_ADDRESS] = remoteAddress + s.offsetBytes;
+                wrs[o + WR.RKEY] = rkey;
+                wrs[o + WR.OPCODE] = opcode;
               });
-              return ep.nic.run(ep.qps[q]!.qpNum, wrs, deadline);
-            }),
-          );
-          if (results.every((r) => r.failed === 0)) return;
-          const first = results.find((r) => r.failed > 0)!;
+              jobs.push(ep.nic.run(ep.qps[q]!.qpNum, wrs, timeoutMs));
+            }
+          });
+          const results = await Promise.all(jobs);
+          const first = results.find((r) => !r.ok);
+          if (first === undefined) return;
           const what = first.timedOut ? `no completion within ${timeoutMs} ms` : describeStatus(first.firstStatus);
           statuses.push(`${ep.nic.name}: ${what}`);
-          if (!first.timedOut && (first.firstStatus === IBV_WC_STATUS.REM_ACCESS_ERR || first.firstStatus === IBV_WC_STATUS.REM_INV_REQ_ERR)) {
-            staleKey = true;
-            this.retire(railIndex);
-          } else {
-            this.railFailed(railIndex);
-          }
+          const remoteRefused = !first.timedOut && (first.firstStatus === IBV_WC_STATUS.REM_ACCESS_ERR || first.firstStatus === IBV_WC_STATUS.REM_INV_REQ_ERR);
+          if (remoteRefused) staleKey = true;
+          else this.pause(railIndex);
+          // The endpoint is done for (its QPs are in error, or lost a completion): drain and
+          // destroy it before anything it was given is touched again.
+          await this.retire(ep);
           // READ and WRITE of the same range are idempotent: the whole rail's share goes again.
           failed.push(...slices);
         }),
       );
+      for (const o of outcomes) if (o.status === "rejected") throw o.reason;
       if (staleKey) throw new StaleDescriptorError(`the peer refused a key or range it had published (${statuses.join("; ")})`);
       pending = failed.sort((a, b) => a.offsetBytes - b.offsetBytes);
       if (pending.length > 0) this.provider.settings.log.info(`RDMA to ${this.endpoint}: ${pending.length} slices again (${statuses.at(-1)})`);
@@ -533,42 +608,49 @@ class RdmaPeerTransport implements Transport {
     if (pending.length > 0) throw new RailsFailedError(`every rail failed: ${statuses.join("; ")}`);
   }
 
-  /** A rail's work failed: retire its endpoint; pause it if another rail can carry the traffic. */
-  private railFailed(railIndex: number): void {
-    this.retire(railIndex);
+  /** Leaves a rail out for the pause when another rail can carry the traffic. */
+  private pause(railIndex: number): void {
     if (this.rails.length > 1) this.pausedUntil[railIndex] = performance.now() + this.provider.settings.railPauseMs;
   }
 
-  private retire(railIndex: number): void {
-    const pending = this.endpoints.get(railIndex);
-    if (pending === undefined) return;
-    this.endpoints.delete(railIndex);
-    this.provider.track(
-      pending.then(
-        (ep) => Promise.all(ep.qps.map((q) => ep.nic.retireQp(q.qpNum))).then(() => {}),
-        () => {},
-      ),
-    );
+  /**
+   * Retires `ep` (only that endpoint: a late failure of an old one must not take down its
+   * replacement). Resolves once its QPs are drained and destroyed.
+   */
+  private retire(ep: ActiveEndpoint): Promise<void> {
+    const rail = ep.railIndex;
+    if (this.settledEndpoints.get(rail) === ep) {
+      this.settledEndpoints.delete(rail);
+      this.endpoints.delete(rail);
+    }
+    ep.retired ??= Promise.all(ep.qps.map((q) => ep.nic.retireQp(q.qpNum, this.provider.settings.drainMs))).then(() => {});
+    this.provider.track(ep.retired);
+    return ep.retired;
   }
 
   private endpointFor(railIndex: number): Promise<ActiveEndpoint> {
     let ep = this.endpoints.get(railIndex);
     if (ep === undefined) {
-      const made = this.connect(this.rails[railIndex]!);
+      const made = this.connect(this.rails[railIndex]!, railIndex);
       ep = made;
       this.endpoints.set(railIndex, made);
-      made.catch(() => {
-        if (this.endpoints.get(railIndex) === made) this.endpoints.delete(railIndex);
-      });
+      made.then(
+        (settled) => {
+          if (this.endpoints.get(railIndex) === made) this.settledEndpoints.set(railIndex, settled);
+        },
+        () => {
+          if (this.endpoints.get(railIndex) === made) this.endpoints.delete(railIndex);
+        },
+      );
     }
     return ep;
   }
 
   /** Active side of the handshake (spec §4.4): our QPs to INIT, the peer's in the reply, then RTR, RTS. */
-  private async connect(rail: Rail): Promise<ActiveEndpoint> {
+  private async connect(rail: Rail, railIndex: number): Promise<ActiveEndpoint> {
     const nic = this.provider.nics[rail.local]!;
     const peerDevice = this.desc.devices![rail.peer]!;
-    const peerServer = this.desc.rdma_server_name || this.endpoint;
+    const peerServer = this.desc.rdma_server_name || this.desc.name || this.endpoint;
     const qps: QpHandle[] = [];
     try {
       for (let i = 0; i < QPS_PER_ENDPOINT; i++) qps.push(nic.createQp());
@@ -582,6 +664,7 @@ class RdmaPeerTransport implements Transport {
         replyMsg: "",
       };
       const replyText = await handshakeRequest(this.address.host, this.address.port, HandshakeType.CONNECTION, encodeHandshakeDesc(request), HANDSHAKE_TIMEOUT_MS);
+      this.checkOpen();
       const reply = decodeHandshakeDesc(replyText);
       if (reply.replyMsg !== "") throw new Error(`refused: ${reply.replyMsg}`);
       if (reply.localNicPath !== request.peerNicPath || reply.peerNicPath !== request.localNicPath) {
@@ -593,20 +676,19 @@ class RdmaPeerTransport implements Transport {
       if (reply.readyAck !== undefined) {
         await handshakeRequest(this.address.host, this.address.port, HandshakeType.CONNECTION, encodeHandshakeDesc({ ...request, readyAck: true }), HANDSHAKE_TIMEOUT_MS);
       }
+      this.checkOpen();
     } catch (e) {
-      for (const q of qps) nic.destroyUnadoptedQp(q.qp);
+      // The NICs may already be closed (then the context took the QPs with it).
+      if (!this.provider.isClosed) for (const q of qps) nic.destroyUnadoptedQp(q.qp);
       throw e;
     }
-    if (this.released) {
-      for (const q of qps) nic.destroyUnadoptedQp(q.qp);
-      throw new Error("released while connecting");
-    }
     for (const q of qps) nic.adoptQp(q.qp, q.qpNum, q.maxWr);
-    return { nic, qps, next: 0 };
+    return { nic, qps, next: 0, railIndex, retired: null };
   }
 }
 
 function describeStatus(status: number): string {
+  if (status === NIC_UNAVAILABLE) return "the NIC is closed or its worker thread died";
   if (status >= POST_FAILED_BASE) return `post_send refused the work request (errno ${status - POST_FAILED_BASE})`;
   try {
     return `${wcStatusString(status)} (status ${status})`;
