@@ -10,6 +10,7 @@ import { existsSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import { storeNodeCommand } from "../tests/helpers/cluster.ts";
+import { buildFake } from "../tests/fakes/build.ts";
 import { CLI_FROM_SOURCE, run } from "../tests/helpers/process.ts";
 import { IBV_LINK_LAYER, IBV_MTU, IBV_PORT, IBVERBS_SYMBOLS } from "./ibverbs-abi.ts";
 import { listRdmaDevices, NO_RDMA_DEVICE } from "./ibverbs.ts";
@@ -187,6 +188,54 @@ describe("wrappers against the fake library (structs written by C through verbs.
     needFake();
     expect(await inChild("return typeof v.ibverbs().ibv_wc_status_str;", { MOONCAKE_LIBIBVERBS: fake })).toBe("function");
     expect(Object.keys(IBVERBS_SYMBOLS).length).toBe(24);
+  });
+});
+
+describe("MR, CQ, channel and QP wrappers against tests/fakes/fakeverbs.c", () => {
+  test("registrations, queues and QP transitions, and the errors the real rules give", async () => {
+    const fabric = mkdtempSync(join(tmpdir(), "mooncake-ibverbs-fabric-"));
+    try {
+      const out = await inChild(
+        `const abi = await import(${JSON.stringify(resolve(import.meta.dir, "ibverbs-abi.ts"))});
+         const libc = await import(${JSON.stringify(resolve(import.meta.dir, "libc.ts"))});
+         v.forkInit();
+         const ctx = v.openDevice("fake_0");
+         const pd = v.allocPd(ctx);
+         const buf = new Uint8Array(1 << 20);
+         const addr = libc.addressOf(buf);
+         const mr = v.regMr(pd, addr, buf.length, abi.IBV_ACCESS.LOCAL_WRITE | abi.IBV_ACCESS.REMOTE_READ);
+         let badAccess; try { v.regMr(pd, addr, 4096, abi.IBV_ACCESS.REMOTE_WRITE); } catch (e) { badAccess = e.message; }
+         const cq = v.createCq(ctx, 64);
+         const channel = v.createCompChannel(ctx);
+         const qp = v.createRcQp(pd, cq.cq, { maxSendWr: 16, maxRecvWr: 1, maxSendSge: 1, maxRecvSge: 1, maxInlineData: 0 });
+         let badMask; try { v.modifyQp(qp.qp, { qp_state: abi.IBV_QPS.INIT, port_num: 1 }, abi.IBV_QP.STATE | abi.IBV_QP.PORT, "INIT"); } catch (e) { badMask = e.message; }
+         v.modifyQp(qp.qp, { qp_state: abi.IBV_QPS.INIT, pkey_index: 0, port_num: 1, qp_access_flags: abi.IBV_ACCESS.LOCAL_WRITE }, abi.IBV_QP.STATE | abi.IBV_QP.PKEY_INDEX | abi.IBV_QP.PORT | abi.IBV_QP.ACCESS_FLAGS, "INIT");
+         const state = v.qpState(qp.qp);
+         const ops = v.contextOps(ctx);
+         const wc = new Uint8Array(48 * 4);
+         const polled = ops.pollCq(cq.cq, 4, libc.addressOf(wc));
+         let busyCq; try { v.destroyCq(cq.cq); } catch (e) { busyCq = e.message; }
+         v.destroyQp(qp.qp); v.destroyCq(cq.cq); v.destroyCompChannel(channel.channel); v.deregMr(mr.mr); v.deallocPd(pd); v.closeDevice(ctx);
+         return { keys: mr.lkey > 0 && mr.rkey > 0 && mr.lkey !== mr.rkey, badAccess, cqEntries: cq.entries >= 64, fd: channel.fd >= 0, qpNum: qp.qpNum >= 0x100, caps: qp.caps.maxSendWr, badMask, state, polled, busyCq, status: v.wcStatusString(10) };`,
+        { MOONCAKE_LIBIBVERBS: buildFake("fakeverbs"), FAKEVERBS_FABRIC: fabric },
+      );
+      expect(out).toEqual({
+        keys: true,
+        badAccess: expect.stringContaining("ibv_reg_mr(pd, 0x") as unknown as string,
+        cqEntries: true,
+        fd: true,
+        qpNum: true,
+        caps: 16,
+        badMask: "ibv_modify_qp(INIT) failed: EINVAL (errno 22)",
+        state: 1,
+        polled: 0,
+        busyCq: "ibv_destroy_cq(cq) failed: EBUSY (errno 16)",
+        status: "remote access error",
+      });
+      expect((out as { badAccess: string }).badAccess).toContain("EINVAL");
+    } finally {
+      rmSync(fabric, { recursive: true, force: true });
+    }
   });
 });
 

@@ -305,6 +305,21 @@ export function deregMr(mr: Pointer): void {
   if (rc !== 0) throw new IbverbsError("ibv_dereg_mr", rc > 0 ? rc : errno(), "mr");
 }
 
+/**
+ * ibv_create_comp_channel: a file descriptor that becomes readable when an armed CQ gets a
+ * completion (for a poller that sleeps instead of spinning; the transport itself polls).
+ */
+export function createCompChannel(ctx: Pointer): { channel: Pointer; fd: number } {
+  const channel = ptrOrNull(ibverbs().ibv_create_comp_channel(ctx));
+  if (channel === null) throw new IbverbsError("ibv_create_comp_channel", errno(), "ctx");
+  return { channel, fd: bunFfi().read.i32(channel, IBV_LAYOUTS.ibv_comp_channel.fields.fd.offset) };
+}
+
+export function destroyCompChannel(channel: Pointer): void {
+  const rc = ibverbs().ibv_destroy_comp_channel(channel);
+  if (rc !== 0) throw new IbverbsError("ibv_destroy_comp_channel", rc > 0 ? rc : errno(), "channel");
+}
+
 /** ibv_create_cq with no channel (completions are polled); returns the CQ and its real size. */
 export function createCq(ctx: Pointer, entries: number): { cq: Pointer; entries: number } {
   const cq = ptrOrNull(ibverbs().ibv_create_cq(ctx, entries, null, null, 0));

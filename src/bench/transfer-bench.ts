@@ -9,6 +9,7 @@ import { loadConfig } from "../config/load.ts";
 import { TransferEngine, TransferOp, TransferStatus } from "../transfer/engine.ts";
 import { createMetadataBackend } from "../transfer/metadata/backend.ts";
 import { SharedSegment } from "../transfer/shared-memory.ts";
+import { addressOf } from "../../ffi/libc.ts";
 import { LatencyRecorder, type Percentiles } from "./stats.ts";
 
 export interface TransferBenchOptions {
@@ -20,6 +21,10 @@ export interface TransferBenchOptions {
   protocol: "tcp" | "rdma";
   /** rdma: NICs, comma-separated; empty = every device with an active port. */
   deviceName: string;
+  /** Initiator: the local buffer in this GPU's memory ("cuda:0"), registered for GPUDirect. */
+  vramDevice: string | null;
+  reportUnit: ReportUnit;
+  reportPrecision: number;
   bufferSizeBytes: number;
   blockSizeBytes: number;
   batchSize: number;
@@ -28,6 +33,16 @@ export interface TransferBenchOptions {
   /** Shared memory on the same host ("auto") or always TCP ("off"). */
   storeMemcpy: "auto" | "on" | "off";
   json: boolean;
+}
+
+export type ReportUnit = "GB" | "GiB" | "Gb" | "MB" | "MiB" | "Mb" | "KB" | "KiB" | "Kb";
+
+/** Bytes per second in `unit` (transfer_engine_bench's --report_unit: bytes, powers of 1000 or 1024, or bits). */
+export function inUnit(bytesPerS: number, unit: ReportUnit): number {
+  const bits = unit.endsWith("b");
+  const scale = { G: 1e9, M: 1e6, K: 1e3 }[unit[0] as "G" | "M" | "K"];
+  const binary = { G: 2 ** 30, M: 2 ** 20, K: 2 ** 10 }[unit[0] as "G" | "M" | "K"];
+  return (bits ? bytesPerS * 8 : bytesPerS) / (unit.includes("i") ? binary : scale);
 }
 
 export interface TransferBenchResult {
@@ -40,6 +55,10 @@ export interface TransferBenchResult {
   batches: number;
   failedRequests: number;
   gbPerS: number;
+  /** The same throughput in --report_unit. */
+  throughput: { value: number; unit: ReportUnit };
+  /** Where the initiator's buffer was: "host" or a CUDA device. */
+  localMemory: string;
   batchLatency: Percentiles;
 }
 
@@ -84,8 +103,22 @@ export async function runTransferBench(o: TransferBenchOptions): Promise<void> {
   const engine = await TransferEngine.start({ config, serve: false, log });
   const perThread = o.batchSize * o.blockSizeBytes;
   const local = new Uint8Array(perThread * o.threads).fill(0x5a);
-  // RDMA reads and writes registered memory directly, as transfer_engine_bench's buffers are.
-  if (o.protocol === "rdma") engine.registerBuffer(local);
+  // The requests name addresses in registered memory, as transfer_engine_bench's do: host memory
+  // registered with the engine (and the NICs), or GPU memory registered for GPUDirect.
+  let base: number;
+  let freeVram = () => {};
+  if (o.vramDevice !== null) {
+    const cuda = await import("../../ffi/cuda.ts");
+    const ordinal = cuda.parseDeviceName(o.vramDevice);
+    const address = cuda.memAlloc(ordinal, local.length);
+    cuda.withDeviceContext(ordinal, () => cuda.copyHostToDevice(address, local, local.length));
+    await engine.registerDeviceBuffer({ device: o.vramDevice, address, length: local.length });
+    base = address;
+    freeVram = () => cuda.memFree(address);
+  } else {
+    engine.registerBuffer(local);
+    base = addressOf(local);
+  }
   const latency = new LatencyRecorder();
   let batches = 0;
   let failed = 0;
@@ -98,7 +131,7 @@ export async function runTransferBench(o: TransferBenchOptions): Promise<void> {
       const batch = engine.allocateBatchId(o.batchSize);
       const requests = Array.from({ length: o.batchSize }, (_, i) => ({
         opcode,
-        source: local.subarray(tid * perThread + i * o.blockSizeBytes, tid * perThread + (i + 1) * o.blockSizeBytes),
+        source: base + tid * perThread + i * o.blockSizeBytes,
         targetSegment: o.segmentId,
         targetOffset: buffer.addr + o.blockSizeBytes * (((round * o.batchSize + i) * o.threads + tid) % slots),
         lengthBytes: o.blockSizeBytes,
@@ -124,14 +157,20 @@ export async function runTransferBench(o: TransferBenchOptions): Promise<void> {
     batches,
     failedRequests: failed,
     gbPerS: Math.round(((batches * o.batchSize - failed) * o.blockSizeBytes) / elapsedS / 1e6) / 1000,
+    throughput: {
+      value: Number(inUnit(((batches * o.batchSize - failed) * o.blockSizeBytes) / elapsedS, o.reportUnit).toFixed(o.reportPrecision)),
+      unit: o.reportUnit,
+    },
+    localMemory: o.vramDevice ?? "host",
     batchLatency: latency.percentiles(),
   };
   await engine.close();
+  freeVram();
   if (o.json) {
     process.stdout.write(`${JSON.stringify(result, null, 2)}\n`);
   } else {
     process.stdout.write(
-      `${result.operation} via ${result.transport}: ${result.gbPerS} GB/s, ${result.batches} batches of ${o.batchSize} × ${o.blockSizeBytes} B ` +
+      `${result.operation} via ${result.transport} from ${result.localMemory} memory: ${result.throughput.value.toFixed(o.reportPrecision)} ${o.reportUnit}/s, ${result.batches} batches of ${o.batchSize} × ${o.blockSizeBytes} B ` +
         `on ${o.threads} threads in ${result.elapsedS} s; batch latency p50 ${result.batchLatency.p50Us} µs, ` +
         `p99 ${result.batchLatency.p99Us} µs; failed requests ${failed}\n`,
     );

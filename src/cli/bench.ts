@@ -194,6 +194,31 @@ function registerDataBench(
   });
 }
 
+/** The NICs a Mooncake topology file names (`--nic_priority_matrix`), preferred ones first, as a device_name list. */
+async function nicsOfMatrix(path: string): Promise<string> {
+  let matrix: unknown;
+  try {
+    matrix = JSON.parse(await Bun.file(path).text());
+  } catch (e) {
+    throw new ConfigError(`--nic_priority_matrix ${path}: ${(e as Error).message}`);
+  }
+  const names: string[] = [];
+  const bad = () => new ConfigError(`--nic_priority_matrix ${path}: expected {"cpu:0": [["mlx5_0"], ["mlx5_1"]], …}`);
+  if (matrix === null || typeof matrix !== "object" || Array.isArray(matrix)) throw bad();
+  for (const entry of Object.values(matrix)) {
+    if (!Array.isArray(entry) || entry.length !== 2) throw bad();
+    for (const list of entry) {
+      if (!Array.isArray(list)) throw bad();
+      for (const n of list) {
+        if (typeof n !== "string" || n.length === 0) throw bad();
+        if (!names.includes(n)) names.push(n);
+      }
+    }
+  }
+  if (names.length === 0) throw new ConfigError(`--nic_priority_matrix ${path}: names no NIC`);
+  return names.join(",");
+}
+
 /** `bench transfer`: the raw transfer engine, flags as Mooncake's transfer_engine_bench. */
 function registerTransferBench(
   program: Command<[], { logLevel: string; logFormat: string }>,
@@ -213,6 +238,12 @@ function registerTransferBench(
     .addOption(new Option("--protocol <p>", "transport: tcp or rdma").choices(["tcp", "rdma"] as const).default("tcp" as const))
     .option("--device_name <list>", "rdma: NICs to use, comma-separated (default: every device with an active port)", "")
     .option("--auto_discovery", "rdma: use every device with an active port (what an empty --device_name does)")
+    .option("--nic_priority_matrix <file>", "rdma: Mooncake's topology JSON ({\"cpu:0\": [[preferred…], [others…]]}); its NICs are used")
+    .option("--use_vram", "initiator: the local buffer in GPU memory (--gpu_id), registered for GPUDirect (rdma only)")
+    .option("--gpu_id <n>", "with --use_vram: the CUDA device", "0")
+    .addOption(new Option("--backend <engine>", "transfer_engine_bench's engine; only classic exists here").choices(["classic", "tent"] as const).default("classic" as const))
+    .addOption(new Option("--report_unit <unit>", "throughput unit").choices(["GB", "GiB", "Gb", "MB", "MiB", "Mb", "KB", "KiB", "Kb"] as const).default("GB" as const))
+    .option("--report_precision <digits>", "digits after the point in the report", "2")
     .option("--buffer_size <size>", "target: bytes to serve", "1GB")
     .option("--block_size <size>", "bytes per request", "65536")
     .option("--batch_size <n>", "requests per batch", "128")
@@ -235,7 +266,21 @@ function registerTransferBench(
       if (options.mode === "initiator" && !options.segment_id) {
         throw new ConfigError("--segment_id is required for --mode initiator (the target prints its name)");
       }
-      const deviceName = options.auto_discovery ? "" : options.device_name;
+      if (options.backend === "tent") throw new ConfigError("--backend tent: only Mooncake's classic transfer engine is implemented; use --backend classic");
+      const precision = positiveInt("--report_precision", options.report_precision);
+      if (precision > 6) throw new ConfigError("--report_precision: at most 6");
+      let deviceName = options.auto_discovery ? "" : options.device_name;
+      if (options.nic_priority_matrix !== undefined) deviceName = await nicsOfMatrix(options.nic_priority_matrix);
+      const useVram = options.use_vram === true;
+      if (useVram && options.protocol !== "rdma") throw new ConfigError("--use_vram: GPU memory is read by the NIC, so it needs --protocol rdma");
+      if (useVram && options.mode !== "initiator") throw new ConfigError("--use_vram: only the initiator's buffer can be GPU memory here (the target serves host memory)");
+      const gpuId = positiveInt("--gpu_id", options.gpu_id);
+      if (useVram) {
+        const { listCudaDevices } = await import("../../ffi/cuda.ts");
+        const gpus = listCudaDevices();
+        if (!gpus.ok) throw new ConfigError(`--use_vram: ${gpus.reason}`);
+        if (gpuId >= gpus.devices.length) throw new ConfigError(`--gpu_id ${gpuId}: this host has ${gpus.devices.length} CUDA device(s)`);
+      }
       if (options.protocol === "rdma") {
         const { checkRdmaDevices } = await import("./store.ts");
         await checkRdmaDevices(deviceName);
@@ -250,6 +295,9 @@ function registerTransferBench(
         operation: options.operation,
         protocol: options.protocol,
         deviceName,
+        vramDevice: useVram ? `cuda:${gpuId}` : null,
+        reportUnit: options.report_unit,
+        reportPrecision: precision,
         bufferSizeBytes: size("--buffer_size", options.buffer_size),
         blockSizeBytes: size("--block_size", options.block_size),
         batchSize: count("--batch_size", options.batch_size),

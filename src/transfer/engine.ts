@@ -452,6 +452,22 @@ export class TransferEngine {
   }
 
   private runRequest(r: TransferRequest): Promise<void> {
+    // An address in memory registered with the NICs (a registered buffer, GPU memory registered
+    // for GPUDirect) goes as is when the peer is over RDMA: no view of it is ever made.
+    if (typeof r.source === "number" && this.rdma?.regionOf(r.source, r.lengthBytes)) {
+      const address = r.source;
+      return this.run(r.targetSegment, async (t) => {
+        const local = this.registry.resolve(address, r.lengthBytes);
+        if (r.opcode === TransferOp.READ) {
+          if (t.readRegistered) return t.readRegistered(r.targetOffset, address, r.lengthBytes);
+          if (local) return void (await t.read(r.targetOffset, local, false));
+        } else {
+          if (t.writeRegistered) return t.writeRegistered(r.targetOffset, address, r.lengthBytes);
+          if (local) return void (await t.write(r.targetOffset, local, false));
+        }
+        fail(`[0x${address.toString(16)}, +${r.lengthBytes}) is device memory, which only RDMA reaches`);
+      });
+    }
     const local =
       typeof r.source === "number"
         ? this.registry.resolve(r.source, r.lengthBytes)

@@ -139,6 +139,20 @@ async function run(): Promise<unknown> {
       for (let i = 0; i < n; i++) await store.remove(`conc-${i}`, true);
       return { warm: warm.every((x) => x === MiB), ok: got.filter((x, i) => x === MiB && firstDifference(values[i]!, intos[i]!) === -1).length, qpsCreated: created - before };
     }
+    case "two-nodes": {
+      // Round trips spread over two nodes with room for one endpoint: each switch retires the
+      // least recently used endpoint and connects again; every byte still arrives.
+      const { RdmaNic } = await import("../../src/transfer/rdma/nic.ts");
+      let created = 0;
+      const createQp = RdmaNic.prototype.createQp;
+      RdmaNic.prototype.createQp = function (this: typeof RdmaNic.prototype) {
+        created++;
+        return createQp.call(this);
+      };
+      const results = [];
+      for (let i = 0; i < 24; i++) results.push(await roundTrip(`two-${Date.now()}-${i}`, pattern(256 * 1024, 400 + i)));
+      return { ok: results.filter((r) => r.put === 0 && r.diff === -1).length, qpsCreated: created };
+    }
     default:
       throw new Error(`unknown scenario ${scenario}`);
   }

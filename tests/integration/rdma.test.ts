@@ -193,6 +193,14 @@ describe("RDMA over the fake fabric", () => {
     expect(r.qpsCreated).toBeLessThanOrEqual(2);
   }, 60_000);
 
+  test("MC_MAX_EP_PER_CTX bounds the endpoints a client keeps: with room for one and two nodes, every round trip still works", async () => {
+    await startNode();
+    const r = (await client("two-nodes", { MC_MAX_EP_PER_CTX: "1" }, { device_name: "fake_0" })) as { ok: number; qpsCreated: number };
+    expect(r.ok).toBe(24);
+    // Both nodes were used and the single slot changed hands (more than one endpoint's 2 QPs made).
+    expect(r.qpsCreated).toBeGreaterThan(4);
+  }, 60_000);
+
   test("GPU memory through the fake libcuda: GPUDirect (registered) and staged", async () => {
     // A staging buffer smaller than the value: only GPUDirect can move it.
     const direct = (await client("device", { DEVICE_REGISTER: "1" }, { local_buffer_size: 4096 })) as Record<string, unknown>;
@@ -259,5 +267,43 @@ describe("mooncake bench put|get --device", () => {
     expect(lacks.stderr).toContain("this host has 1 CUDA device(s)");
     const bad = await bench("put", ["--device", "gpu0"]);
     expect(bad.exitCode).toBe(2);
+  }, 60_000);
+});
+
+describe("mooncake bench transfer with transfer_engine_bench's flags, over the fake fabric", () => {
+  test("--use_vram (GPUDirect from the fake GPU), --nic_priority_matrix, --report_unit; --backend tent refused", async () => {
+    const target = start([...CLI_FROM_SOURCE, "bench", "transfer", "--mode", "target", "--protocol", "rdma", "--buffer_size", "16MB"], { env });
+    started.push(target);
+    const [, name] = await target.waitFor(/target ready: segment (\S+),/, 20_000);
+    const dir = mkdtempSync(join(tmpdir(), "mooncake-matrix-"));
+    try {
+      const matrix = join(dir, "matrix.json");
+      writeFileSync(matrix, JSON.stringify({ "cpu:0": [["fake_1"], []] }));
+      const initiator = (...extra: string[]) =>
+        run([...CLI_FROM_SOURCE, "bench", "transfer", "--mode", "initiator", "--segment_id", name!, "--protocol", "rdma", "--duration", "1", "--threads", "2", "--batch_size", "4", "--block_size", "64KB", "--json", ...extra], {
+          env,
+          timeoutMs: 30_000,
+        });
+      const before = fabricStats();
+      const vram = await initiator("--operation", "write", "--use_vram", "--gpu_id", "0", "--report_unit", "Gb", "--nic_priority_matrix", matrix);
+      expect({ code: vram.exitCode, stderr: vram.exitCode === 0 ? "" : vram.stderr }).toEqual({ code: 0, stderr: "" });
+      const out = JSON.parse(vram.stdout) as { transport: string; localMemory: string; failedRequests: number; batches: number; throughput: { value: number; unit: string }; gbPerS: number };
+      expect(out).toMatchObject({ transport: "rdma", localMemory: "cuda:0", failedRequests: 0, throughput: { unit: "Gb" } });
+      expect(out.batches).toBeGreaterThan(0);
+      // Gb/s is 8 × GB/s (rounding aside).
+      expect(Math.abs(out.throughput.value - out.gbPerS * 8)).toBeLessThan(0.1 + out.gbPerS * 0.01);
+      // The matrix named fake_1 only: fake_0 carried nothing.
+      const after = fabricStats();
+      expect(after[0]!.wrs - before[0]!.wrs).toBe(0);
+      expect(after[1]!.wrs - before[1]!.wrs).toBeGreaterThan(0);
+      const tent = await initiator("--backend", "tent");
+      expect(tent.exitCode).toBe(2);
+      expect(tent.stderr).toContain("only Mooncake's classic transfer engine");
+      const tcpVram = await initiator("--use_vram", "--protocol", "tcp");
+      expect(tcpVram.exitCode).toBe(2);
+    } finally {
+      target.kill();
+      rmSync(dir, { recursive: true, force: true });
+    }
   }, 60_000);
 });

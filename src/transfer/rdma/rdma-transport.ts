@@ -44,8 +44,16 @@ import { BouncePool } from "./bounce-pool.ts";
 
 /** Mooncake's MC_NUM_QP_PER_EP. */
 const QPS_PER_ENDPOINT = 2;
-/** Passive endpoints (peers that connected to us) kept per NIC; the oldest is dropped beyond. */
-const MAX_PASSIVE_ENDPOINTS_PER_NIC = 4096;
+/**
+ * Endpoints per NIC, both those we post on (the least recently used is retired beyond) and those
+ * peers connected to (the oldest dropped beyond): MC_MAX_EP_PER_CTX, Mooncake's knob, default
+ * 4096 here (Mooncake's 65536 is clipped to max_qp / 2 there; 4096 × 2 QPs stays far below the
+ * max_qp of every NIC we know).
+ */
+function maxEndpointsPerNic(): number {
+  const n = Number(process.env["MC_MAX_EP_PER_CTX"]);
+  return Number.isSafeInteger(n) && n >= 1 ? Math.min(n, 65536) : 4096;
+}
 /** Numbers the providers of this process, for clients' NIC paths. */
 let providerSerial = 0;
 const DEFAULT_RAIL_PAUSE_MS = 30_000;
@@ -110,8 +118,11 @@ export class RdmaTransportProvider implements TransportProvider {
   private readonly transports = new Set<RdmaPeerTransport>();
   private readonly sliceBytes: number;
   private readonly railPauseMs: number;
+  private readonly maxEndpoints = maxEndpointsPerNic();
   private readonly bounce: BouncePool;
   private readonly retirements = new Set<Promise<void>>();
+  /** Endpoints we post on, least recently used first. */
+  private readonly activeEndpoints = new Map<ActiveEndpoint, { retireEndpoint(ep: ActiveEndpoint): Promise<void> }>();
   /** Our NIC paths' server part when we are a pure client (see localServerName). */
   private readonly clientName: string;
   private inFlight = 0;
@@ -282,7 +293,7 @@ export class RdmaTransportProvider implements TransportProvider {
     }
     this.passive.set(key, { nic, qps });
     const perNic = [...this.passive.keys()].filter((k) => k.startsWith(`${nic.name}|`));
-    if (perNic.length > MAX_PASSIVE_ENDPOINTS_PER_NIC) this.dropPassive(perNic[0]!);
+    if (perNic.length > this.maxEndpoints) this.dropPassive(perNic[0]!);
     this.options.log.debug(`RDMA connection from ${req.localNicPath} on ${nic.name}: QPs ${qps.map((q) => q.qpNum).join(",")}`);
     return encodeHandshakeDesc({
       localNicPath: req.peerNicPath,
@@ -329,6 +340,24 @@ export class RdmaTransportProvider implements TransportProvider {
 
   forgetTransport(t: RdmaPeerTransport): void {
     this.transports.delete(t);
+  }
+
+  /**
+   * Marks `ep` used now; beyond MC_MAX_EP_PER_CTX × NICs the least recently used
+   * endpoint is retired (its peer's next transfer on that rail connects again), so a client that
+   * talks to many nodes holds a bounded number of QPs.
+   */
+  touchEndpoint(ep: ActiveEndpoint, owner: { retireEndpoint(ep: ActiveEndpoint): Promise<void> }): void {
+    this.activeEndpoints.delete(ep);
+    this.activeEndpoints.set(ep, owner);
+    if (this.activeEndpoints.size <= this.maxEndpoints * this.nics.length) return;
+    const [oldest, oldestOwner] = this.activeEndpoints.entries().next().value!;
+    this.activeEndpoints.delete(oldest);
+    void oldestOwner.retireEndpoint(oldest);
+  }
+
+  forgetEndpoint(ep: ActiveEndpoint): void {
+    this.activeEndpoints.delete(ep);
   }
 
   /** Remembers a QP retirement in flight, so close() lets it finish before the NICs go. */
@@ -478,7 +507,7 @@ class RdmaPeerTransport implements Transport {
   release(): void {
     if (this.released) return;
     this.released = true;
-    for (const ep of [...this.settledEndpoints.values()]) void this.retire(ep);
+    for (const ep of [...this.settledEndpoints.values()]) void this.retireEndpoint(ep);
     this.provider.forgetTransport(this);
   }
 
@@ -561,6 +590,7 @@ class RdmaPeerTransport implements Transport {
             failed.push(...slices);
             return;
           }
+          this.provider.touchEndpoint(ep, this);
           const lkey = region.regs[rail.local]!.lkey;
           const rkey = peerBuffer.rkey![rail.peer]!;
           // Slices alternate over the endpoint's QPs; jobs of at most MAX_JOB_WRS per QP.
@@ -595,7 +625,7 @@ class RdmaPeerTransport implements Transport {
           else this.pause(railIndex);
           // The endpoint is done for (its QPs are in error, or lost a completion): drain and
           // destroy it before anything it was given is touched again.
-          await this.retire(ep);
+          await this.retireEndpoint(ep);
           // READ and WRITE of the same range are idempotent: the whole rail's share goes again.
           failed.push(...slices);
         }),
@@ -617,7 +647,8 @@ class RdmaPeerTransport implements Transport {
    * Retires `ep` (only that endpoint: a late failure of an old one must not take down its
    * replacement). Resolves once its QPs are drained and destroyed.
    */
-  private retire(ep: ActiveEndpoint): Promise<void> {
+  retireEndpoint(ep: ActiveEndpoint): Promise<void> {
+    this.provider.forgetEndpoint(ep);
     const rail = ep.railIndex;
     if (this.settledEndpoints.get(rail) === ep) {
       this.settledEndpoints.delete(rail);
