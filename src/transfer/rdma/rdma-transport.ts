@@ -103,6 +103,8 @@ interface ActiveEndpoint {
   railIndex: number;
   /** Set once retired: resolves when its QPs are drained and destroyed. */
   retired: Promise<void> | null;
+  /** Retired to make room in the endpoint pool, not because it failed. */
+  evicted: boolean;
 }
 
 /** Thrown when the peer's descriptor no longer matches what the peer has: look it up again. */
@@ -353,6 +355,8 @@ export class RdmaTransportProvider implements TransportProvider {
     if (this.activeEndpoints.size <= this.maxEndpoints * this.nics.length) return;
     const [oldest, oldestOwner] = this.activeEndpoints.entries().next().value!;
     this.activeEndpoints.delete(oldest);
+    // Work still on it is flushed and goes again; that says nothing against its rail.
+    oldest.evicted = true;
     void oldestOwner.retireEndpoint(oldest);
   }
 
@@ -622,7 +626,7 @@ class RdmaPeerTransport implements Transport {
           statuses.push(`${ep.nic.name}: ${what}`);
           const remoteRefused = !first.timedOut && (first.firstStatus === IBV_WC_STATUS.REM_ACCESS_ERR || first.firstStatus === IBV_WC_STATUS.REM_INV_REQ_ERR);
           if (remoteRefused) staleKey = true;
-          else this.pause(railIndex);
+          else if (!ep.evicted) this.pause(railIndex);
           // The endpoint is done for (its QPs are in error, or lost a completion): drain and
           // destroy it before anything it was given is touched again.
           await this.retireEndpoint(ep);
@@ -714,7 +718,7 @@ class RdmaPeerTransport implements Transport {
       throw e;
     }
     for (const q of qps) nic.adoptQp(q.qp, q.qpNum, q.maxWr);
-    return { nic, qps, next: 0, railIndex, retired: null };
+    return { nic, qps, next: 0, railIndex, retired: null, evicted: false };
   }
 }
 
