@@ -65,6 +65,15 @@ interface WriteFailure {
   message: string;
 }
 
+/** A readable object as GetReplicaList describes it. */
+interface Found {
+  key: string;
+  replicas: Replica[];
+  sizeBytes: number;
+  leaseDeadlineMs: number;
+  checksum: number | null;
+}
+
 export interface StoreOptions {
   master: MasterClient;
   data: DataPath;
@@ -316,13 +325,32 @@ export class MooncakeStore {
     return this.readInto(found, isDeviceSpan(into) ? { ...into, length: found.sizeBytes } : into.subarray(0, found.sizeBytes));
   }
 
+  /** Values of several keys (null for a miss), with one BatchGetReplicaList for all of them. */
   async batchGet(keys: readonly string[]): Promise<(Uint8Array | null)[]> {
-    return Promise.all(keys.map((k) => this.get(k)));
+    const found = await this.queryMany(keys);
+    return Promise.all(
+      found.map(async (f) => {
+        if (typeof f === "number") return null;
+        const into = new Uint8Array(f.sizeBytes);
+        return (await this.readInto(f, into)) >= 0 ? into : null;
+      }),
+    );
   }
 
+  /** getInto for several keys, with one BatchGetReplicaList for all of them. */
   async batchGetInto(keys: readonly string[], intos: readonly Uint8Array[]): Promise<number[]> {
     if (keys.length !== intos.length) return keys.map(() => ErrorCode.INVALID_PARAMS);
-    return Promise.all(keys.map((k, i) => this.getInto(k, intos[i]!)));
+    const found = await this.queryMany(keys);
+    return Promise.all(
+      found.map((f, i) => {
+        if (typeof f === "number") return f;
+        const into = intos[i]!;
+        if (into.length < f.sizeBytes) {
+          return this.failed(ErrorCode.INVALID_PARAMS, `get ${shortKey(f.key)}: the value is ${f.sizeBytes} bytes, the buffer ${into.length}`);
+        }
+        return this.readInto(f, into.subarray(0, f.sizeBytes));
+      }),
+    );
   }
 
   /** Size of the value (grants a read lease, as Mooncake), or a negative ErrorCode. */
@@ -502,15 +530,31 @@ export class MooncakeStore {
   }
 
   /** GetReplicaList, remembering when the lease started; a negative ErrorCode when unreadable. */
-  private async query(key: string): Promise<
-    | number
-    | { key: string; replicas: Replica[]; sizeBytes: number; leaseDeadlineMs: number; checksum: number | null }
-  > {
+  private async query(key: string): Promise<number | Found> {
     const startedMs = Date.now();
     const r = await this.call("getReplicaList", { key });
     if (typeof r === "number") return r;
+    return this.found(key, r, startedMs);
+  }
+
+  /** query() for several keys in one BatchGetReplicaList; one result per key, in order. */
+  private async queryMany(keys: readonly string[]): Promise<(number | Found)[]> {
+    if (keys.length === 0) return [];
+    if (keys.length === 1) return [await this.query(keys[0]!)];
+    const startedMs = Date.now();
+    const r = await this.call("batchGetReplicaList", { keys: [...keys] });
+    if (typeof r === "number") return keys.map(() => r);
+    if (r.errorCode) return keys.map(() => this.failed(r.errorCode, "batchGetReplicaList"));
+    return keys.map((key, i) => {
+      const one = r.results[i];
+      return one ? this.found(key, one, startedMs) : this.failed(ErrorCode.RPC_FAIL, `batchGetReplicaList: no result for ${shortKey(key)}`);
+    });
+  }
+
+  /** A GetReplicaList answer as what a read needs, or its error code; the lease runs from `startedMs`. */
+  private found(key: string, r: pb.IGetReplicaListResponse, startedMs: number): number | Found {
     if (r.errorCode) return this.failed(r.errorCode, `get ${shortKey(key)}`);
-    const replicas = replicasOf(r.replicas);
+    const replicas = replicasOf(r.replicas ?? []);
     if (replicas.length === 0) return this.failed(ErrorCode.REPLICA_IS_NOT_READY, `get ${shortKey(key)}: no readable replica`);
     const checksum = r.objectChecksum === null || r.objectChecksum === undefined ? null : Number(r.objectChecksum);
     return { key, replicas, sizeBytes: replicas[0]!.sizeBytes, leaseDeadlineMs: startedMs + Number(r.leaseTtlMs), checksum };
