@@ -201,6 +201,19 @@ describe("RDMA over the fake fabric", () => {
     expect(r.qpsCreated).toBeGreaterThan(4);
   }, 60_000);
 
+  test("engine level: 5000 concurrent jobs on one NIC all complete; one bad request does not fail the 10 valid ones beside it", async () => {
+    const engine = async (scenario: string) => {
+      const r = await run([process.execPath, resolve(ROOT, "tests/helpers/rdma-engine.ts"), scenario], { env, timeoutMs: 60_000 });
+      if (r.exitCode !== 0) throw new Error(`${scenario} exited ${r.exitCode}: ${r.stderr}`);
+      return JSON.parse(r.stdout.trim().split("\n").at(-1)!) as Record<string, unknown>;
+    };
+    expect(await engine("many-jobs")).toEqual({ failed: 0 });
+    const mixed = await engine("one-bad-among-many");
+    expect(mixed.valid).toBe(10);
+    expect(mixed.bytesRight).toBe(true);
+    expect(String(mixed.bad)).toContain("outside every registered buffer");
+  }, 90_000);
+
   test("GPU memory through the fake libcuda: GPUDirect (registered) and staged", async () => {
     // A staging buffer smaller than the value: only GPUDirect can move it.
     const direct = (await client("device", { DEVICE_REGISTER: "1" }, { local_buffer_size: 4096 })) as Record<string, unknown>;

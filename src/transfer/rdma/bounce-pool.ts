@@ -7,7 +7,7 @@ import { MAP_ANONYMOUS, MAP_POPULATE, MAP_PRIVATE, mmap, munmap, PROT_READ, PROT
 
 const CHUNK_BYTES = 8 * 1024 * 1024;
 const CHUNKS = 4;
-const MAX_WAITERS = 4096;
+const MAX_WAITERS = 65536;
 
 export interface BounceChunk {
   address: number;

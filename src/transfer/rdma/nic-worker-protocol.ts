@@ -11,10 +11,22 @@
 export const SLOT = {
   /** gen << GEN_SHIFT | FAILED_BIT? | remaining; the worker notifies it when remaining reaches 0. */
   WORD: 0,
-  /** The first error status seen (an ibv_wc_status, or POST_FAILED_BASE + errno); diagnosis only. */
+  /** gen << 16 | the first error status seen (an ibv_wc_status, or POST_FAILED_BASE + errno). */
   FIRST_STATUS: 1,
+  /** The generation whose first work request the worker has posted (its clock starts then). */
+  STARTED: 2,
 } as const;
-export const SLOT_FIELDS = 2;
+export const SLOT_FIELDS = 3;
+
+/** FIRST_STATUS's packing: the generation with the status, so a stale one is recognised. */
+export function packStatus(gen: number, status: number): number {
+  return (gen << 16) | (status & 0xffff);
+}
+
+/** The status in `packed` if it belongs to generation `gen`, else 0 (unknown). */
+export function statusFor(packed: number, gen: number): number {
+  return packed >>> 16 === gen ? packed & 0xffff : 0;
+}
 export const REMAINING_MASK = 0xffff;
 export const FAILED_BIT = 1 << 16;
 export const GEN_SHIFT = 17;
@@ -44,6 +56,8 @@ export const WR_FIELDS = 6;
 export const POST_FAILED_BASE = 1000;
 /** Status of a job the NIC could not take at all (its worker thread died, the NIC was closed). */
 export const NIC_UNAVAILABLE = 2000;
+/** Status of a job refused for load (every slot taken, too many waiting): retry, nothing failed. */
+export const NIC_BUSY = 2001;
 
 export type ToWorker =
   | { type: "init"; ctx: number; cq: number; cqEntries: number; slots: SharedArrayBuffer }
@@ -55,6 +69,12 @@ export type ToWorker =
    * posted), wait until every posted work request has completed (at most drainMs), destroy it,
    * answer "retired". Until then the NIC may still touch the memory those requests name.
    */
-  | { type: "retire"; qpNum: number; drainMs: number };
+  | { type: "retire"; qpNum: number; drainMs: number }
+  /** Make no verbs call from now on; answer "stopped" (the NIC's resources are freed after it). */
+  | { type: "stop" };
 
-export type FromWorker = { type: "ready" } | { type: "retired"; qpNum: number; abandoned: number } | { type: "error"; message: string };
+export type FromWorker =
+  | { type: "ready" }
+  | { type: "retired"; qpNum: number; abandoned: number }
+  | { type: "stopped" }
+  | { type: "error"; message: string };

@@ -16,7 +16,7 @@ import { IBV_LAYOUTS, IBV_SEND, IBV_WC_STATUS } from "../../../ffi/ibverbs-abi.t
 import { IBV_QP, IBV_QPS } from "../../../ffi/ibverbs-abi.ts";
 import { contextOps, destroyQp, modifyQp } from "../../../ffi/ibverbs.ts";
 import { addressOf } from "../../../ffi/libc.ts";
-import { FAILED_BIT, generationOf, POST_FAILED_BASE, REMAINING_MASK, SLOT, SLOT_FIELDS, type ToWorker, WR, WR_FIELDS } from "./nic-worker-protocol.ts";
+import { FAILED_BIT, generationOf, packStatus, POST_FAILED_BASE, REMAINING_MASK, SLOT, SLOT_FIELDS, type ToWorker, WR, WR_FIELDS } from "./nic-worker-protocol.ts";
 
 declare const self: Worker;
 
@@ -54,6 +54,8 @@ let cqOutstanding = 0;
 let slots: Int32Array = new Int32Array(0);
 const qps = new Map<number, QpState>();
 let pumping = false;
+/** After "stop": no verbs call is made again (the main thread frees the NIC's resources). */
+let stopped = false;
 
 // Native memory for one chain of work requests and their scatter/gather entries, and for polled
 // completions: allocated once, its address taken once (JS typed arrays do not move).
@@ -78,9 +80,9 @@ function complete(slot: number, gen: number, status: number): void {
   for (;;) {
     const word = Atomics.load(slots, at);
     if (generationOf(word) !== gen || (word & REMAINING_MASK) === 0) return;
-    // Written before the swap so the main thread sees it with the last count-down; a stale write
-    // here (the job was given up meanwhile) can only change the next job's diagnosis text.
-    if (failed) Atomics.compareExchange(slots, slot * SLOT_FIELDS + SLOT.FIRST_STATUS, 0, status);
+    // Written before the swap so the main thread sees it with the last count-down; it carries the
+    // generation, so a stale one (the job was given up meanwhile) is not read as the next job's.
+    if (failed) recordStatus(slot, gen, status);
     const next = (word - 1) | (failed ? FAILED_BIT : 0);
     if (Atomics.compareExchange(slots, at, word, next) === word) {
       if ((next & REMAINING_MASK) === 0) Atomics.notify(slots, at);
@@ -89,7 +91,17 @@ function complete(slot: number, gen: number, status: number): void {
   }
 }
 
+function recordStatus(slot: number, gen: number, status: number): void {
+  const at = slot * SLOT_FIELDS + SLOT.FIRST_STATUS;
+  for (;;) {
+    const v = Atomics.load(slots, at);
+    if (v !== 0 && v >>> 16 === gen) return; // this job's first status is already there
+    if (Atomics.compareExchange(slots, at, v, packStatus(gen, status)) === v) return;
+  }
+}
+
 function post(qpNum: number, state: QpState): void {
+  if (stopped) return;
   const room = Math.min(state.queue.length, state.maxWr - state.depth, cqEntries - cqOutstanding, CHAIN);
   if (room <= 0) return;
   for (let i = 0; i < room; i++) {
@@ -109,6 +121,8 @@ function post(qpNum: number, state: QpState): void {
     wrView.setBigUint64(sgeAt + S.addr.offset, BigInt(w.localAddress), true);
     wrView.setUint32(sgeAt + S.length.offset, w.lengthBytes, true);
     wrView.setUint32(sgeAt + S.lkey.offset, w.lkey, true);
+    // The job's clock starts with its first work request on the wire, not while it queues here.
+    Atomics.store(slots, w.slot * SLOT_FIELDS + SLOT.STARTED, w.gen);
   }
   badWr[0] = 0n;
   const rc = ops!.postSend(state.qp, wrBase as Pointer, badWrAddress as Pointer);
@@ -158,6 +172,7 @@ function busy(): boolean {
 
 function pump(): void {
   pumping = false;
+  if (stopped) return;
   for (const [qpNum, state] of qps) if (state.queue.length > 0 && state.drainUntilMs === null) post(qpNum, state);
   poll();
   const now = performance.now();
@@ -222,6 +237,10 @@ self.onmessage = (event: MessageEvent<ToWorker>) => {
         schedule();
         return;
       }
+      case "stop":
+        stopped = true;
+        self.postMessage({ type: "stopped" });
+        return;
       case "retire": {
         const state = qps.get(m.qpNum);
         if (state === undefined) {

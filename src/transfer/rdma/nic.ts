@@ -5,7 +5,7 @@
 
 import type { Pointer } from "bun:ffi";
 import { readFileSync } from "node:fs";
-import { IBV_ACCESS, IBV_MTU, IBV_PORT } from "../../../ffi/ibverbs-abi.ts";
+import { IBV_ACCESS, IBV_MTU, IBV_PORT, IBV_QP, IBV_QPS } from "../../../ffi/ibverbs-abi.ts";
 import {
   allocPd,
   closeDevice,
@@ -16,6 +16,7 @@ import {
   destroyCq,
   destroyQp,
   type MemoryRegistration,
+  modifyQp,
   openDevice,
   queryDevice,
   queryGid,
@@ -30,12 +31,14 @@ import {
   FAILED_BIT,
   type FromWorker,
   MAX_JOB_WRS,
+  NIC_BUSY,
   nextGeneration,
   NIC_UNAVAILABLE,
   REMAINING_MASK,
   SLOT,
   SLOT_FIELDS,
   slotWord,
+  statusFor,
   type ToWorker,
   WR_FIELDS,
 } from "./nic-worker-protocol.ts";
@@ -46,10 +49,13 @@ const QP_MAX_SGE = 4;
 const QP_MAX_INLINE = 64;
 const CQ_ENTRIES = 4096;
 const WORKER_START_TIMEOUT_MS = 5000;
+const WORKER_STOP_TIMEOUT_MS = 2000;
+/** A job still queued in the worker after this many timeouts has failed anyway. */
+const MAX_QUEUED_TIMEOUTS = 10;
 /** Jobs in flight per NIC; a caller beyond that waits for a slot. */
 const JOB_SLOTS = 256;
-/** Waiting callers per NIC beyond the slots (every queue bounded). */
-const MAX_SLOT_WAITERS = 4096;
+/** Waiting callers per NIC beyond the slots (every queue bounded); beyond it a job is NIC_BUSY. */
+const MAX_SLOT_WAITERS = 65536;
 
 export interface JobResult {
   /** Every work request completed successfully. */
@@ -82,6 +88,9 @@ export class RdmaNic {
   private readonly slotWaiters: ((slot: number) => void)[] = [];
   private readonly retiring = new Map<number, { promise: Promise<void>; resolve: () => void }>();
   private readonly registrations = new Set<Pointer>();
+  /** QPs handed to the worker, by number (destroyed from here if the worker dies). */
+  private readonly adopted = new Map<number, Pointer>();
+  private stoppedCallback: (() => void) | null = null;
   private readonly ready: Promise<void>;
   private readyCallbacks: { resolve: () => void; reject: (e: Error) => void } | null = null;
   /** Set when the worker died: new jobs fail at once instead of waiting for their deadline. */
@@ -134,7 +143,7 @@ export class RdmaNic {
         }),
       ]);
     } catch (e) {
-      nic.close();
+      await nic.close();
       throw e;
     } finally {
       clearTimeout(timer);
@@ -177,9 +186,16 @@ export class RdmaNic {
       if (m.abandoned > 0) this.log.warn(`${this.name}: QP ${m.qpNum} destroyed with ${m.abandoned} work requests never completed`);
       this.retiring.get(m.qpNum)?.resolve();
       this.retiring.delete(m.qpNum);
+    } else if (m.type === "stopped") {
+      this.stoppedCallback?.();
     } else {
       this.log.warn(`${this.name}: ${m.message}`);
     }
+  }
+
+  /** False once the NIC is closed or its worker died: rails over it are skipped. */
+  get usable(): boolean {
+    return !this.closed && this.brokenReason === null;
   }
 
   /** Registers [address, +lengthBytes) on this NIC's PD; `remote` lets peers READ and WRITE it. */
@@ -209,6 +225,7 @@ export class RdmaNic {
 
   /** Hands a connected QP (RTS) to the worker, which may post on it from now on. */
   adoptQp(qp: Pointer, qpNum: number, maxWr: number): void {
+    this.adopted.set(qpNum, qp);
     this.send({ type: "qp", qp: qp as number, qpNum, maxWr });
   }
 
@@ -218,7 +235,21 @@ export class RdmaNic {
    * memory a work request on it named, so only then may that memory be reused.
    */
   retireQp(qpNum: number, drainMs: number): Promise<void> {
-    if (this.closed || this.brokenReason !== null) return Promise.resolve();
+    if (this.closed) return Promise.resolve();
+    if (this.brokenReason !== null) {
+      // No worker to drain it: stop the NIC on it (ERR) and destroy it from here.
+      const qp = this.adopted.get(qpNum);
+      this.adopted.delete(qpNum);
+      if (qp !== undefined) {
+        try {
+          modifyQp(qp, { qp_state: IBV_QPS.ERR }, IBV_QP.STATE, "ERR");
+        } catch {}
+        try {
+          destroyQp(qp);
+        } catch {}
+      }
+      return Promise.resolve();
+    }
     const pending = this.retiring.get(qpNum);
     if (pending !== undefined) return pending.promise;
     let resolve!: () => void;
@@ -245,30 +276,43 @@ export class RdmaNic {
     const count = wrs.length / WR_FIELDS;
     if (count === 0) return { ok: true, firstStatus: 0, timedOut: false };
     if (count > MAX_JOB_WRS) throw new RangeError(`a job carries at most ${MAX_JOB_WRS} work requests, not ${count}`);
-    const unavailable = { ok: false, firstStatus: NIC_UNAVAILABLE, timedOut: false };
-    if (this.closed || this.brokenReason !== null) return unavailable;
+    if (this.closed || this.brokenReason !== null) return { ok: false, firstStatus: NIC_UNAVAILABLE, timedOut: false };
     let slot: number;
     try {
       slot = await this.acquireSlot();
     } catch {
-      return unavailable;
+      return { ok: false, firstStatus: NIC_BUSY, timedOut: false };
     }
-    const word = slot * SLOT_FIELDS + SLOT.WORD;
+    const base = slot * SLOT_FIELDS;
+    const word = base + SLOT.WORD;
     const gen = nextGeneration(Atomics.load(this.slots, word));
-    Atomics.store(this.slots, slot * SLOT_FIELDS + SLOT.FIRST_STATUS, 0);
+    Atomics.store(this.slots, base + SLOT.FIRST_STATUS, 0);
     Atomics.store(this.slots, word, slotWord(gen, count));
-    const deadline = performance.now() + timeoutMs;
+    const status = () => statusFor(Atomics.load(this.slots, base + SLOT.FIRST_STATUS), gen);
+    // The timeout counts from the job's first work request on the wire (time queued behind other
+    // jobs on the QP is load, not a failed NIC), but no job waits more than MAX_QUEUED_TIMEOUTS of it.
+    const handedAt = performance.now();
+    let deadline = handedAt + timeoutMs;
+    let started = false;
     try {
       this.send({ type: "post", qpNum, slot, gen, wrs });
       for (;;) {
         const now = Atomics.load(this.slots, word);
         if ((now & REMAINING_MASK) === 0) {
           const ok = (now & FAILED_BIT) === 0;
-          return { ok, firstStatus: ok ? 0 : Atomics.load(this.slots, slot * SLOT_FIELDS + SLOT.FIRST_STATUS), timedOut: false };
+          return { ok, firstStatus: ok ? 0 : status(), timedOut: false };
         }
-        const leftMs = deadline - performance.now();
-        if (leftMs <= 0 || this.closed) return { ok: false, firstStatus: Atomics.load(this.slots, slot * SLOT_FIELDS + SLOT.FIRST_STATUS), timedOut: true };
-        const wait = waitAsync(this.slots, word, now, Math.min(leftMs, 1000));
+        if (!started && Atomics.load(this.slots, base + SLOT.STARTED) === gen) {
+          started = true;
+          deadline = performance.now() + timeoutMs;
+        }
+        let leftMs = deadline - performance.now();
+        if (leftMs <= 0 && !started && performance.now() - handedAt < timeoutMs * MAX_QUEUED_TIMEOUTS) {
+          deadline += timeoutMs;
+          leftMs = deadline - performance.now();
+        }
+        if (leftMs <= 0 || this.closed || this.brokenReason !== null) return { ok: false, firstStatus: status(), timedOut: true };
+        const wait = waitAsync(this.slots, word, now, Math.min(leftMs, started ? 1000 : 50));
         if (wait.async) await wait.value;
       }
     } finally {
@@ -293,13 +337,35 @@ export class RdmaNic {
     else this.freeSlots.push(slot);
   }
 
-  /** Terminates the worker, then releases every registration, the CQ, the PD and the context. */
-  close(): void {
+  /**
+   * Stops the worker (it answers once it will make no more verbs calls), terminates it, then
+   * releases every registration, the CQ, the PD and the context. A worker that does not answer
+   * (stuck in a verbs call) leaves them allocated: freeing them under it could crash the process.
+   */
+  async close(): Promise<void> {
     if (this.closed) return;
     this.closed = true;
+    let stopped = this.brokenReason !== null;
+    if (!stopped) {
+      let timer: ReturnType<typeof setTimeout> | undefined;
+      stopped = await Promise.race([
+        new Promise<boolean>((resolve) => {
+          this.stoppedCallback = () => resolve(true);
+          this.send({ type: "stop" });
+        }),
+        new Promise<boolean>((resolve) => {
+          timer = setTimeout(() => resolve(false), WORKER_STOP_TIMEOUT_MS);
+        }),
+      ]);
+      clearTimeout(timer);
+    }
     this.worker.terminate();
     for (const { resolve } of this.retiring.values()) resolve();
     this.retiring.clear();
+    if (!stopped) {
+      this.log.warn(`${this.name}: its worker thread did not stop within ${WORKER_STOP_TIMEOUT_MS} ms; leaving the NIC's resources to the process's exit`);
+      return;
+    }
     for (const mr of this.registrations) {
       try {
         deregMr(mr);

@@ -38,10 +38,12 @@ import type { SegmentBuffer, SegmentDescriptor, SegmentDevice } from "../../core
 import { handshakeRequest } from "../metadata/handshake.ts";
 import { type MetadataBackend, parseSegmentAddress } from "../metadata/backend.ts";
 import { genericFailure, type Transport, type TransportProvider, transferFail } from "../transport.ts";
-import { MAX_JOB_WRS, NIC_UNAVAILABLE, POST_FAILED_BASE, WR, WR_FIELDS } from "./nic-worker-protocol.ts";
+import { MAX_JOB_WRS, NIC_BUSY, NIC_UNAVAILABLE, POST_FAILED_BASE, WR, WR_FIELDS } from "./nic-worker-protocol.ts";
 import { type JobResult, RdmaNic } from "./nic.ts";
 import { BouncePool } from "./bounce-pool.ts";
 
+/** Rounds a transfer may wait out because every job slot of its NIC was taken (2 ms apart). */
+const MAX_BUSY_ROUNDS = 5000;
 /** Mooncake's MC_NUM_QP_PER_EP. */
 const QPS_PER_ENDPOINT = 2;
 /**
@@ -105,12 +107,16 @@ interface ActiveEndpoint {
   retired: Promise<void> | null;
   /** Retired to make room in the endpoint pool, not because it failed. */
   evicted: boolean;
+  /** Jobs running on it now (an endpoint in use is not evicted). */
+  busy: number;
 }
 
 /** Thrown when the peer's descriptor no longer matches what the peer has: look it up again. */
 class StaleDescriptorError extends Error {}
 /** Every rail to the peer failed: it may be gone or restarted. */
 class RailsFailedError extends Error {}
+/** The transport was let go (its peer looked gone to someone): the caller looks the peer up again. */
+class ReleasedError extends Error {}
 
 export class RdmaTransportProvider implements TransportProvider {
   readonly kind = "rdma";
@@ -148,7 +154,12 @@ export class RdmaTransportProvider implements TransportProvider {
   static async open(options: RdmaOptions): Promise<RdmaTransportProvider> {
     const listed = listRdmaDevices();
     if (!listed.ok) throw new Error(listed.reason);
-    forkInit();
+    try {
+      forkInit();
+    } catch (e) {
+      // Only matters if this process forks while memory is registered; it does not.
+      options.log.warn(`RDMA: ${(e as Error).message}; continuing without it`);
+    }
     const wanted = options.deviceNames.length > 0 ? options.deviceNames : listed.devices;
     const missing = wanted.filter((d) => !listed.devices.includes(d));
     if (missing.length > 0) {
@@ -350,14 +361,19 @@ export class RdmaTransportProvider implements TransportProvider {
    * talks to many nodes holds a bounded number of QPs.
    */
   touchEndpoint(ep: ActiveEndpoint, owner: { retireEndpoint(ep: ActiveEndpoint): Promise<void> }): void {
+    if (ep.retired !== null) return;
     this.activeEndpoints.delete(ep);
     this.activeEndpoints.set(ep, owner);
-    if (this.activeEndpoints.size <= this.maxEndpoints * this.nics.length) return;
-    const [oldest, oldestOwner] = this.activeEndpoints.entries().next().value!;
-    this.activeEndpoints.delete(oldest);
-    // Work still on it is flushed and goes again; that says nothing against its rail.
-    oldest.evicted = true;
-    void oldestOwner.retireEndpoint(oldest);
+    let over = this.activeEndpoints.size - this.maxEndpoints * this.nics.length;
+    // The least recently used idle ones go; busy ones stay (the pool is over its size meanwhile).
+    for (const [candidate, candidateOwner] of this.activeEndpoints) {
+      if (over <= 0) break;
+      if (candidate === ep || candidate.busy > 0) continue;
+      this.activeEndpoints.delete(candidate);
+      candidate.evicted = true;
+      void candidateOwner.retireEndpoint(candidate);
+      over--;
+    }
   }
 
   forgetEndpoint(ep: ActiveEndpoint): void {
@@ -394,7 +410,7 @@ export class RdmaTransportProvider implements TransportProvider {
     const left = Math.max(100, deadline - performance.now());
     await Promise.race([Promise.all([...this.retirements]), new Promise((resolve) => (timer = setTimeout(resolve, left)))]);
     clearTimeout(timer);
-    for (const nic of this.nics) nic.close();
+    await Promise.all(this.nics.map((nic) => nic.close()));
     this.bounce.close();
   }
 }
@@ -449,6 +465,8 @@ class RdmaPeerTransport implements Transport {
   /** What each rail's settled connect gave, so retiring can check it is still the current one. */
   private readonly settledEndpoints = new Map<number, ActiveEndpoint>();
   private released = false;
+  /** Transfers running on this transport now. */
+  private users = 0;
 
   constructor(
     private readonly provider: RdmaTransportProvider,
@@ -481,8 +499,12 @@ class RdmaPeerTransport implements Transport {
     return this.transferRegistered(IBV_WR.RDMA_WRITE, remoteAddress, localAddress, lengthBytes);
   }
 
-  private async transferRegistered(opcode: number, remoteAddress: number, localAddress: number, length: number): Promise<void> {
-    if (this.released) transferFail("the RDMA transport to this peer was released");
+  private transferRegistered(opcode: number, remoteAddress: number, localAddress: number, length: number): Promise<void> {
+    return this.use(() => this.transferRegisteredNow(opcode, remoteAddress, localAddress, length));
+  }
+
+  private async transferRegisteredNow(opcode: number, remoteAddress: number, localAddress: number, length: number): Promise<void> {
+    this.checkOpen();
     const region = this.provider.regionOf(localAddress, length);
     if (region === null) transferFail(`[0x${localAddress.toString(16)}, +${length}) is not inside memory registered with the RDMA transport`);
     await this.provider.using(region, () => this.move(opcode, this.peerBufferFor(remoteAddress, length), remoteAddress, localAddress, length, region));
@@ -499,27 +521,53 @@ class RdmaPeerTransport implements Transport {
   }
 
   peerGone(e: unknown): boolean {
-    return e instanceof StaleDescriptorError || e instanceof RailsFailedError;
+    return e instanceof StaleDescriptorError || e instanceof RailsFailedError || e instanceof ReleasedError;
   }
 
   failure(endpoint: string, e: unknown): TransferFailedError | ReturnType<typeof genericFailure> {
+    if (e instanceof ReleasedError) return new TransferFailedError(endpoint, "transfer", `rdma: ${e.message}`, true);
     if (e instanceof RailsFailedError) return new TransferFailedError(endpoint, "transfer", `rdma: ${e.message}`, true);
     if (e instanceof StaleDescriptorError) return new TransferFailedError(endpoint, "transfer", `rdma: ${e.message}`, false);
     return genericFailure(endpoint, "rdma", e);
   }
 
+  /**
+   * Lets go of the transport: new transfers are refused (ReleasedError: the engine looks the peer
+   * up again); the endpoints are retired once the transfers still on them have finished, so one
+   * caller's failure never flushes another's work.
+   */
   release(): void {
     if (this.released) return;
     this.released = true;
-    for (const ep of [...this.settledEndpoints.values()]) void this.retireEndpoint(ep);
     this.provider.forgetTransport(this);
+    if (this.users === 0) this.retireAll();
+  }
+
+  private retireAll(): void {
+    for (const ep of [...this.settledEndpoints.values()]) void this.retireEndpoint(ep);
+  }
+
+  /** Runs one transfer on this transport, counted so release() waits for it. */
+  private async use<T>(run: () => Promise<T>): Promise<T> {
+    if (this.released) throw new ReleasedError(`the RDMA transport to ${this.endpoint} was let go`);
+    this.users++;
+    try {
+      return await run();
+    } finally {
+      this.users--;
+      if (this.released && this.users === 0) this.retireAll();
+    }
   }
 
   private checkOpen(): void {
-    if (this.released || this.provider.isClosed) transferFail("the RDMA transport to this peer was released");
+    if (this.provider.isClosed) transferFail("the RDMA transport is closed");
   }
 
-  private async transfer(opcode: number, remoteAddress: number, local: Uint8Array, digest: boolean): Promise<number | undefined> {
+  private transfer(opcode: number, remoteAddress: number, local: Uint8Array, digest: boolean): Promise<number | undefined> {
+    return this.use(() => this.transferNow(opcode, remoteAddress, local, digest));
+  }
+
+  private async transferNow(opcode: number, remoteAddress: number, local: Uint8Array, digest: boolean): Promise<number | undefined> {
     this.checkOpen();
     const length = local.length;
     if (length === 0) return digest ? 0 : undefined;
@@ -566,12 +614,16 @@ class RdmaPeerTransport implements Transport {
     let pending = sliceRequest(length, sliceBytes);
     const statuses: string[] = [];
     const maxRounds = this.rails.length + 2;
+    let busyRounds = 0;
     for (let round = 0; round < maxRounds && pending.length > 0; round++) {
       this.checkOpen();
+      const statusesAtStart = statuses.length;
       const now = performance.now();
-      let up = this.rails.map((_, i) => i).filter((i) => this.pausedUntil[i]! <= now);
+      const usable = this.rails.map((_, i) => i).filter((i) => this.provider.nics[this.rails[i]!.local]!.usable);
+      if (usable.length === 0) throw new RailsFailedError(`no usable NIC (${this.provider.nics.map((n) => n.name).join(", ")} closed or their worker died)`);
+      let up = usable.filter((i) => this.pausedUntil[i]! <= now);
       // Every rail paused: try them all again rather than fail a transfer a rail might carry.
-      if (up.length === 0) up = this.rails.map((_, i) => i);
+      if (up.length === 0) up = usable;
       const assigned = assignRails(pending.length, up.length, () => true, round);
       const byRail = new Map<number, typeof pending>();
       pending.forEach((s, i) => {
@@ -582,6 +634,7 @@ class RdmaPeerTransport implements Transport {
       });
       const failed: typeof pending = [];
       let staleKey = false;
+      let busy = false;
       const outcomes = await Promise.allSettled(
         [...byRail].map(async ([railIndex, slices]) => {
           const rail = this.rails[railIndex]!;
@@ -619,9 +672,21 @@ class RdmaPeerTransport implements Transport {
               jobs.push(ep.nic.run(ep.qps[q]!.qpNum, wrs, timeoutMs));
             }
           });
-          const results = await Promise.all(jobs);
-          const first = results.find((r) => !r.ok);
+          ep.busy++;
+          let results: JobResult[];
+          try {
+            results = await Promise.all(jobs);
+          } finally {
+            ep.busy--;
+          }
+          const first = results.find((r) => !r.ok && r.firstStatus !== NIC_BUSY) ?? results.find((r) => !r.ok);
           if (first === undefined) return;
+          if (first.firstStatus === NIC_BUSY) {
+            // Load, not a fault: what did not run goes again (the parts that ran are idempotent).
+            busy = true;
+            failed.push(...slices);
+            return;
+          }
           const what = first.timedOut ? `no completion within ${timeoutMs} ms` : describeStatus(first.firstStatus);
           statuses.push(`${ep.nic.name}: ${what}`);
           const remoteRefused = !first.timedOut && (first.firstStatus === IBV_WC_STATUS.REM_ACCESS_ERR || first.firstStatus === IBV_WC_STATUS.REM_INV_REQ_ERR);
@@ -637,6 +702,11 @@ class RdmaPeerTransport implements Transport {
       for (const o of outcomes) if (o.status === "rejected") throw o.reason;
       if (staleKey) throw new StaleDescriptorError(`the peer refused a key or range it had published (${statuses.join("; ")})`);
       pending = failed.sort((a, b) => a.offsetBytes - b.offsetBytes);
+      if (busy && statuses.length === statusesAtStart && busyRounds++ < MAX_BUSY_ROUNDS) {
+        round--; // a round lost to load alone does not count against the retry budget
+        await new Promise((resolve) => setTimeout(resolve, 2));
+        continue;
+      }
       if (pending.length > 0) this.provider.settings.log.info(`RDMA to ${this.endpoint}: ${pending.length} slices again (${statuses.at(-1)})`);
     }
     if (pending.length > 0) throw new RailsFailedError(`every rail failed: ${statuses.join("; ")}`);
@@ -718,7 +788,7 @@ class RdmaPeerTransport implements Transport {
       throw e;
     }
     for (const q of qps) nic.adoptQp(q.qp, q.qpNum, q.maxWr);
-    return { nic, qps, next: 0, railIndex, retired: null, evicted: false };
+    return { nic, qps, next: 0, railIndex, retired: null, evicted: false, busy: 0 };
   }
 }
 
