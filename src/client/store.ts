@@ -180,6 +180,19 @@ export class MooncakeStore {
 
   /** Stores the concatenation of `parts` (e.g. LMCache's 28-byte header and the KV bytes) without joining them. */
   async putParts(key: string, parts: readonly (Uint8Array | DeviceSpan)[], config: ReplicateConfig = {}): Promise<number> {
+    const r = await this.putPartsNew(key, parts, config);
+    return r === ErrorCode.OBJECT_ALREADY_EXISTS ? ErrorCode.OK : r;
+  }
+
+  /**
+   * Stores `value` only if `key` does not exist: 0 when stored, OBJECT_ALREADY_EXISTS when the key
+   * was there (nothing written, one master round trip). put() answers 0 for both.
+   */
+  putNew(key: string, value: Uint8Array, config: ReplicateConfig = {}): Promise<number> {
+    return this.putPartsNew(key, [value], config);
+  }
+
+  private async putPartsNew(key: string, parts: readonly (Uint8Array | DeviceSpan)[], config: ReplicateConfig): Promise<number> {
     let total = 0;
     for (const p of parts) total += p.length;
     if (total === 0) return this.failed(ErrorCode.INVALID_PARAMS, `put ${shortKey(key)}: an empty value`);
@@ -189,7 +202,7 @@ export class MooncakeStore {
     for (let attempt = 1; ; attempt++) {
       const started = await this.call("putStart", { clientId: this.clientId, key, totalLen: total, config: wire });
       if (typeof started === "number") return started;
-      if (started.errorCode === ErrorCode.OBJECT_ALREADY_EXISTS) return ErrorCode.OK;
+      if (started.errorCode === ErrorCode.OBJECT_ALREADY_EXISTS) return ErrorCode.OBJECT_ALREADY_EXISTS;
       // Nowhere else to go after an unreachable node: that node's failure is the real answer.
       if (started.errorCode === ErrorCode.NO_AVAILABLE_HANDLE && previous !== null) return this.failed(previous.code, `${previous.message}; no other node has room`);
       if (started.errorCode) return this.failed(started.errorCode, `putStart ${shortKey(key)}`);

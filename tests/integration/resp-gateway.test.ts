@@ -202,6 +202,51 @@ describe("resp gateway", () => {
     expect(r.closed).toBe(true);
   }, 20_000);
 
+  test("a pipeline with errors in the middle and several commands on one key: replies in order, each as if run alone", async () => {
+    const cmd = (...a: string[]) => `*${a.length}\r\n${a.map((x) => `$${Buffer.byteLength(x)}\r\n${x}\r\n`).join("")}`;
+    const r = await raw(
+      cmd("SET", "pa", "one") +
+        cmd("SET", "pb", "1", "EX", "zero") + // bad option value: an error, nothing stored
+        cmd("GET", "pa") +
+        cmd("SET", "pa", "two") + // over an existing key: replaces
+        cmd("GET", "pa") +
+        cmd("SET", "pa", "three", "NX") + // exists: nil, unchanged
+        cmd("GET", "pa") +
+        cmd("NOSUCH", "x") +
+        cmd("GET", "pb") +
+        cmd("DEL", "pa") +
+        cmd("GET", "pa") +
+        cmd("SET", "pa", "four", "NX") + // gone: stored
+        cmd("GET", "pa") +
+        cmd("DEL", "pa") +
+        cmd("QUIT"),
+    );
+    expect(r.text).toBe(
+      "+OK\r\n-ERR value is not an integer or out of range\r\n$3\r\none\r\n+OK\r\n$3\r\ntwo\r\n$-1\r\n$3\r\ntwo\r\n" +
+        "-ERR unknown command 'NOSUCH', with args beginning with: 'x'\r\n$-1\r\n:1\r\n$-1\r\n+OK\r\n$4\r\nfour\r\n:1\r\n+OK\r\n",
+    );
+  }, 20_000);
+
+  test("two connections SETting one key at once: every GET sees one whole value, never a mix or a miss", async () => {
+    const a = "A".repeat(100_000);
+    const b = "B".repeat(100_000);
+    const setMany = (v: string) => Promise.all(Array.from({ length: 10 }, () => cli("SET", "race", v)));
+    await cli("SET", "race", a);
+    const [, , got] = await Promise.all([setMany(a), setMany(b), Promise.all(Array.from({ length: 10 }, () => cli("GET", "race")))]);
+    for (const g of got) expect(g === a || g === b).toBe(true);
+    expect([a, b]).toContain(await cli("GET", "race"));
+    await cli("DEL", "race");
+  }, 60_000);
+
+  test("an EX value overwritten by a plain SET keeps the new value past the old expiry", async () => {
+    expect(await cli("SET", "exo", "old", "PX", "300")).toBe("OK");
+    expect(await cli("SET", "exo", "new")).toBe("OK");
+    expect(await cli("PTTL", "exo")).toBe("-1");
+    await Bun.sleep(500);
+    expect(await cli("GET", "exo")).toBe("new");
+    await cli("DEL", "exo");
+  }, 20_000);
+
   test("redis-benchmark 1 MiB set/get", async () => {
     const r = await run(["redis-benchmark", "-p", String(port), "-t", "set,get", "-d", "1048576", "-n", "200", "-q"], {
       timeoutMs: 120_000,

@@ -3,10 +3,11 @@
 // Values go in and out through a MooncakeStore client (put / get); the bytes never stay here.
 //
 // Semantics that differ from Redis, on purpose:
-// - SET on an existing key: Mooncake values are immutable, so SET removes the old value (force)
-//   and puts the new one; SETs and DELs of one key through this gateway are serialized. SET … NX
-//   answers `$-1` when the key exists (checked with isExist first: another writer racing through
-//   a different gateway or client can still win). XX, GET, KEEPTTL, EXAT/PXAT are not supported.
+// - SET on an existing key: Mooncake values are immutable, so SET first tries an insert-if-absent
+//   put (a new key costs nothing more), and on OBJECT_ALREADY_EXISTS removes the old value (force)
+//   and puts the new one; commands on one key through this gateway are serialized. SET … NX is
+//   the insert-if-absent put itself (`$-1` when the key exists). XX, GET, KEEPTTL, EXAT/PXAT are
+//   not supported.
 // - EX / PX: the value is stored and a best-effort removal is scheduled in this gateway process
 //   (lost if the gateway stops); TTL/PTTL report it. Keys stored otherwise have no expiry (-1);
 //   the pool may still evict them.
@@ -23,7 +24,7 @@
 // command runs only once all of its bytes have arrived.
 
 import type { MooncakeStore } from "../../client/store.ts";
-import { errorName } from "../../core/errors.ts";
+import { ErrorCode, errorName } from "../../core/errors.ts";
 import type { Logger } from "../../core/log.ts";
 import {
   CRLF_BYTES,
@@ -64,6 +65,8 @@ export interface RespGateway {
 const decoder = new TextDecoder();
 const REDIS_VERSION = "7.0.0-mooncake";
 const NOAUTH = errorReply("NOAUTH Authentication required.");
+/** Commands of one connection run at once (single-key data commands only). */
+const PIPELINE_DEPTH = 16;
 
 interface Conn extends GatewayConnection {
   id: number;
@@ -109,8 +112,13 @@ export function startRespGateway(options: RespGatewayOptions): RespGateway {
   const setExpiry = (key: string, ms: number) => {
     clearExpiry(key);
     const timer = setTimeout(() => {
-      expiries.delete(key);
-      withKey(key, () => store.remove(key, true)).catch(() => {});
+      // Behind any command on the key already queued: a SET that ran first replaced this expiry
+      // (the entry is no longer this timer's), and its new value must not be removed.
+      withKey(key, async () => {
+        if (expiries.get(key)?.timer !== timer) return;
+        expiries.delete(key);
+        await store.remove(key, true);
+      }).catch(() => {});
     }, ms);
     (timer as { unref?: () => void }).unref?.();
     expiries.set(key, { at: Date.now() + ms, timer });
@@ -192,17 +200,17 @@ export function startRespGateway(options: RespGatewayOptions): RespGateway {
     if (value.length === 0) return errorReply("ERR mooncake cannot store empty values");
     void c;
     return withKey(key, async () => {
-      if (nx) {
-        const e = await store.isExist(key);
-        if (e < 0) return storeError("exists", e);
-        if (e === 1) return nullReply(c.resp3);
-      } else {
-        clearExpiry(key);
-        const r = await store.remove(key, true);
-        if (r < 0 && errorName(r) !== "OBJECT_NOT_FOUND") log.debug(`SET ${key}: removing the old value: ${errorName(r)}`);
+      // Insert-if-absent first: a new key (LMCache's pattern) costs one put and nothing more.
+      let r = await store.putNew(key, value);
+      if (r === ErrorCode.OBJECT_ALREADY_EXISTS) {
+        if (nx) return nullReply(c.resp3);
+        const removed = await store.remove(key, true);
+        if (removed < 0 && removed !== ErrorCode.OBJECT_NOT_FOUND) log.debug(`SET ${key}: removing the old value: ${errorName(removed)}`);
+        r = await store.put(key, value);
       }
-      const r = await store.put(key, value);
       if (r !== 0) return storeError("put", r);
+      // A new value has no expiry unless this SET gives it one.
+      clearExpiry(key);
       if (ttlMs !== null) setExpiry(key, ttlMs);
       return OK;
     });
@@ -305,9 +313,11 @@ export function startRespGateway(options: RespGatewayOptions): RespGateway {
         return [integer(0)];
       case "set":
         return [await doSet(c, args)];
-      case "get":
+      case "get": {
         if (args.length !== 2) return [wrongArgs("get")];
-        return doGet(c, str(args[1]));
+        const key = str(args[1]);
+        return withKey(key, () => doGet(c, key));
+      }
       case "mget": {
         if (args.length < 2) return [wrongArgs("mget")];
         const values = await Promise.all(args.slice(1).map((a) => store.get(str(a))));
@@ -318,7 +328,7 @@ export function startRespGateway(options: RespGatewayOptions): RespGateway {
       case "exists": {
         if (args.length < 2) return [wrongArgs("exists")];
         const keys = args.slice(1).map(str);
-        const r = keys.length === 1 ? [await store.isExist(keys[0]!)] : await store.batchIsExist(keys);
+        const r = keys.length === 1 ? [await withKey(keys[0]!, () => store.isExist(keys[0]!))] : await store.batchIsExist(keys);
         const bad = r.find((x) => x < 0);
         if (bad !== undefined) return [storeError("exists", bad)];
         return [integer(r.filter((x) => x === 1).length)];
@@ -337,7 +347,7 @@ export function startRespGateway(options: RespGatewayOptions): RespGateway {
       case "pttl": {
         if (args.length !== 2) return [wrongArgs(name)];
         const key = str(args[1]);
-        const e = await store.isExist(key);
+        const e = await withKey(key, () => store.isExist(key));
         if (e < 0) return [storeError("exists", e)];
         if (e === 0) return [integer(-2)];
         const x = expiries.get(key);
@@ -357,26 +367,65 @@ export function startRespGateway(options: RespGatewayOptions): RespGateway {
     }
   };
 
+  /**
+   * Whether a command may run beside the ones before it: a single-key data command (its key's lock
+   * keeps same-key commands in arrival order). Anything else — AUTH, HELLO, SELECT, QUIT,
+   * multi-key commands — waits for everything before it and runs alone.
+   */
+  const concurrent = (args: Uint8Array[]): boolean => {
+    const name = str(args[0]).toLowerCase();
+    switch (name) {
+      case "set":
+      case "get":
+      case "ttl":
+      case "pttl":
+        return true;
+      case "exists":
+      case "del":
+      case "unlink":
+        return args.length === 2;
+      default:
+        return false;
+    }
+  };
+
+  const runOne = async (c: Conn, args: Uint8Array[]): Promise<Uint8Array[]> => {
+    const size = args.reduce((t, a) => t + a.length, 0);
+    let reply: Uint8Array[];
+    try {
+      reply = await run(c, args);
+    } catch (e) {
+      reply = [errorReply(`ERR ${(e as Error).message}`)];
+    }
+    c.queuedBytes -= size;
+    return reply;
+  };
+
+  // Pipelined commands run up to PIPELINE_DEPTH at a time per connection (a pipeline of small
+  // SETs would otherwise pay every master round trip in turn); replies go out in arrival order.
   const pump = async (c: Conn) => {
     if (c.running) return;
     c.running = true;
+    const inflight: { reply: Promise<Uint8Array[]>; alone: boolean }[] = [];
     try {
-      while (c.queue.length > 0 && !c.closeAfterFlush) {
-        const args = c.queue.shift()!;
-        const size = args.reduce((t, a) => t + a.length, 0);
-        let reply: Uint8Array[];
-        try {
-          reply = await run(c, args);
-        } catch (e) {
-          reply = [errorReply(`ERR ${(e as Error).message}`)];
+      while ((c.queue.length > 0 || inflight.length > 0) && !c.closeAfterFlush) {
+        while (c.queue.length > 0 && inflight.length < PIPELINE_DEPTH && !inflight.some((f) => f.alone)) {
+          const args = c.queue[0]!;
+          const alone = !(c.authed && concurrent(args));
+          if (alone && inflight.length > 0) break;
+          c.queue.shift();
+          inflight.push({ reply: runOne(c, args), alone });
+          if (alone) break;
         }
+        const reply = await inflight.shift()!.reply;
         if (reply[0]?.[0] === 0x2d /* - */) stats.errors++;
-        c.queuedBytes -= size;
         c.send(...reply);
         c.updatePause();
         await c.waitDrained();
         c.updatePause();
       }
+      // QUIT (or a close) with commands still running: let them finish before the connection goes.
+      await Promise.all(inflight.map((f) => f.reply));
     } finally {
       c.running = false;
     }
