@@ -107,6 +107,14 @@ export const MASTER_FLAGS = {
       "directory where the master keeps every acknowledged object and segment, so a restart (even kill -9) loses no key " +
       "(env MOONCAKE_STATE_DIR; default $XDG_STATE_HOME/mooncake/<cluster_id>, else ~/.local/state/mooncake/<cluster_id>; none: keep nothing)",
   },
+  state_wait_for_disk: {
+    kind: "bool",
+    default: true,
+    doc:
+      "replies that acknowledge a change wait until it is on disk (fsync, grouped; ~1 ms here). false: they do not wait, " +
+      "the log still reaches the disk within a few ms, and a crash of the master or host can lose the changes of those ms " +
+      "(lost objects read as misses); a cache's choice, like Redis's appendfsync everysec",
+  },
   state_strict: {
     kind: "bool",
     default: false,
@@ -167,6 +175,8 @@ export interface MasterSettings {
   /** Where durable state lives; null when turned off (`--state_dir none`). */
   stateDir: string | null;
   stateStrict: boolean;
+  /** Replies acknowledging a change wait for the state log's fsync (`--state_wait_for_disk`). */
+  stateWaitForDisk: boolean;
   /** Leader election (`--enable_ha`); null without HA. */
   ha: HaSettings | null;
   /** name -> "default" | "flag" | "config_path <file>:<line>" | "env NAME", for the startup line. */
@@ -320,6 +330,7 @@ export function resolveMasterSettings(
     // old term's objects (resolveHa refuses an explicit one).
     stateDir: ha ? null : resolveStateDir(values.state_dir as string, values.cluster_id as string, env),
     stateStrict: values.state_strict as boolean,
+    stateWaitForDisk: values.state_wait_for_disk as boolean,
     ha,
     sources,
     values,

@@ -256,7 +256,10 @@ export async function startMaster(settings: MasterSettings): Promise<RunningMast
     let rpcPort: number;
     if (ha === null) {
       const master = durable?.master ?? freshMaster();
-      plane = startServingPlane({ master, settings, log, metadata, ...(durable ? { durability: durable.gate } : {}) });
+      // --state_wait_for_disk=false: replies go out at once; the log keeps writing behind them, and
+      // a failed write still stops the master (onLogFailure).
+      const gate = durable === null ? undefined : settings.stateWaitForDisk ? durable.gate : { applied: durable.gate.applied, durable: () => Promise.resolve() };
+      plane = startServingPlane({ master, settings, log, metadata, ...(gate ? { durability: gate } : {}) });
       stops.push(() => plane?.stop());
       rpcPort = plane.rpc.port;
       current = adminFor(master);

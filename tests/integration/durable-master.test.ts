@@ -8,6 +8,7 @@ import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from "n
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { MooncakeStore } from "../../src/client/store.ts";
+import { storeNodeCommand } from "../helpers/cluster.ts";
 import { CLI_FROM_SOURCE, freePorts, run, type Started, start } from "../helpers/process.ts";
 import { waitUntil } from "../helpers/wait.ts";
 
@@ -129,6 +130,33 @@ describe("durable master", () => {
       master.kill();
     }
   }, 120_000);
+
+  test("--state_wait_for_disk=false: replies do not wait for the disk, the log still reaches it (kill -9 a moment later loses nothing)", async () => {
+    const ports = newPorts();
+    const dir = newDir();
+    let master = await startMaster(ports, dir, "--state_wait_for_disk=false");
+    const metadata = `http://127.0.0.1:${ports.metadata}/metadata`;
+    const node = start([...storeNodeCommand(`127.0.0.1:${ports.rpc}`, metadata, "64MB")]);
+    started.push(node);
+    await node.waitFor(/store node \S+ ready/, 20_000);
+    const store = await MooncakeStore.setup({ master_server_address: `127.0.0.1:${ports.rpc}`, metadata_server: metadata, local_hostname: "127.0.0.1", store_memcpy: "off" });
+    try {
+      for (let i = 0; i < 200; i++) expect(await store.put(`nowait/${i}`, pattern(1024, i))).toBe(0);
+      // The log's batch timer (2 ms) and fsync run behind the replies; give them a moment.
+      await Bun.sleep(300);
+      master.kill();
+      await master.proc.exited;
+      master = await startMaster(ports, dir, "--state_wait_for_disk=false");
+      expect(master.stderr()).toContain("recovered 200 objects on 1 segments");
+      const bad = await run(masterArgs(newPorts(), newDir(), "--state_wait_for_disk=maybe"));
+      expect(bad.exitCode).toBe(2);
+      expect(bad.stderr).not.toMatch(/^\s+at /m);
+    } finally {
+      await store.close();
+      node.kill();
+      master.kill();
+    }
+  }, 60_000);
 
   test("a damaged log: the master says which file and offset and recovers up to it; --state_strict refuses to start", async () => {
     const ports = newPorts();
