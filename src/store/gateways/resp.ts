@@ -17,8 +17,8 @@
 // - Keys are decoded as UTF-8 (Mooncake keys are strings).
 // - Only database 0 exists (SELECT 0).
 //
-// Flow control: commands are run one at a time per connection, replies written in order
-// (pipelining works). Reading pauses while parsed-but-unrun commands hold more than
+// Flow control: up to PIPELINE_DEPTH single-key commands of a connection run at once (others run
+// alone), replies written in order. Reading pauses while parsed-but-unrun commands hold more than
 // `maxQueuedBytes` or while unsent replies exceed it, so neither a fast writer nor a slow reader
 // makes the gateway buffer without bound. A client that disconnects mid-value leaves nothing: a
 // command runs only once all of its bytes have arrived.
