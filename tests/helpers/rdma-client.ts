@@ -37,6 +37,18 @@ function firstDifference(a: Uint8Array, b: Uint8Array): number {
   return -1;
 }
 
+/** Counts the QPs this process creates from now on (to tell one reconnect from a storm). */
+async function countQpsCreated(): Promise<{ created: number }> {
+  const { RdmaNic } = await import("../../src/transfer/rdma/nic.ts");
+  const counter = { created: 0 };
+  const createQp = RdmaNic.prototype.createQp;
+  RdmaNic.prototype.createQp = function (this: typeof RdmaNic.prototype) {
+    counter.created++;
+    return createQp.call(this);
+  };
+  return counter;
+}
+
 async function roundTrip(key: string, value: Uint8Array): Promise<{ key: string; put: number; got: number; diff: number; error: string | null }> {
   const put = await store.put(key, value);
   const into = new Uint8Array(value.length);
@@ -120,38 +132,26 @@ async function run(): Promise<unknown> {
     }
     case "concurrent-qp-error": {
       // 32 concurrent gets on one NIC while one work request fails: one reconnect, not a storm.
-      const { RdmaNic } = await import("../../src/transfer/rdma/nic.ts");
-      let created = 0;
-      const createQp = RdmaNic.prototype.createQp;
-      RdmaNic.prototype.createQp = function (this: typeof RdmaNic.prototype) {
-        created++;
-        return createQp.call(this);
-      };
+      const qps = await countQpsCreated();
       const n = 32;
       const values = Array.from({ length: n }, (_, i) => pattern(MiB, 300 + i));
       for (let i = 0; i < n; i++) if ((await store.put(`conc-${i}`, values[i]!)) !== 0) throw new Error(`put: ${store.lastError}`);
       const warm = await Promise.all(values.map((v, i) => store.getInto(`conc-${i}`, new Uint8Array(v.length))));
-      const before = created;
+      const before = qps.created;
       const { writeFileSync } = await import("node:fs");
       writeFileSync(`${process.env.FAKEVERBS_FABRIC}/qp_error`, "");
       const intos = values.map((v) => new Uint8Array(v.length));
       const got = await Promise.all(values.map((_, i) => store.getInto(`conc-${i}`, intos[i]!)));
       for (let i = 0; i < n; i++) await store.remove(`conc-${i}`, true);
-      return { warm: warm.every((x) => x === MiB), ok: got.filter((x, i) => x === MiB && firstDifference(values[i]!, intos[i]!) === -1).length, qpsCreated: created - before };
+      return { warm: warm.every((x) => x === MiB), ok: got.filter((x, i) => x === MiB && firstDifference(values[i]!, intos[i]!) === -1).length, qpsCreated: qps.created - before };
     }
     case "two-nodes": {
       // Round trips spread over two nodes with room for one endpoint: each switch retires the
       // least recently used endpoint and connects again; every byte still arrives.
-      const { RdmaNic } = await import("../../src/transfer/rdma/nic.ts");
-      let created = 0;
-      const createQp = RdmaNic.prototype.createQp;
-      RdmaNic.prototype.createQp = function (this: typeof RdmaNic.prototype) {
-        created++;
-        return createQp.call(this);
-      };
+      const qps = await countQpsCreated();
       const results = [];
       for (let i = 0; i < 24; i++) results.push(await roundTrip(`two-${Date.now()}-${i}`, pattern(256 * 1024, 400 + i)));
-      return { ok: results.filter((r) => r.put === 0 && r.diff === -1).length, qpsCreated: created };
+      return { ok: results.filter((r) => r.put === 0 && r.diff === -1).length, qpsCreated: qps.created };
     }
     default:
       throw new Error(`unknown scenario ${scenario}`);

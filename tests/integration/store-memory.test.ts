@@ -7,8 +7,8 @@
 // machine's memory and calling the OOM killer onto whatever else runs here.
 
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
-import { startCluster, type TestCluster } from "../helpers/cluster.ts";
-import { CLI_FROM_SOURCE, run } from "../helpers/process.ts";
+import { startCluster, storeNodeCommand, type TestCluster } from "../helpers/cluster.ts";
+import { run } from "../helpers/process.ts";
 
 /** Address space a node may map: enough for Bun and a 64 MiB segment, too little for one 4 GiB segment. */
 const ADDRESS_SPACE_KIB = 3 * 1024 * 1024;
@@ -36,18 +36,7 @@ afterAll(() => {
 });
 
 function storeArgs(segmentSize: string): string[] {
-  return [
-    ...CLI_FROM_SOURCE,
-    "store",
-    "--local-hostname",
-    "127.0.0.1",
-    "--metadata-server",
-    cluster.metadataUrl,
-    "--master-server-address",
-    cluster.masterAddress,
-    "--global-segment-size",
-    segmentSize,
-  ];
+  return storeNodeCommand(cluster.masterAddress, cluster.metadataUrl, segmentSize);
 }
 
 async function segmentsAtMaster(): Promise<string[]> {
