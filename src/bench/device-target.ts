@@ -38,8 +38,7 @@ export class DeviceTarget implements BenchTarget {
     verify: boolean;
   }): Promise<DeviceTarget> {
     const cuda = await import("../../ffi/cuda.ts");
-    const listed = cuda.listCudaDevices();
-    if (!listed.ok) throw new Error(`--device ${o.device}: ${listed.reason}`);
+    cuda.cudaInit();
     const ordinal = cuda.parseDeviceName(o.device);
     const t = new DeviceTarget(o.store, o.replicas, cuda, ordinal, o.verify);
     for (let w = 0; w < o.workers; w++) {

@@ -109,6 +109,7 @@ export async function runTransferBench(o: TransferBenchOptions): Promise<void> {
   let freeVram = () => {};
   if (o.vramDevice !== null) {
     const cuda = await import("../../ffi/cuda.ts");
+    cuda.cudaInit();
     const ordinal = cuda.parseDeviceName(o.vramDevice);
     const address = cuda.memAlloc(ordinal, local.length);
     cuda.withDeviceContext(ordinal, () => cuda.copyHostToDevice(address, local, local.length));

@@ -160,17 +160,8 @@ function registerDataBench(
     if (options.device !== undefined) {
       if (batchSize !== 1) throw new ConfigError("--device: measures one key per call; leave --batch-size at 1");
       if (options.against !== undefined) throw new ConfigError("--device and --against: Redis cannot read GPU memory; pick one");
-      const { listCudaDevices, parseDeviceName } = await import("../../ffi/cuda.ts");
-      try {
-        parseDeviceName(options.device);
-      } catch (e) {
-        throw new ConfigError(`--device: ${(e as Error).message}`);
-      }
-      const gpus = listCudaDevices();
-      if (!gpus.ok) throw new ConfigError(`--device ${options.device}: ${gpus.reason}`);
-      if (parseDeviceName(options.device) >= gpus.devices.length) {
-        throw new ConfigError(`--device ${options.device}: this host has ${gpus.devices.length} CUDA device(s) (cuda:0…cuda:${gpus.devices.length - 1})`);
-      }
+      const { checkCudaDevice } = await import("./device-checks.ts");
+      await checkCudaDevice("--device", options.device);
     }
     const { runDataBenchCommand } = await import("../bench/data-bench-command.ts");
     await runDataBenchCommand({
@@ -276,13 +267,11 @@ function registerTransferBench(
       if (useVram && options.mode !== "initiator") throw new ConfigError("--use_vram: only the initiator's buffer can be GPU memory here (the target serves host memory)");
       const gpuId = positiveInt("--gpu_id", options.gpu_id);
       if (useVram) {
-        const { listCudaDevices } = await import("../../ffi/cuda.ts");
-        const gpus = listCudaDevices();
-        if (!gpus.ok) throw new ConfigError(`--use_vram: ${gpus.reason}`);
-        if (gpuId >= gpus.devices.length) throw new ConfigError(`--gpu_id ${gpuId}: this host has ${gpus.devices.length} CUDA device(s)`);
+        const { checkCudaDevice } = await import("./device-checks.ts");
+        await checkCudaDevice("--use_vram --gpu_id", `cuda:${gpuId}`);
       }
       if (options.protocol === "rdma") {
-        const { checkRdmaDevices } = await import("./store.ts");
+        const { checkRdmaDevices } = await import("./device-checks.ts");
         await checkRdmaDevices(deviceName);
       }
       await keepFreedMemory();

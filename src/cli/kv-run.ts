@@ -144,17 +144,9 @@ interface KvDevice {
 
 async function openDevice(name: string, verb: string, register: boolean): Promise<KvDevice> {
   if (verb !== "put" && verb !== "get") throw new ConfigError(`kv ${verb}: --device is for put and get`);
-  const cuda = await import("../../ffi/cuda.ts");
-  let ordinal: number;
-  try {
-    ordinal = cuda.parseDeviceName(name);
-  } catch (e) {
-    throw new ConfigError(`kv ${verb} --device: ${(e as Error).message}`);
-  }
-  const gpus = cuda.listCudaDevices();
-  if (!gpus.ok) throw new ConfigError(`kv ${verb} --device ${name}: ${gpus.reason}`);
-  if (ordinal >= gpus.devices.length) throw new ConfigError(`kv ${verb} --device ${name}: this host has ${gpus.devices.length} CUDA device(s)`);
-  return { name, cuda, ordinal, register };
+  const { checkCudaDevice } = await import("./device-checks.ts");
+  const ordinal = await checkCudaDevice(`kv ${verb} --device`, name);
+  return { name, cuda: await import("../../ffi/cuda.ts"), ordinal, register };
 }
 
 /** Runs `use` with `sizeBytes` of device memory (registered when asked), freed afterwards. */

@@ -2,7 +2,6 @@
 // (LMCache YAML extra_config, MOONCAKE_CONFIG_PATH, MOONCAKE_* env) and these flags.
 
 import type { Command } from "@commander-js/extra-typings";
-import { ConfigError } from "../config/errors.ts";
 import type { ConfigKey } from "../config/schema.ts";
 import { addConfigOptions, applyLogOptions, loadCommandConfig } from "./config-options.ts";
 import { keepFreedMemory } from "./allocator-env.ts";
@@ -14,6 +13,7 @@ const STORE_KEYS: readonly ConfigKey[] = [
   "global_segment_size",
   "protocol",
   "device_name",
+  "rdma_slice_size",
   "transfer_timeout",
   "store_memcpy",
   "store_use_hugepage",
@@ -46,24 +46,12 @@ export function registerStore(program: Command<[], { logLevel: string; logFormat
       required: ["local_hostname", "metadata_server", "master_server_address"],
       positive: ["global_segment_size"],
     });
-    if (config.protocol === "rdma") await checkRdmaDevices(config.device_name);
+    if (config.protocol === "rdma") {
+      const { checkRdmaDevices } = await import("./device-checks.ts");
+      await checkRdmaDevices(config.device_name);
+    }
     await keepFreedMemory();
     const { runStoreNode } = await import("../store/run.ts");
     await runStoreNode(config);
   });
-}
-
-/**
- * protocol rdma: exit 2 (ConfigError) before anything starts when libibverbs is missing, the host
- * has no RDMA device, or device_name names one it does not have.
- */
-export async function checkRdmaDevices(deviceName: string): Promise<void> {
-  const { listRdmaDevices } = await import("../../ffi/ibverbs.ts");
-  const rdma = listRdmaDevices();
-  if (!rdma.ok) throw new ConfigError(`protocol rdma: ${rdma.reason}`);
-  const wanted = deviceName.split(",").map((d) => d.trim()).filter((d) => d.length > 0);
-  const missing = wanted.filter((d) => !rdma.devices.includes(d));
-  if (missing.length > 0) {
-    throw new ConfigError(`protocol rdma: device_name ${missing.join(", ")} not found; this host has ${rdma.devices.join(", ")}`);
-  }
 }

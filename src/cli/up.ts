@@ -107,7 +107,7 @@ export function registerUp(program: Command<[], { logLevel: string; logFormat: s
         fix: "Lower --segment-size or --nodes so that their product comes",
       });
       if (options.protocol === "rdma") {
-        const { checkRdmaDevices } = await import("./store.ts");
+        const { checkRdmaDevices } = await import("./device-checks.ts");
         await checkRdmaDevices(options.deviceName);
       }
       await keepFreedMemory();

@@ -7,7 +7,6 @@
 //   local_buffer_size), so a GPU user on a plain Ethernet cluster still works.
 // Device memory is never touched by the CPU: only cuMemcpy and the NIC reach it.
 
-import type { DeviceInfo } from "../../ffi/cuda.ts";
 import { ErrorCode, MooncakeError } from "../core/errors.ts";
 
 /** A range of device memory: a CUDA device pointer, its length, and its device ("cuda:0"). */
@@ -47,12 +46,6 @@ export async function cudaFor(span: DeviceSpan): Promise<{ cuda: Cuda; ordinal: 
   const actual = cudaModule.pointerDeviceOrdinal(span.address);
   if (actual !== ordinal) throw new MooncakeError(ErrorCode.INVALID_PARAMS, `0x${span.address.toString(16)} is on cuda:${actual}, not ${span.device}`);
   return { cuda: cudaModule, ordinal };
-}
-
-/** The devices this host's driver shows, or why none (for `bench --device` and errors). */
-export async function cudaDevices(): Promise<{ ok: true; devices: DeviceInfo[] } | { ok: false; reason: string }> {
-  const m = await import("../../ffi/cuda.ts");
-  return m.listCudaDevices();
 }
 
 /**
