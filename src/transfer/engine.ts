@@ -254,8 +254,7 @@ export class TransferEngine {
 
   /** Writes device memory to a peer: by GPUDirect when registered and the peer is over RDMA, else staged. */
   async writeDevice(endpoint: string, remoteAddress: number, span: DeviceSpan): Promise<void> {
-    if (this.closed) fail("transfer engine is closed");
-    await this.transports.run(endpoint, async (t) => {
+    await this.run(endpoint, async (t) => {
       if (t.writeRegistered && this.rdma?.regionOf(span.address, span.length)) return t.writeRegistered(remoteAddress, span.address, span.length);
       const { cuda, ordinal } = await cudaFor(span);
       await this.deviceStager().with(cuda, ordinal, span.length, async (pinned) => {
@@ -267,8 +266,7 @@ export class TransferEngine {
 
   /** Reads a peer's bytes into device memory: GPUDirect when registered and over RDMA, else staged. */
   async readDevice(endpoint: string, remoteAddress: number, span: DeviceSpan): Promise<void> {
-    if (this.closed) fail("transfer engine is closed");
-    await this.transports.run(endpoint, async (t) => {
+    await this.run(endpoint, async (t) => {
       if (t.readRegistered && this.rdma?.regionOf(span.address, span.length)) return t.readRegistered(remoteAddress, span.address, span.length);
       const { cuda, ordinal } = await cudaFor(span);
       await this.deviceStager().with(cuda, ordinal, span.length, async (pinned) => {
