@@ -227,7 +227,7 @@ describe("integers match Mooncake", () => {
       (e): e is [string, number] => typeof e[1] === "number" && e[1] !== 0,
     );
     expect(methods.map(([, id]) => id)).toEqual(methods.map((_, i) => i + 1));
-    expect(methods).toHaveLength(28); // Mooncake's 26, and our ReportUnreachable and ReportCorruptReplica
+    expect(methods).toHaveLength(31); // Mooncake's 26, our ReportUnreachable and ReportCorruptReplica, and PutReserve, PutCommit, PutRelease
     const types = mooncake as unknown as Record<string, { encode(m: object): { finish(): Uint8Array } }>;
     for (const [name] of methods) {
       const rpc = name

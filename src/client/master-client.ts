@@ -165,6 +165,7 @@ export class MasterClient {
   private lastConnectError = "";
   /** Whether the current connection has carried a reply: only then has the master proven alive. */
   private answered = false;
+  private lostConnections = 0;
 
   // ---- etcd:// mode only ----
   private readonly etcd: Extract<MasterAddress, { kind: "etcd" }> | null;
@@ -303,6 +304,15 @@ export class MasterClient {
   /** Whether a connection to the master (with etcd://: to the leader, handshake done) is open now. */
   get connected(): boolean {
     return this.connection !== null && (this.etcd === null || this.ready);
+  }
+
+  /**
+   * How many times the connection calls went over was lost or dropped (a master restart, a
+   * leader change). State a master granted this client and does not persist (write reservations)
+   * is only used while this number is what it was when granted.
+   */
+  get connectionsLost(): number {
+    return this.lostConnections;
   }
 
   /** Calls in flight (with etcd://: waiting for a leader included). */
@@ -446,6 +456,7 @@ export class MasterClient {
     }
     if (this.connection === connection) {
       this.connection = null;
+      this.lostConnections++;
       if (this.answered) {
         // A serving master went away: come back after a random pause, so that when it restarts
         // its clients arrive spread out rather than all at once.
@@ -595,6 +606,7 @@ export class MasterClient {
     if (connection === this.connection) {
       this.connection = null;
       this.ready = false;
+      this.lostConnections++;
       if (lost) {
         if (this.answered) this.nextConnectAtMs = Date.now() + this.random() * this.reconnectJitterMs;
         else {

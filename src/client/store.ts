@@ -19,6 +19,8 @@ import { useFastCrc32 } from "../runtime/checksum.ts";
 import type { DataPath } from "./data-path.ts";
 import { type DeviceSpan, isDeviceSpan } from "../transfer/device-memory.ts";
 import { MasterClient } from "./master-client.ts";
+import { ReplicaCache } from "./replica-cache.ts";
+import { SmallPuts } from "./small-puts.ts";
 import { metadataServerFor } from "./metadata-discovery.ts";
 
 /**
@@ -28,6 +30,12 @@ import { metadataServerFor } from "./metadata-discovery.ts";
  * reported (their mark was cleared by a ping: alive, but not reachable from here) ends the put.
  */
 const MAX_PUT_ATTEMPTS = 8;
+
+/**
+ * Transfers one batch call keeps in flight at most: a batch of thousands of keys must not fill
+ * the transfer engine's per-peer queue (1,024 waiting requests) and fail with QUEUE_FULL.
+ */
+const MAX_BATCH_TRANSFERS = 256;
 
 /** Placement and pinning of one put (Mooncake ReplicateConfig, spec §3.2). */
 export interface ReplicateConfig {
@@ -72,6 +80,8 @@ interface Found {
   sizeBytes: number;
   leaseDeadlineMs: number;
   checksum: number | null;
+  /** From the replica cache, not a fresh answer: a failed read then asks the master (replica-cache.ts). */
+  cached: boolean;
 }
 
 export interface StoreOptions {
@@ -91,6 +101,10 @@ export class MooncakeStore {
   private readonly log: Logger;
   private closed = false;
   private lastErrorText: string | null = null;
+  /** The one-round-trip path for small values (small-puts.ts); null when small_put_max_bytes is 0. */
+  private readonly small: SmallPuts | null;
+  /** Replica locations of recent reads while their lease lasts (replica-cache.ts); checksummed values only. */
+  private readonly located: ReplicaCache<Found>;
 
   constructor(options: StoreOptions) {
     this.master = options.master;
@@ -99,6 +113,25 @@ export class MooncakeStore {
     this.hostname = options.hostname;
     this.log = logger("client");
     useFastCrc32();
+    const master = this.master;
+    this.located = new ReplicaCache(this.checksums ? options.config.replica_location_cache : 0, () => master.connectionsLost);
+    this.small =
+      options.config.small_put_max_bytes > 0
+        ? new SmallPuts(
+            {
+              clientId: this.clientId,
+              connectionsLost: () => master.connectionsLost,
+              reserve: (request) => this.call("putReserve", request),
+              commit: (request) => this.call("putCommit", request),
+              release: (request) => master.call("putRelease", request),
+              write: async (endpoint, address, sizeBytes, parts) => {
+                const w = await this.writeReplicas([{ endpoint, address, sizeBytes }], parts);
+                return { ok: w.failure === null, checksum: w.checksum };
+              },
+            },
+            options.config.small_put_max_bytes,
+          )
+        : null;
   }
 
   /**
@@ -196,6 +229,13 @@ export class MooncakeStore {
     let total = 0;
     for (const p of parts) total += p.length;
     if (total === 0) return this.failed(ErrorCode.INVALID_PARAMS, `put ${shortKey(key)}: an empty value`);
+    if (this.small !== null && total <= this.small.maxValueBytes && isPlainConfig(config) && !parts.some(isDeviceSpan)) {
+      const kept = this.lastErrorText;
+      const code = await this.small.put(key, parts as readonly Uint8Array[], total);
+      if (code !== null) return code;
+      // The long way below says why, if it fails too.
+      this.lastErrorText = kept;
+    }
     const wire = this.wireConfig(config);
     let previous: WriteFailure | null = null;
     const reported = new Set<string>();
@@ -283,8 +323,8 @@ export class MooncakeStore {
     if (typeof started === "number") return none(started);
     if (started.errorCode) return none(this.failed(started.errorCode, "batchPutStart"));
     const results = keys.map((_, i) => started.results[i]?.errorCode ?? ErrorCode.RPC_FAIL);
-    const written = await Promise.all(
-      keys.map((_, i) => (results[i] === ErrorCode.OK ? this.writeReplicas(replicasOf(started.results[i]!.replicas), [values[i]!]) : null)),
+    const written = await mapBounded(keys, MAX_BATCH_TRANSFERS, (_, i) =>
+      results[i] === ErrorCode.OK ? this.writeReplicas(replicasOf(started.results[i]!.replicas), [values[i]!]) : null,
     );
     // Indexes of the keys whose writes succeeded (PutEnd) and failed (PutRevoke).
     const toEnd: number[] = [];
@@ -320,56 +360,63 @@ export class MooncakeStore {
 
   // ---- get ----------------------------------------------------------------------------------
 
-  /** The value, or null when the key is missing, not ready, or the read failed. */
-  async get(key: string): Promise<Uint8Array | null> {
-    const found = await this.query(key);
-    if (typeof found === "number") return null;
-    const into = new Uint8Array(found.sizeBytes);
-    return (await this.readInto(found, into)) >= 0 ? into : null;
+  /**
+   * The value, or null when the key is missing, not ready, or the read failed. `fresh`: ask the
+   * master even when this client holds a lease on the key's location (replica-cache.ts), so that a
+   * forced remove or overwrite by another client is seen at once, as Redis clients expect.
+   */
+  async get(key: string, options: { fresh?: boolean } = {}): Promise<Uint8Array | null> {
+    return this.readNew(await this.query(key, options.fresh !== true));
   }
 
   /** Reads the value into `into`: bytes read, or a negative ErrorCode (INVALID_PARAMS when too small). */
   async getInto(key: string, into: Uint8Array | DeviceSpan): Promise<number> {
-    const found = await this.query(key);
-    if (typeof found === "number") return found;
-    if (into.length < found.sizeBytes) {
-      return this.failed(ErrorCode.INVALID_PARAMS, `get ${shortKey(key)}: the value is ${found.sizeBytes} bytes, the buffer ${into.length}`);
-    }
-    return this.readInto(found, isDeviceSpan(into) ? { ...into, length: found.sizeBytes } : into.subarray(0, found.sizeBytes));
+    // Device memory is not verified by the CPU (readInto), so it never reads a cached location.
+    return this.readFoundInto(await this.query(key, !isDeviceSpan(into)), into);
   }
 
   /** Values of several keys (null for a miss), with one BatchGetReplicaList for all of them. */
   async batchGet(keys: readonly string[]): Promise<(Uint8Array | null)[]> {
     const found = await this.queryMany(keys);
-    return Promise.all(
-      found.map(async (f) => {
-        if (typeof f === "number") return null;
-        const into = new Uint8Array(f.sizeBytes);
-        return (await this.readInto(f, into)) >= 0 ? into : null;
-      }),
-    );
+    return mapBounded(found, MAX_BATCH_TRANSFERS, (f) => this.readNew(f));
   }
 
   /** getInto for several keys, with one BatchGetReplicaList for all of them. */
   async batchGetInto(keys: readonly string[], intos: readonly Uint8Array[]): Promise<number[]> {
     if (keys.length !== intos.length) return keys.map(() => ErrorCode.INVALID_PARAMS);
     const found = await this.queryMany(keys);
-    return Promise.all(
-      found.map((f, i) => {
-        if (typeof f === "number") return f;
-        const into = intos[i]!;
-        if (into.length < f.sizeBytes) {
-          return this.failed(ErrorCode.INVALID_PARAMS, `get ${shortKey(f.key)}: the value is ${f.sizeBytes} bytes, the buffer ${into.length}`);
-        }
-        return this.readInto(f, into.subarray(0, f.sizeBytes));
-      }),
-    );
+    return mapBounded(found, MAX_BATCH_TRANSFERS, (f, i) => this.readFoundInto(f, intos[i]!));
   }
 
   /** Size of the value (grants a read lease, as Mooncake), or a negative ErrorCode. */
   async getSize(key: string): Promise<number> {
-    const found = await this.query(key);
+    const found = await this.query(key, false);
     return typeof found === "number" ? found : found.sizeBytes;
+  }
+
+  /** The value `found` describes, in a new buffer; null on a miss or a failed read. */
+  private async readNew(found: number | Found): Promise<Uint8Array | null> {
+    if (typeof found === "number") return null;
+    const into = new Uint8Array(found.sizeBytes);
+    if ((await this.readInto(found, into)) >= 0) return into;
+    return found.cached ? this.readNew(await this.requery(found)) : null;
+  }
+
+  /** Reads what `found` describes into `into`: bytes read, or a negative ErrorCode. */
+  private async readFoundInto(found: number | Found, into: Uint8Array | DeviceSpan): Promise<number> {
+    if (typeof found === "number") return found;
+    if (into.length < found.sizeBytes) {
+      return this.failed(ErrorCode.INVALID_PARAMS, `get ${shortKey(found.key)}: the value is ${found.sizeBytes} bytes, the buffer ${into.length}`);
+    }
+    const n = await this.readInto(found, isDeviceSpan(into) ? { ...into, length: found.sizeBytes } : into.subarray(0, found.sizeBytes));
+    if (n >= 0 || !found.cached) return n;
+    return this.readFoundInto(await this.requery(found), into);
+  }
+
+  /** A cached location that did not serve: forget it and ask the master. */
+  private requery(stale: Found): Promise<number | Found> {
+    this.located.delete(stale.key);
+    return this.query(stale.key, false);
   }
 
   // ---- existence and removal -------------------------------------------------------------------
@@ -393,12 +440,14 @@ export class MooncakeStore {
   }
 
   async remove(key: string, force = false): Promise<number> {
+    this.located.delete(key);
     const r = await this.call("remove", { key, force });
     if (typeof r === "number") return r;
     return r.errorCode ? this.failed(r.errorCode, `remove ${shortKey(key)}`) : ErrorCode.OK;
   }
 
   async batchRemove(keys: readonly string[], force = false): Promise<number[]> {
+    for (const key of keys) this.located.delete(key);
     const r = await this.call("batchRemove", { keys: [...keys], force });
     if (typeof r === "number") return keys.map(() => r);
     if (r.errorCode) return keys.map(() => r.errorCode);
@@ -407,12 +456,14 @@ export class MooncakeStore {
 
   /** Objects removed, or a negative ErrorCode (INVALID_PARAMS for a bad or unsafe regex). */
   async removeByRegex(regex: string, force = false): Promise<number> {
+    this.located.clear();
     const r = await this.call("removeByRegex", { regex, force });
     if (typeof r === "number") return r;
     return r.errorCode ? this.failed(r.errorCode, `removeByRegex ${shortKey(regex)}`) : Number(r.removedCount);
   }
 
   async removeAll(force = false): Promise<number> {
+    this.located.clear();
     const r = await this.call("removeAll", { force });
     if (typeof r === "number") return r;
     return r.errorCode ? this.failed(r.errorCode, "removeAll") : Number(r.removedCount);
@@ -421,6 +472,7 @@ export class MooncakeStore {
   async close(): Promise<number> {
     if (this.closed) return ErrorCode.OK;
     this.closed = true;
+    await this.small?.close();
     this.master.close();
     await this.data.close();
     return ErrorCode.OK;
@@ -542,35 +594,55 @@ export class MooncakeStore {
     return { failure: null, checksum: tagChecksum(crc) };
   }
 
-  /** GetReplicaList, remembering when the lease started; a negative ErrorCode when unreadable. */
-  private async query(key: string): Promise<number | Found> {
+  /**
+   * GetReplicaList, remembering when the lease started; a negative ErrorCode when unreadable.
+   * With `cachedOk`, a location still under this client's lease is used without asking.
+   */
+  private async query(key: string, cachedOk: boolean): Promise<number | Found> {
     const startedMs = Date.now();
+    if (cachedOk) {
+      const hit = this.located.get(key, startedMs);
+      if (hit !== undefined) return hit;
+    }
     const r = await this.call("getReplicaList", { key });
     if (typeof r === "number") return r;
     return this.found(key, r, startedMs);
   }
 
-  /** query() for several keys in one BatchGetReplicaList; one result per key, in order. */
+  /** query() for several keys in one BatchGetReplicaList (cached locations used); one result per key, in order. */
   private async queryMany(keys: readonly string[]): Promise<(number | Found)[]> {
-    if (keys.length === 0) return [];
-    if (keys.length === 1) return [await this.query(keys[0]!)];
+    if (keys.length <= 1) return keys.length === 0 ? [] : [await this.query(keys[0]!, true)];
     const startedMs = Date.now();
-    const r = await this.call("batchGetReplicaList", { keys: [...keys] });
-    if (typeof r === "number") return keys.map(() => r);
-    if (r.errorCode) return keys.map(() => this.failed(r.errorCode, "batchGetReplicaList"));
-    return keys.map((key, i) => {
-      const one = r.results[i];
-      return one ? this.found(key, one, startedMs) : this.failed(ErrorCode.RPC_FAIL, `batchGetReplicaList: no result for ${shortKey(key)}`);
-    });
+    const out: (number | Found)[] = keys.map((key) => this.located.get(key, startedMs) ?? ErrorCode.OK);
+    const ask = keys.filter((_, i) => out[i] === ErrorCode.OK);
+    if (ask.length === 0) return out;
+    const r = await this.call("batchGetReplicaList", { keys: ask });
+    let j = 0;
+    for (let i = 0; i < keys.length; i++) {
+      if (out[i] !== ErrorCode.OK) continue;
+      const one = typeof r === "number" || r.errorCode ? null : r.results[j];
+      j++;
+      if (typeof r === "number") out[i] = r;
+      else if (r.errorCode) out[i] = this.failed(r.errorCode, "batchGetReplicaList");
+      else out[i] = one ? this.found(keys[i]!, one, startedMs) : this.failed(ErrorCode.RPC_FAIL, `batchGetReplicaList: no result for ${shortKey(keys[i]!)}`);
+    }
+    return out;
   }
 
-  /** A GetReplicaList answer as what a read needs, or its error code; the lease runs from `startedMs`. */
+  /**
+   * A GetReplicaList answer as what a read needs, or its error code; the lease runs from
+   * `startedMs`. Remembered in the replica cache when its checksum can be verified.
+   */
   private found(key: string, r: pb.IGetReplicaListResponse, startedMs: number): number | Found {
     if (r.errorCode) return this.failed(r.errorCode, `get ${shortKey(key)}`);
     const replicas = replicasOf(r.replicas ?? []);
     if (replicas.length === 0) return this.failed(ErrorCode.REPLICA_IS_NOT_READY, `get ${shortKey(key)}: no readable replica`);
     const checksum = r.objectChecksum === null || r.objectChecksum === undefined ? null : Number(r.objectChecksum);
-    return { key, replicas, sizeBytes: replicas[0]!.sizeBytes, leaseDeadlineMs: startedMs + Number(r.leaseTtlMs), checksum };
+    const leaseDeadlineMs = startedMs + Number(r.leaseTtlMs);
+    if (checksum !== null && isValueChecksum(checksum)) {
+      this.located.set({ key, replicas, sizeBytes: replicas[0]!.sizeBytes, leaseDeadlineMs, checksum, cached: true });
+    }
+    return { key, replicas, sizeBytes: replicas[0]!.sizeBytes, leaseDeadlineMs, checksum, cached: false };
   }
 
   /**
@@ -579,10 +651,7 @@ export class MooncakeStore {
    * that do not match the object's checksum (that replica's memory was changed: the master is told
    * to drop it, and the next replica is tried).
    */
-  private async readInto(
-    found: { key: string; replicas: Replica[]; leaseDeadlineMs: number; checksum: number | null },
-    into: Uint8Array | DeviceSpan,
-  ): Promise<number> {
+  private async readInto(found: Found, into: Uint8Array | DeviceSpan): Promise<number> {
     const local = await Promise.all(found.replicas.map((r) => this.data.isLocal(r.endpoint).catch(() => false)));
     const order = found.replicas.map((r, i) => ({ r, local: local[i] })).sort((a, b) => Number(b.local) - Number(a.local));
     let lastError: number = ErrorCode.TRANSFER_FAIL;
@@ -597,12 +666,16 @@ export class MooncakeStore {
         else await this.data.readDevice(r.endpoint, r.address, into);
       } catch (e) {
         lastError = this.failed(e instanceof MooncakeError ? e.code : ErrorCode.TRANSFER_FAIL, (e as Error).message);
+        // A cached location may simply be out of date: the caller asks the master, quietly.
+        if (found.cached) return lastError;
         this.log.warn(`get: ${(e as Error).message}`);
         continue;
       }
       // The lease is what kept the buffer from being reused; past it, the bytes may be anything.
       if (Date.now() > found.leaseDeadlineMs) return this.failed(ErrorCode.LEASE_EXPIRED, "the read outlasted its lease");
       if (verify && tagChecksum(typeof crc === "number" ? crc : crc32([into as Uint8Array])) !== found.checksum) {
+        // Out of date (the object was force-removed and its bytes reused), not corrupt.
+        if (found.cached) return ErrorCode.CHECKSUM_MISMATCH;
         lastError = this.failed(
           ErrorCode.CHECKSUM_MISMATCH,
           `get ${shortKey(found.key)}: the replica on ${r.endpoint} at 0x${r.address.toString(16)} does not match the object's checksum`,
@@ -615,6 +688,25 @@ export class MooncakeStore {
     }
     return lastError;
   }
+}
+
+/** `fn` over `items` with at most `limit` calls pending at once; results in order. */
+async function mapBounded<T, R>(items: readonly T[], limit: number, fn: (item: T, index: number) => R | Promise<R>): Promise<R[]> {
+  const out = new Array<R>(items.length);
+  let next = 0;
+  const lane = async () => {
+    while (next < items.length) {
+      const i = next++;
+      out[i] = await fn(items[i]!, i);
+    }
+  };
+  await Promise.all(Array.from({ length: Math.min(limit, items.length) }, lane));
+  return out;
+}
+
+/** One replica, no pins, no placement wishes: what the small-value path serves. */
+function isPlainConfig(c: ReplicateConfig): boolean {
+  return (c.replicaNum ?? 1) === 1 && !c.softPin && !c.hardPin && (c.preferredSegments?.length ?? 0) === 0;
 }
 
 /** A revoke the master answered OK, or with OBJECT_NOT_FOUND (the write was already gone). */

@@ -289,6 +289,24 @@ export const KEYS = {
     env: ["MC_METADATA_CLUSTER_ID"],
     doc: "Prefix metadata keys with mooncake/<id>/.",
   },
+  small_put_max_bytes: {
+    scope: "store",
+    kind: "size",
+    default: 64 * 1024,
+    env: ["MC_SMALL_PUT_MAX_BYTES"],
+    doc:
+      "Puts of values up to this size (one replica, no pins) write into space the client reserved ahead and need one master round trip instead of two (PutCommit instead of PutStart + PutEnd); 0 turns it off.",
+  },
+  replica_location_cache: {
+    scope: "store",
+    kind: "int",
+    default: 65536,
+    min: 0,
+    max: 1 << 24,
+    env: ["MC_REPLICA_LOCATION_CACHE"],
+    doc:
+      "Keys whose replica locations a client remembers while its read lease lasts, so a repeated get is one round trip (to the node) instead of two; only values whose checksum it verifies (store_checksum). A key another client removes with force (and puts again) may read at its old, whole value until that lease would have ended; the RESP gateway always reads fresh. 0 turns it off.",
+  },
   store_checksum: {
     scope: "store",
     kind: "bool",

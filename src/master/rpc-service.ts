@@ -266,6 +266,50 @@ export function createHandlers(master: Master, hooks: RpcServiceHooks): Handlers
       return new Encoded(encodeBatchErrorCodes(rs), ErrorCode.OK);
     },
 
+    putReserve: (req) => {
+      const r = submit({
+        op: "putReserve",
+        clientId: uuidToString(req.clientId),
+        sizeBytes: Number(req.size),
+        preferredSegments: req.preferredSegments ?? [],
+      });
+      if (!r.ok) return { errorCode: r.code };
+      const g = r.value;
+      return {
+        errorCode: ErrorCode.OK,
+        reservationId: g.reservationId,
+        replica: replicaToWire({
+          id: 0,
+          status: pb.ReplicaStatus.PROCESSING,
+          sizeBytes: g.sizeBytes,
+          bufferAddress: g.bufferAddress,
+          protocol: g.protocol,
+          transportEndpoint: g.transportEndpoint,
+        }),
+        releaseTimeoutMs: g.releaseTimeoutMs,
+      };
+    },
+    putCommit: (req) => {
+      const rs = submit({
+        op: "putCommit",
+        clientId: uuidToString(req.clientId),
+        reservationId: Number(req.reservationId),
+        items: (req.items ?? []).map((item) => {
+          const c = item.objectChecksum;
+          return {
+            key: item.key ?? "",
+            offset: Number(item.offset),
+            sizeBytes: Number(item.size),
+            ...(c === null || c === undefined ? {} : { objectChecksum: BigInt(c) }),
+          };
+        }),
+      });
+      return new Encoded(encodeBatchErrorCodes(rs), ErrorCode.OK);
+    },
+    putRelease: (req) => ({
+      errorCode: code(submit({ op: "putRelease", clientId: uuidToString(req.clientId), reservationId: Number(req.reservationId) })),
+    }),
+
     remove: (req) => {
       const t = tenantError(req.tenantId);
       if (t) return { errorCode: t };

@@ -93,7 +93,16 @@ export namespace mooncake {
         REPORT_UNREACHABLE = 27,
 
         /** ours, not Mooncake's: a replica's bytes do not match its checksum */
-        REPORT_CORRUPT_REPLICA = 28
+        REPORT_CORRUPT_REPLICA = 28,
+
+        /** ours: the small-value put path (a range to write several values into) */
+        PUT_RESERVE = 29,
+
+        /** ours: values written into a reservation become objects */
+        PUT_COMMIT = 30,
+
+        /** ours: a reservation's unused bytes go back */
+        PUT_RELEASE = 31
     }
 
     /** ReplicaStatus enum. */
@@ -5151,5 +5160,544 @@ export namespace mooncake {
 
         /** Shape of a ReportCorruptReplicaResponse. */
         type $Shape = mooncake.ReportCorruptReplicaResponse.$Properties;
+    }
+
+    /**
+     * Properties of a PutReserveRequest.
+     * @deprecated Use mooncake.PutReserveRequest.$Properties instead.
+     */
+    interface IPutReserveRequest extends mooncake.PutReserveRequest.$Properties {
+    }
+
+    /** Represents a PutReserveRequest. */
+    class PutReserveRequest {
+
+        /**
+         * Constructs a new PutReserveRequest.
+         * @param [properties] Properties to set
+         */
+        constructor(properties?: mooncake.PutReserveRequest.$Properties);
+
+        /** Unknown fields preserved while decoding when enabled */
+        $unknowns?: Uint8Array[];
+
+        /** PutReserveRequest clientId. */
+        clientId?: (mooncake.UUID.$Properties|null);
+
+        /** bytes wanted (≤ 64 MiB) */
+        size: number;
+
+        /** segment names tried first (the client's own host) */
+        preferredSegments: string[];
+
+        /**
+         * Creates a new PutReserveRequest instance using the specified properties.
+         * @param [properties] Properties to set
+         * @returns PutReserveRequest instance
+         */
+        static create(properties: mooncake.PutReserveRequest.$Shape): mooncake.PutReserveRequest & mooncake.PutReserveRequest.$Shape;
+        static create(properties?: mooncake.PutReserveRequest.$Properties): mooncake.PutReserveRequest;
+
+        /**
+         * Encodes the specified PutReserveRequest message. Does not implicitly {@link mooncake.PutReserveRequest.verify|verify} messages.
+         * @param message PutReserveRequest message or plain object to encode
+         * @param [writer] Writer to encode to
+         * @returns Writer
+         */
+        static encode(message: mooncake.PutReserveRequest.$Properties, writer?: $protobuf.Writer): $protobuf.Writer;
+
+        /**
+         * Decodes a PutReserveRequest message from the specified reader or buffer.
+         * @param reader Reader or buffer to decode from
+         * @param [length] Message length if known beforehand
+         * @returns {mooncake.PutReserveRequest & mooncake.PutReserveRequest.$Shape} PutReserveRequest
+         * @throws {Error} If the payload is not a reader or valid buffer
+         * @throws {$protobuf.util.ProtocolError} If required fields are missing
+         */
+        static decode(reader: ($protobuf.Reader|Uint8Array), length?: number): mooncake.PutReserveRequest & mooncake.PutReserveRequest.$Shape;
+    }
+
+    namespace PutReserveRequest {
+
+        /** Properties of a PutReserveRequest. */
+        interface $Properties {
+
+            /** PutReserveRequest clientId */
+            clientId?: (mooncake.UUID.$Properties|null);
+
+            /** bytes wanted (≤ 64 MiB) */
+            size?: (number|null);
+
+            /** segment names tried first (the client's own host) */
+            preferredSegments?: (string[]|null);
+
+            /** Unknown fields preserved while decoding when enabled */
+            $unknowns?: Uint8Array[];
+        }
+
+        /** Shape of a PutReserveRequest. */
+        type $Shape = mooncake.PutReserveRequest.$Properties;
+    }
+
+    /**
+     * Properties of a PutReserveResponse.
+     * @deprecated Use mooncake.PutReserveResponse.$Properties instead.
+     */
+    interface IPutReserveResponse extends mooncake.PutReserveResponse.$Properties {
+    }
+
+    /** Represents a PutReserveResponse. */
+    class PutReserveResponse {
+
+        /**
+         * Constructs a new PutReserveResponse.
+         * @param [properties] Properties to set
+         */
+        constructor(properties?: mooncake.PutReserveResponse.$Properties);
+
+        /** Unknown fields preserved while decoding when enabled */
+        $unknowns?: Uint8Array[];
+
+        /** NO_AVAILABLE_HANDLE when no segment has the room */
+        errorCode: number;
+
+        /** PutReserveResponse reservationId. */
+        reservationId: number;
+
+        /** the range: buffer address, size (aligned), transport endpoint */
+        replica?: (mooncake.ReplicaDescriptor.$Properties|null);
+
+        /** unused bytes are freed this long after the grant at the latest */
+        releaseTimeoutMs: number;
+
+        /**
+         * Creates a new PutReserveResponse instance using the specified properties.
+         * @param [properties] Properties to set
+         * @returns PutReserveResponse instance
+         */
+        static create(properties: mooncake.PutReserveResponse.$Shape): mooncake.PutReserveResponse & mooncake.PutReserveResponse.$Shape;
+        static create(properties?: mooncake.PutReserveResponse.$Properties): mooncake.PutReserveResponse;
+
+        /**
+         * Encodes the specified PutReserveResponse message. Does not implicitly {@link mooncake.PutReserveResponse.verify|verify} messages.
+         * @param message PutReserveResponse message or plain object to encode
+         * @param [writer] Writer to encode to
+         * @returns Writer
+         */
+        static encode(message: mooncake.PutReserveResponse.$Properties, writer?: $protobuf.Writer): $protobuf.Writer;
+
+        /**
+         * Decodes a PutReserveResponse message from the specified reader or buffer.
+         * @param reader Reader or buffer to decode from
+         * @param [length] Message length if known beforehand
+         * @returns {mooncake.PutReserveResponse & mooncake.PutReserveResponse.$Shape} PutReserveResponse
+         * @throws {Error} If the payload is not a reader or valid buffer
+         * @throws {$protobuf.util.ProtocolError} If required fields are missing
+         */
+        static decode(reader: ($protobuf.Reader|Uint8Array), length?: number): mooncake.PutReserveResponse & mooncake.PutReserveResponse.$Shape;
+    }
+
+    namespace PutReserveResponse {
+
+        /** Properties of a PutReserveResponse. */
+        interface $Properties {
+
+            /** NO_AVAILABLE_HANDLE when no segment has the room */
+            errorCode?: (number|null);
+
+            /** PutReserveResponse reservationId */
+            reservationId?: (number|null);
+
+            /** the range: buffer address, size (aligned), transport endpoint */
+            replica?: (mooncake.ReplicaDescriptor.$Properties|null);
+
+            /** unused bytes are freed this long after the grant at the latest */
+            releaseTimeoutMs?: (number|null);
+
+            /** Unknown fields preserved while decoding when enabled */
+            $unknowns?: Uint8Array[];
+        }
+
+        /** Shape of a PutReserveResponse. */
+        type $Shape = {
+          errorCode?: number|null;
+          reservationId?: number|null;
+          replica?: mooncake.ReplicaDescriptor.$Shape|null;
+          releaseTimeoutMs?: number|null;
+          $unknowns?: Uint8Array[];
+        };
+    }
+
+    /**
+     * Properties of a PutCommitItem.
+     * @deprecated Use mooncake.PutCommitItem.$Properties instead.
+     */
+    interface IPutCommitItem extends mooncake.PutCommitItem.$Properties {
+    }
+
+    /** Represents a PutCommitItem. */
+    class PutCommitItem {
+
+        /**
+         * Constructs a new PutCommitItem.
+         * @param [properties] Properties to set
+         */
+        constructor(properties?: mooncake.PutCommitItem.$Properties);
+
+        /** Unknown fields preserved while decoding when enabled */
+        $unknowns?: Uint8Array[];
+
+        /** PutCommitItem key. */
+        key: string;
+
+        /** from the reservation's start; a multiple of 64 */
+        offset: number;
+
+        /** the value's bytes */
+        size: number;
+
+        /** PutCommitItem objectChecksum. */
+        objectChecksum?: (number|null);
+
+        /**
+         * Creates a new PutCommitItem instance using the specified properties.
+         * @param [properties] Properties to set
+         * @returns PutCommitItem instance
+         */
+        static create(properties: mooncake.PutCommitItem.$Shape): mooncake.PutCommitItem & mooncake.PutCommitItem.$Shape;
+        static create(properties?: mooncake.PutCommitItem.$Properties): mooncake.PutCommitItem;
+
+        /**
+         * Encodes the specified PutCommitItem message. Does not implicitly {@link mooncake.PutCommitItem.verify|verify} messages.
+         * @param message PutCommitItem message or plain object to encode
+         * @param [writer] Writer to encode to
+         * @returns Writer
+         */
+        static encode(message: mooncake.PutCommitItem.$Properties, writer?: $protobuf.Writer): $protobuf.Writer;
+
+        /**
+         * Decodes a PutCommitItem message from the specified reader or buffer.
+         * @param reader Reader or buffer to decode from
+         * @param [length] Message length if known beforehand
+         * @returns {mooncake.PutCommitItem & mooncake.PutCommitItem.$Shape} PutCommitItem
+         * @throws {Error} If the payload is not a reader or valid buffer
+         * @throws {$protobuf.util.ProtocolError} If required fields are missing
+         */
+        static decode(reader: ($protobuf.Reader|Uint8Array), length?: number): mooncake.PutCommitItem & mooncake.PutCommitItem.$Shape;
+    }
+
+    namespace PutCommitItem {
+
+        /** Properties of a PutCommitItem. */
+        interface $Properties {
+
+            /** PutCommitItem key */
+            key?: (string|null);
+
+            /** from the reservation's start; a multiple of 64 */
+            offset?: (number|null);
+
+            /** the value's bytes */
+            size?: (number|null);
+
+            /** PutCommitItem objectChecksum */
+            objectChecksum?: (number|null);
+
+            /** Unknown fields preserved while decoding when enabled */
+            $unknowns?: Uint8Array[];
+        }
+
+        /** Shape of a PutCommitItem. */
+        type $Shape = mooncake.PutCommitItem.$Properties;
+    }
+
+    /**
+     * Properties of a PutCommitRequest.
+     * @deprecated Use mooncake.PutCommitRequest.$Properties instead.
+     */
+    interface IPutCommitRequest extends mooncake.PutCommitRequest.$Properties {
+    }
+
+    /** Represents a PutCommitRequest. */
+    class PutCommitRequest {
+
+        /**
+         * Constructs a new PutCommitRequest.
+         * @param [properties] Properties to set
+         */
+        constructor(properties?: mooncake.PutCommitRequest.$Properties);
+
+        /** Unknown fields preserved while decoding when enabled */
+        $unknowns?: Uint8Array[];
+
+        /** PutCommitRequest clientId. */
+        clientId?: (mooncake.UUID.$Properties|null);
+
+        /** PutCommitRequest reservationId. */
+        reservationId: number;
+
+        /** ≤ 4096 */
+        items: mooncake.PutCommitItem.$Properties[];
+
+        /**
+         * Creates a new PutCommitRequest instance using the specified properties.
+         * @param [properties] Properties to set
+         * @returns PutCommitRequest instance
+         */
+        static create(properties: mooncake.PutCommitRequest.$Shape): mooncake.PutCommitRequest & mooncake.PutCommitRequest.$Shape;
+        static create(properties?: mooncake.PutCommitRequest.$Properties): mooncake.PutCommitRequest;
+
+        /**
+         * Encodes the specified PutCommitRequest message. Does not implicitly {@link mooncake.PutCommitRequest.verify|verify} messages.
+         * @param message PutCommitRequest message or plain object to encode
+         * @param [writer] Writer to encode to
+         * @returns Writer
+         */
+        static encode(message: mooncake.PutCommitRequest.$Properties, writer?: $protobuf.Writer): $protobuf.Writer;
+
+        /**
+         * Decodes a PutCommitRequest message from the specified reader or buffer.
+         * @param reader Reader or buffer to decode from
+         * @param [length] Message length if known beforehand
+         * @returns {mooncake.PutCommitRequest & mooncake.PutCommitRequest.$Shape} PutCommitRequest
+         * @throws {Error} If the payload is not a reader or valid buffer
+         * @throws {$protobuf.util.ProtocolError} If required fields are missing
+         */
+        static decode(reader: ($protobuf.Reader|Uint8Array), length?: number): mooncake.PutCommitRequest & mooncake.PutCommitRequest.$Shape;
+    }
+
+    namespace PutCommitRequest {
+
+        /** Properties of a PutCommitRequest. */
+        interface $Properties {
+
+            /** PutCommitRequest clientId */
+            clientId?: (mooncake.UUID.$Properties|null);
+
+            /** PutCommitRequest reservationId */
+            reservationId?: (number|null);
+
+            /** ≤ 4096 */
+            items?: (mooncake.PutCommitItem.$Properties[]|null);
+
+            /** Unknown fields preserved while decoding when enabled */
+            $unknowns?: Uint8Array[];
+        }
+
+        /** Shape of a PutCommitRequest. */
+        type $Shape = mooncake.PutCommitRequest.$Properties;
+    }
+
+    /**
+     * Properties of a PutCommitResponse.
+     * @deprecated Use mooncake.PutCommitResponse.$Properties instead.
+     */
+    interface IPutCommitResponse extends mooncake.PutCommitResponse.$Properties {
+    }
+
+    /** Represents a PutCommitResponse. */
+    class PutCommitResponse {
+
+        /**
+         * Constructs a new PutCommitResponse.
+         * @param [properties] Properties to set
+         */
+        constructor(properties?: mooncake.PutCommitResponse.$Properties);
+
+        /** Unknown fields preserved while decoding when enabled */
+        $unknowns?: Uint8Array[];
+
+        /** PutCommitResponse errorCode. */
+        errorCode: number;
+
+        /**
+         * One per item: OK, OBJECT_ALREADY_EXISTS (insert-if-absent), INVALID_PARAMS (a range that is
+         * not the client's to commit), INVALID_WRITE (reservation unknown: put the value again normally).
+         */
+        results: mooncake.PutEndResponse.$Properties[];
+
+        /**
+         * Creates a new PutCommitResponse instance using the specified properties.
+         * @param [properties] Properties to set
+         * @returns PutCommitResponse instance
+         */
+        static create(properties: mooncake.PutCommitResponse.$Shape): mooncake.PutCommitResponse & mooncake.PutCommitResponse.$Shape;
+        static create(properties?: mooncake.PutCommitResponse.$Properties): mooncake.PutCommitResponse;
+
+        /**
+         * Encodes the specified PutCommitResponse message. Does not implicitly {@link mooncake.PutCommitResponse.verify|verify} messages.
+         * @param message PutCommitResponse message or plain object to encode
+         * @param [writer] Writer to encode to
+         * @returns Writer
+         */
+        static encode(message: mooncake.PutCommitResponse.$Properties, writer?: $protobuf.Writer): $protobuf.Writer;
+
+        /**
+         * Decodes a PutCommitResponse message from the specified reader or buffer.
+         * @param reader Reader or buffer to decode from
+         * @param [length] Message length if known beforehand
+         * @returns {mooncake.PutCommitResponse & mooncake.PutCommitResponse.$Shape} PutCommitResponse
+         * @throws {Error} If the payload is not a reader or valid buffer
+         * @throws {$protobuf.util.ProtocolError} If required fields are missing
+         */
+        static decode(reader: ($protobuf.Reader|Uint8Array), length?: number): mooncake.PutCommitResponse & mooncake.PutCommitResponse.$Shape;
+    }
+
+    namespace PutCommitResponse {
+
+        /** Properties of a PutCommitResponse. */
+        interface $Properties {
+
+            /** PutCommitResponse errorCode */
+            errorCode?: (number|null);
+
+            /**
+             * One per item: OK, OBJECT_ALREADY_EXISTS (insert-if-absent), INVALID_PARAMS (a range that is
+             * not the client's to commit), INVALID_WRITE (reservation unknown: put the value again normally).
+             */
+            results?: (mooncake.PutEndResponse.$Properties[]|null);
+
+            /** Unknown fields preserved while decoding when enabled */
+            $unknowns?: Uint8Array[];
+        }
+
+        /** Shape of a PutCommitResponse. */
+        type $Shape = mooncake.PutCommitResponse.$Properties;
+    }
+
+    /**
+     * Properties of a PutReleaseRequest.
+     * @deprecated Use mooncake.PutReleaseRequest.$Properties instead.
+     */
+    interface IPutReleaseRequest extends mooncake.PutReleaseRequest.$Properties {
+    }
+
+    /** Represents a PutReleaseRequest. */
+    class PutReleaseRequest {
+
+        /**
+         * Constructs a new PutReleaseRequest.
+         * @param [properties] Properties to set
+         */
+        constructor(properties?: mooncake.PutReleaseRequest.$Properties);
+
+        /** Unknown fields preserved while decoding when enabled */
+        $unknowns?: Uint8Array[];
+
+        /** PutReleaseRequest clientId. */
+        clientId?: (mooncake.UUID.$Properties|null);
+
+        /** PutReleaseRequest reservationId. */
+        reservationId: number;
+
+        /**
+         * Creates a new PutReleaseRequest instance using the specified properties.
+         * @param [properties] Properties to set
+         * @returns PutReleaseRequest instance
+         */
+        static create(properties: mooncake.PutReleaseRequest.$Shape): mooncake.PutReleaseRequest & mooncake.PutReleaseRequest.$Shape;
+        static create(properties?: mooncake.PutReleaseRequest.$Properties): mooncake.PutReleaseRequest;
+
+        /**
+         * Encodes the specified PutReleaseRequest message. Does not implicitly {@link mooncake.PutReleaseRequest.verify|verify} messages.
+         * @param message PutReleaseRequest message or plain object to encode
+         * @param [writer] Writer to encode to
+         * @returns Writer
+         */
+        static encode(message: mooncake.PutReleaseRequest.$Properties, writer?: $protobuf.Writer): $protobuf.Writer;
+
+        /**
+         * Decodes a PutReleaseRequest message from the specified reader or buffer.
+         * @param reader Reader or buffer to decode from
+         * @param [length] Message length if known beforehand
+         * @returns {mooncake.PutReleaseRequest & mooncake.PutReleaseRequest.$Shape} PutReleaseRequest
+         * @throws {Error} If the payload is not a reader or valid buffer
+         * @throws {$protobuf.util.ProtocolError} If required fields are missing
+         */
+        static decode(reader: ($protobuf.Reader|Uint8Array), length?: number): mooncake.PutReleaseRequest & mooncake.PutReleaseRequest.$Shape;
+    }
+
+    namespace PutReleaseRequest {
+
+        /** Properties of a PutReleaseRequest. */
+        interface $Properties {
+
+            /** PutReleaseRequest clientId */
+            clientId?: (mooncake.UUID.$Properties|null);
+
+            /** PutReleaseRequest reservationId */
+            reservationId?: (number|null);
+
+            /** Unknown fields preserved while decoding when enabled */
+            $unknowns?: Uint8Array[];
+        }
+
+        /** Shape of a PutReleaseRequest. */
+        type $Shape = mooncake.PutReleaseRequest.$Properties;
+    }
+
+    /**
+     * Properties of a PutReleaseResponse.
+     * @deprecated Use mooncake.PutReleaseResponse.$Properties instead.
+     */
+    interface IPutReleaseResponse extends mooncake.PutReleaseResponse.$Properties {
+    }
+
+    /** Represents a PutReleaseResponse. */
+    class PutReleaseResponse {
+
+        /**
+         * Constructs a new PutReleaseResponse.
+         * @param [properties] Properties to set
+         */
+        constructor(properties?: mooncake.PutReleaseResponse.$Properties);
+
+        /** Unknown fields preserved while decoding when enabled */
+        $unknowns?: Uint8Array[];
+
+        /** PutReleaseResponse errorCode. */
+        errorCode: number;
+
+        /**
+         * Creates a new PutReleaseResponse instance using the specified properties.
+         * @param [properties] Properties to set
+         * @returns PutReleaseResponse instance
+         */
+        static create(properties: mooncake.PutReleaseResponse.$Shape): mooncake.PutReleaseResponse & mooncake.PutReleaseResponse.$Shape;
+        static create(properties?: mooncake.PutReleaseResponse.$Properties): mooncake.PutReleaseResponse;
+
+        /**
+         * Encodes the specified PutReleaseResponse message. Does not implicitly {@link mooncake.PutReleaseResponse.verify|verify} messages.
+         * @param message PutReleaseResponse message or plain object to encode
+         * @param [writer] Writer to encode to
+         * @returns Writer
+         */
+        static encode(message: mooncake.PutReleaseResponse.$Properties, writer?: $protobuf.Writer): $protobuf.Writer;
+
+        /**
+         * Decodes a PutReleaseResponse message from the specified reader or buffer.
+         * @param reader Reader or buffer to decode from
+         * @param [length] Message length if known beforehand
+         * @returns {mooncake.PutReleaseResponse & mooncake.PutReleaseResponse.$Shape} PutReleaseResponse
+         * @throws {Error} If the payload is not a reader or valid buffer
+         * @throws {$protobuf.util.ProtocolError} If required fields are missing
+         */
+        static decode(reader: ($protobuf.Reader|Uint8Array), length?: number): mooncake.PutReleaseResponse & mooncake.PutReleaseResponse.$Shape;
+    }
+
+    namespace PutReleaseResponse {
+
+        /** Properties of a PutReleaseResponse. */
+        interface $Properties {
+
+            /** PutReleaseResponse errorCode */
+            errorCode?: (number|null);
+
+            /** Unknown fields preserved while decoding when enabled */
+            $unknowns?: Uint8Array[];
+        }
+
+        /** Shape of a PutReleaseResponse. */
+        type $Shape = mooncake.PutReleaseResponse.$Properties;
     }
 }

@@ -55,6 +55,9 @@ export const mooncake = $root.mooncake = (() => {
      * @property {number} GET_FSDIR=26 GET_FSDIR value
      * @property {number} REPORT_UNREACHABLE=27 ours, not Mooncake's: a client could not reach a node's data path
      * @property {number} REPORT_CORRUPT_REPLICA=28 ours, not Mooncake's: a replica's bytes do not match its checksum
+     * @property {number} PUT_RESERVE=29 ours: the small-value put path (a range to write several values into)
+     * @property {number} PUT_COMMIT=30 ours: values written into a reservation become objects
+     * @property {number} PUT_RELEASE=31 ours: a reservation's unused bytes go back
      */
     mooncake.MethodId = (function() {
         const valuesById = $Object.create(null), values = $Object.create(valuesById);
@@ -87,6 +90,9 @@ export const mooncake = $root.mooncake = (() => {
         values[valuesById[26] = "GET_FSDIR"] = 26;
         values[valuesById[27] = "REPORT_UNREACHABLE"] = 27;
         values[valuesById[28] = "REPORT_CORRUPT_REPLICA"] = 28;
+        values[valuesById[29] = "PUT_RESERVE"] = 29;
+        values[valuesById[30] = "PUT_COMMIT"] = 30;
+        values[valuesById[31] = "PUT_RELEASE"] = 31;
         return values;
     })();
 
@@ -12271,6 +12277,1316 @@ export const mooncake = $root.mooncake = (() => {
         };
 
         return ReportCorruptReplicaResponse;
+    })();
+
+    mooncake.PutReserveRequest = (function() {
+
+        /**
+         * Properties of a PutReserveRequest.
+         * @typedef {Object} mooncake.PutReserveRequest.$Properties
+         * @property {mooncake.UUID.$Properties|null} [clientId] PutReserveRequest clientId
+         * @property {number|null} [size] bytes wanted (≤ 64 MiB)
+         * @property {Array.<string>|null} [preferredSegments] segment names tried first (the client's own host)
+         * @property {Array.<Uint8Array>} [$unknowns] Unknown fields preserved while decoding when enabled
+         */
+
+        /**
+         * Properties of a PutReserveRequest.
+         * @memberof mooncake
+         * @interface IPutReserveRequest
+         * @augments mooncake.PutReserveRequest.$Properties
+         * @deprecated Use mooncake.PutReserveRequest.$Properties instead.
+         */
+
+        /**
+         * Shape of a PutReserveRequest.
+         * @typedef {mooncake.PutReserveRequest.$Properties} mooncake.PutReserveRequest.$Shape
+         */
+
+        /**
+         * Constructs a new PutReserveRequest.
+         * @memberof mooncake
+         * @classdesc Represents a PutReserveRequest.
+         * @constructor
+         * @param {mooncake.PutReserveRequest.$Properties=} [properties] Properties to set
+         * @property {Array.<Uint8Array>} [$unknowns] Unknown fields preserved while decoding when enabled
+         */
+        const PutReserveRequest = function (properties) {
+            this.preferredSegments = [];
+            if (properties)
+                for (let keys = $Object.keys(properties), i = 0; i < keys.length; ++i)
+                    if (properties[keys[i]] != null && keys[i] !== "__proto__")
+                        this[keys[i]] = properties[keys[i]];
+        };
+
+        /**
+         * PutReserveRequest clientId.
+         * @member {mooncake.UUID.$Properties|null|undefined} clientId
+         * @memberof mooncake.PutReserveRequest
+         * @instance
+         */
+        PutReserveRequest.prototype.clientId = null;
+
+        /**
+         * bytes wanted (≤ 64 MiB)
+         * @member {number} size
+         * @memberof mooncake.PutReserveRequest
+         * @instance
+         */
+        PutReserveRequest.prototype.size = $util.Long ? $util.Long.fromBits(0,0,true) : 0;
+
+        /**
+         * segment names tried first (the client's own host)
+         * @member {Array.<string>} preferredSegments
+         * @memberof mooncake.PutReserveRequest
+         * @instance
+         */
+        PutReserveRequest.prototype.preferredSegments = $util.emptyArray;
+
+        /**
+         * Creates a new PutReserveRequest instance using the specified properties.
+         * @function create
+         * @memberof mooncake.PutReserveRequest
+         * @static
+         * @param {mooncake.PutReserveRequest.$Properties=} [properties] Properties to set
+         * @returns {mooncake.PutReserveRequest} PutReserveRequest instance
+         * @type {{
+         *   (properties: mooncake.PutReserveRequest.$Shape): mooncake.PutReserveRequest & mooncake.PutReserveRequest.$Shape;
+         *   (properties?: mooncake.PutReserveRequest.$Properties): mooncake.PutReserveRequest;
+         * }}
+         */
+        PutReserveRequest.create = function(properties) {
+            return new PutReserveRequest(properties);
+        };
+
+        /**
+         * Encodes the specified PutReserveRequest message. Does not implicitly {@link mooncake.PutReserveRequest.verify|verify} messages.
+         * @function encode
+         * @memberof mooncake.PutReserveRequest
+         * @static
+         * @param {mooncake.PutReserveRequest.$Properties} message PutReserveRequest message or plain object to encode
+         * @param {$protobuf.Writer} [writer] Writer to encode to
+         * @returns {$protobuf.Writer} Writer
+         */
+        PutReserveRequest.encode = function (message, writer, _depth) {
+            if (!writer)
+                writer = $Writer.create();
+            if (_depth === $undefined)
+                _depth = 0;
+            if (_depth > $util.recursionLimit)
+                throw $Error("max depth exceeded");
+            if (message.clientId != null && $Object.hasOwnProperty.call(message, "clientId"))
+                $root.mooncake.UUID.encode(message.clientId, writer.uint32(/* id 1, wireType 2 =*/10).fork(), _depth + 1).ldelim();
+            if (message.size != null && $Object.hasOwnProperty.call(message, "size") && (typeof message.size === "object" ? message.size.low || message.size.high : message.size !== 0))
+                writer.uint32(/* id 2, wireType 0 =*/16).uint64(message.size);
+            if (message.preferredSegments != null && message.preferredSegments.length)
+                for (let i = 0; i < message.preferredSegments.length; ++i)
+                    writer.uint32(/* id 3, wireType 2 =*/26).string(message.preferredSegments[i]);
+            if (message.$unknowns != null && $Object.hasOwnProperty.call(message, "$unknowns"))
+                for (let i = 0; i < message.$unknowns.length; ++i)
+                    writer.raw(message.$unknowns[i]);
+            return writer;
+        };
+
+        /**
+         * Decodes a PutReserveRequest message from the specified reader or buffer.
+         * @function decode
+         * @memberof mooncake.PutReserveRequest
+         * @static
+         * @param {$protobuf.Reader|Uint8Array} reader Reader or buffer to decode from
+         * @param {number} [length] Message length if known beforehand
+         * @returns {mooncake.PutReserveRequest & mooncake.PutReserveRequest.$Shape} PutReserveRequest
+         * @throws {Error} If the payload is not a reader or valid buffer
+         * @throws {$protobuf.util.ProtocolError} If required fields are missing
+         */
+        PutReserveRequest.decode = function (reader, length, _end, _depth, _target) {
+            if (!(reader instanceof $Reader))
+                reader = $Reader.create(reader);
+            if (_depth === $undefined)
+                _depth = 0;
+            if (_depth > $Reader.recursionLimit)
+                throw $Error("max depth exceeded");
+            let end, message, value;
+            if (length === $undefined)
+                end = reader.len;
+            else {
+                end = reader.pos + length;
+                if (end > reader.len)
+                    throw $RangeError("index out of range");
+                length = reader.len;
+                reader.len = end;
+            }
+            message = _target || new $root.mooncake.PutReserveRequest();
+            while (reader.pos < end) {
+                let start = reader.pos;
+                let tag = reader.tag();
+                if (tag === _end) {
+                    _end = $undefined;
+                    break;
+                }
+                let wireType = tag & 7;
+                switch (tag >>>= 3) {
+                case 1: {
+                        if (wireType !== 2)
+                            break;
+                        message.clientId = $root.mooncake.UUID.decode(reader, reader.size(), $undefined, _depth + 1, message.clientId);
+                        continue;
+                    }
+                case 2: {
+                        if (wireType !== 0)
+                            break;
+                        if (typeof (value = reader.uint64()) === "object" ? value.low || value.high : value !== 0)
+                            message.size = value;
+                        else
+                            delete message.size;
+                        continue;
+                    }
+                case 3: {
+                        if (wireType !== 2)
+                            break;
+                        if (!(message.preferredSegments && message.preferredSegments.length))
+                            message.preferredSegments = [];
+                        message.preferredSegments.push(reader.stringVerify());
+                        continue;
+                    }
+                }
+                reader.skipType(wireType, _depth, tag);
+                if (!reader.discardUnknown) {
+                    $util.makeProp(message, "$unknowns", false);
+                    (message.$unknowns || (message.$unknowns = [])).push(reader.raw(start, reader.pos));
+                }
+            }
+            if (length !== $undefined) {
+                if (reader.pos !== end)
+                    throw $RangeError("index out of range");
+                reader.len = length;
+            }
+            if (_end !== $undefined)
+                throw $Error("missing end group");
+            return message;
+        };
+
+        return PutReserveRequest;
+    })();
+
+    mooncake.PutReserveResponse = (function() {
+
+        /**
+         * Properties of a PutReserveResponse.
+         * @typedef {Object} mooncake.PutReserveResponse.$Properties
+         * @property {number|null} [errorCode] NO_AVAILABLE_HANDLE when no segment has the room
+         * @property {number|null} [reservationId] PutReserveResponse reservationId
+         * @property {mooncake.ReplicaDescriptor.$Properties|null} [replica] the range: buffer address, size (aligned), transport endpoint
+         * @property {number|null} [releaseTimeoutMs] unused bytes are freed this long after the grant at the latest
+         * @property {Array.<Uint8Array>} [$unknowns] Unknown fields preserved while decoding when enabled
+         */
+
+        /**
+         * Properties of a PutReserveResponse.
+         * @memberof mooncake
+         * @interface IPutReserveResponse
+         * @augments mooncake.PutReserveResponse.$Properties
+         * @deprecated Use mooncake.PutReserveResponse.$Properties instead.
+         */
+
+        /**
+         * Shape of a PutReserveResponse.
+         * @typedef {{
+         *   errorCode?: number|null;
+         *   reservationId?: number|null;
+         *   replica?: mooncake.ReplicaDescriptor.$Shape|null;
+         *   releaseTimeoutMs?: number|null;
+         *   $unknowns?: Array.<Uint8Array>;
+         * }} mooncake.PutReserveResponse.$Shape
+         */
+
+        /**
+         * Constructs a new PutReserveResponse.
+         * @memberof mooncake
+         * @classdesc Represents a PutReserveResponse.
+         * @constructor
+         * @param {mooncake.PutReserveResponse.$Properties=} [properties] Properties to set
+         * @property {Array.<Uint8Array>} [$unknowns] Unknown fields preserved while decoding when enabled
+         */
+        const PutReserveResponse = function (properties) {
+            if (properties)
+                for (let keys = $Object.keys(properties), i = 0; i < keys.length; ++i)
+                    if (properties[keys[i]] != null && keys[i] !== "__proto__")
+                        this[keys[i]] = properties[keys[i]];
+        };
+
+        /**
+         * NO_AVAILABLE_HANDLE when no segment has the room
+         * @member {number} errorCode
+         * @memberof mooncake.PutReserveResponse
+         * @instance
+         */
+        PutReserveResponse.prototype.errorCode = 0;
+
+        /**
+         * PutReserveResponse reservationId.
+         * @member {number} reservationId
+         * @memberof mooncake.PutReserveResponse
+         * @instance
+         */
+        PutReserveResponse.prototype.reservationId = $util.Long ? $util.Long.fromBits(0,0,true) : 0;
+
+        /**
+         * the range: buffer address, size (aligned), transport endpoint
+         * @member {mooncake.ReplicaDescriptor.$Properties|null|undefined} replica
+         * @memberof mooncake.PutReserveResponse
+         * @instance
+         */
+        PutReserveResponse.prototype.replica = null;
+
+        /**
+         * unused bytes are freed this long after the grant at the latest
+         * @member {number} releaseTimeoutMs
+         * @memberof mooncake.PutReserveResponse
+         * @instance
+         */
+        PutReserveResponse.prototype.releaseTimeoutMs = $util.Long ? $util.Long.fromBits(0,0,true) : 0;
+
+        /**
+         * Creates a new PutReserveResponse instance using the specified properties.
+         * @function create
+         * @memberof mooncake.PutReserveResponse
+         * @static
+         * @param {mooncake.PutReserveResponse.$Properties=} [properties] Properties to set
+         * @returns {mooncake.PutReserveResponse} PutReserveResponse instance
+         * @type {{
+         *   (properties: mooncake.PutReserveResponse.$Shape): mooncake.PutReserveResponse & mooncake.PutReserveResponse.$Shape;
+         *   (properties?: mooncake.PutReserveResponse.$Properties): mooncake.PutReserveResponse;
+         * }}
+         */
+        PutReserveResponse.create = function(properties) {
+            return new PutReserveResponse(properties);
+        };
+
+        /**
+         * Encodes the specified PutReserveResponse message. Does not implicitly {@link mooncake.PutReserveResponse.verify|verify} messages.
+         * @function encode
+         * @memberof mooncake.PutReserveResponse
+         * @static
+         * @param {mooncake.PutReserveResponse.$Properties} message PutReserveResponse message or plain object to encode
+         * @param {$protobuf.Writer} [writer] Writer to encode to
+         * @returns {$protobuf.Writer} Writer
+         */
+        PutReserveResponse.encode = function (message, writer, _depth) {
+            if (!writer)
+                writer = $Writer.create();
+            if (_depth === $undefined)
+                _depth = 0;
+            if (_depth > $util.recursionLimit)
+                throw $Error("max depth exceeded");
+            if (message.errorCode != null && $Object.hasOwnProperty.call(message, "errorCode") && message.errorCode !== 0)
+                writer.uint32(/* id 1, wireType 0 =*/8).int32(message.errorCode);
+            if (message.reservationId != null && $Object.hasOwnProperty.call(message, "reservationId") && (typeof message.reservationId === "object" ? message.reservationId.low || message.reservationId.high : message.reservationId !== 0))
+                writer.uint32(/* id 2, wireType 0 =*/16).uint64(message.reservationId);
+            if (message.replica != null && $Object.hasOwnProperty.call(message, "replica"))
+                $root.mooncake.ReplicaDescriptor.encode(message.replica, writer.uint32(/* id 3, wireType 2 =*/26).fork(), _depth + 1).ldelim();
+            if (message.releaseTimeoutMs != null && $Object.hasOwnProperty.call(message, "releaseTimeoutMs") && (typeof message.releaseTimeoutMs === "object" ? message.releaseTimeoutMs.low || message.releaseTimeoutMs.high : message.releaseTimeoutMs !== 0))
+                writer.uint32(/* id 4, wireType 0 =*/32).uint64(message.releaseTimeoutMs);
+            if (message.$unknowns != null && $Object.hasOwnProperty.call(message, "$unknowns"))
+                for (let i = 0; i < message.$unknowns.length; ++i)
+                    writer.raw(message.$unknowns[i]);
+            return writer;
+        };
+
+        /**
+         * Decodes a PutReserveResponse message from the specified reader or buffer.
+         * @function decode
+         * @memberof mooncake.PutReserveResponse
+         * @static
+         * @param {$protobuf.Reader|Uint8Array} reader Reader or buffer to decode from
+         * @param {number} [length] Message length if known beforehand
+         * @returns {mooncake.PutReserveResponse & mooncake.PutReserveResponse.$Shape} PutReserveResponse
+         * @throws {Error} If the payload is not a reader or valid buffer
+         * @throws {$protobuf.util.ProtocolError} If required fields are missing
+         */
+        PutReserveResponse.decode = function (reader, length, _end, _depth, _target) {
+            if (!(reader instanceof $Reader))
+                reader = $Reader.create(reader);
+            if (_depth === $undefined)
+                _depth = 0;
+            if (_depth > $Reader.recursionLimit)
+                throw $Error("max depth exceeded");
+            let end, message, value;
+            if (length === $undefined)
+                end = reader.len;
+            else {
+                end = reader.pos + length;
+                if (end > reader.len)
+                    throw $RangeError("index out of range");
+                length = reader.len;
+                reader.len = end;
+            }
+            message = _target || new $root.mooncake.PutReserveResponse();
+            while (reader.pos < end) {
+                let start = reader.pos;
+                let tag = reader.tag();
+                if (tag === _end) {
+                    _end = $undefined;
+                    break;
+                }
+                let wireType = tag & 7;
+                switch (tag >>>= 3) {
+                case 1: {
+                        if (wireType !== 0)
+                            break;
+                        if (value = reader.int32())
+                            message.errorCode = value;
+                        else
+                            delete message.errorCode;
+                        continue;
+                    }
+                case 2: {
+                        if (wireType !== 0)
+                            break;
+                        if (typeof (value = reader.uint64()) === "object" ? value.low || value.high : value !== 0)
+                            message.reservationId = value;
+                        else
+                            delete message.reservationId;
+                        continue;
+                    }
+                case 3: {
+                        if (wireType !== 2)
+                            break;
+                        message.replica = $root.mooncake.ReplicaDescriptor.decode(reader, reader.size(), $undefined, _depth + 1, message.replica);
+                        continue;
+                    }
+                case 4: {
+                        if (wireType !== 0)
+                            break;
+                        if (typeof (value = reader.uint64()) === "object" ? value.low || value.high : value !== 0)
+                            message.releaseTimeoutMs = value;
+                        else
+                            delete message.releaseTimeoutMs;
+                        continue;
+                    }
+                }
+                reader.skipType(wireType, _depth, tag);
+                if (!reader.discardUnknown) {
+                    $util.makeProp(message, "$unknowns", false);
+                    (message.$unknowns || (message.$unknowns = [])).push(reader.raw(start, reader.pos));
+                }
+            }
+            if (length !== $undefined) {
+                if (reader.pos !== end)
+                    throw $RangeError("index out of range");
+                reader.len = length;
+            }
+            if (_end !== $undefined)
+                throw $Error("missing end group");
+            return message;
+        };
+
+        return PutReserveResponse;
+    })();
+
+    mooncake.PutCommitItem = (function() {
+
+        /**
+         * Properties of a PutCommitItem.
+         * @typedef {Object} mooncake.PutCommitItem.$Properties
+         * @property {string|null} [key] PutCommitItem key
+         * @property {number|null} [offset] from the reservation's start; a multiple of 64
+         * @property {number|null} [size] the value's bytes
+         * @property {number|null} [objectChecksum] PutCommitItem objectChecksum
+         * @property {Array.<Uint8Array>} [$unknowns] Unknown fields preserved while decoding when enabled
+         */
+
+        /**
+         * Properties of a PutCommitItem.
+         * @memberof mooncake
+         * @interface IPutCommitItem
+         * @augments mooncake.PutCommitItem.$Properties
+         * @deprecated Use mooncake.PutCommitItem.$Properties instead.
+         */
+
+        /**
+         * Shape of a PutCommitItem.
+         * @typedef {mooncake.PutCommitItem.$Properties} mooncake.PutCommitItem.$Shape
+         */
+
+        /**
+         * Constructs a new PutCommitItem.
+         * @memberof mooncake
+         * @classdesc Represents a PutCommitItem.
+         * @constructor
+         * @param {mooncake.PutCommitItem.$Properties=} [properties] Properties to set
+         * @property {Array.<Uint8Array>} [$unknowns] Unknown fields preserved while decoding when enabled
+         */
+        const PutCommitItem = function (properties) {
+            if (properties)
+                for (let keys = $Object.keys(properties), i = 0; i < keys.length; ++i)
+                    if (properties[keys[i]] != null && keys[i] !== "__proto__")
+                        this[keys[i]] = properties[keys[i]];
+        };
+
+        /**
+         * PutCommitItem key.
+         * @member {string} key
+         * @memberof mooncake.PutCommitItem
+         * @instance
+         */
+        PutCommitItem.prototype.key = "";
+
+        /**
+         * from the reservation's start; a multiple of 64
+         * @member {number} offset
+         * @memberof mooncake.PutCommitItem
+         * @instance
+         */
+        PutCommitItem.prototype.offset = $util.Long ? $util.Long.fromBits(0,0,true) : 0;
+
+        /**
+         * the value's bytes
+         * @member {number} size
+         * @memberof mooncake.PutCommitItem
+         * @instance
+         */
+        PutCommitItem.prototype.size = $util.Long ? $util.Long.fromBits(0,0,true) : 0;
+
+        /**
+         * PutCommitItem objectChecksum.
+         * @member {number|null|undefined} objectChecksum
+         * @memberof mooncake.PutCommitItem
+         * @instance
+         */
+        PutCommitItem.prototype.objectChecksum = null;
+
+        // OneOf field names bound to virtual getters and setters
+        let $oneOfFields;
+
+        // Virtual OneOf for proto3 optional field
+        $Object.defineProperty(PutCommitItem.prototype, "_objectChecksum", {
+            get: $util.oneOfGetter($oneOfFields = ["objectChecksum"]),
+            set: $util.oneOfSetter($oneOfFields)
+        });
+
+        /**
+         * Creates a new PutCommitItem instance using the specified properties.
+         * @function create
+         * @memberof mooncake.PutCommitItem
+         * @static
+         * @param {mooncake.PutCommitItem.$Properties=} [properties] Properties to set
+         * @returns {mooncake.PutCommitItem} PutCommitItem instance
+         * @type {{
+         *   (properties: mooncake.PutCommitItem.$Shape): mooncake.PutCommitItem & mooncake.PutCommitItem.$Shape;
+         *   (properties?: mooncake.PutCommitItem.$Properties): mooncake.PutCommitItem;
+         * }}
+         */
+        PutCommitItem.create = function(properties) {
+            return new PutCommitItem(properties);
+        };
+
+        /**
+         * Encodes the specified PutCommitItem message. Does not implicitly {@link mooncake.PutCommitItem.verify|verify} messages.
+         * @function encode
+         * @memberof mooncake.PutCommitItem
+         * @static
+         * @param {mooncake.PutCommitItem.$Properties} message PutCommitItem message or plain object to encode
+         * @param {$protobuf.Writer} [writer] Writer to encode to
+         * @returns {$protobuf.Writer} Writer
+         */
+        PutCommitItem.encode = function (message, writer, _depth) {
+            if (!writer)
+                writer = $Writer.create();
+            if (_depth === $undefined)
+                _depth = 0;
+            if (_depth > $util.recursionLimit)
+                throw $Error("max depth exceeded");
+            if (message.key != null && $Object.hasOwnProperty.call(message, "key") && message.key !== "")
+                writer.uint32(/* id 1, wireType 2 =*/10).string(message.key);
+            if (message.offset != null && $Object.hasOwnProperty.call(message, "offset") && (typeof message.offset === "object" ? message.offset.low || message.offset.high : message.offset !== 0))
+                writer.uint32(/* id 2, wireType 0 =*/16).uint64(message.offset);
+            if (message.size != null && $Object.hasOwnProperty.call(message, "size") && (typeof message.size === "object" ? message.size.low || message.size.high : message.size !== 0))
+                writer.uint32(/* id 3, wireType 0 =*/24).uint64(message.size);
+            if (message.objectChecksum != null && $Object.hasOwnProperty.call(message, "objectChecksum"))
+                writer.uint32(/* id 4, wireType 0 =*/32).uint64(message.objectChecksum);
+            if (message.$unknowns != null && $Object.hasOwnProperty.call(message, "$unknowns"))
+                for (let i = 0; i < message.$unknowns.length; ++i)
+                    writer.raw(message.$unknowns[i]);
+            return writer;
+        };
+
+        /**
+         * Decodes a PutCommitItem message from the specified reader or buffer.
+         * @function decode
+         * @memberof mooncake.PutCommitItem
+         * @static
+         * @param {$protobuf.Reader|Uint8Array} reader Reader or buffer to decode from
+         * @param {number} [length] Message length if known beforehand
+         * @returns {mooncake.PutCommitItem & mooncake.PutCommitItem.$Shape} PutCommitItem
+         * @throws {Error} If the payload is not a reader or valid buffer
+         * @throws {$protobuf.util.ProtocolError} If required fields are missing
+         */
+        PutCommitItem.decode = function (reader, length, _end, _depth, _target) {
+            if (!(reader instanceof $Reader))
+                reader = $Reader.create(reader);
+            if (_depth === $undefined)
+                _depth = 0;
+            if (_depth > $Reader.recursionLimit)
+                throw $Error("max depth exceeded");
+            let end, message, value;
+            if (length === $undefined)
+                end = reader.len;
+            else {
+                end = reader.pos + length;
+                if (end > reader.len)
+                    throw $RangeError("index out of range");
+                length = reader.len;
+                reader.len = end;
+            }
+            message = _target || new $root.mooncake.PutCommitItem();
+            while (reader.pos < end) {
+                let start = reader.pos;
+                let tag = reader.tag();
+                if (tag === _end) {
+                    _end = $undefined;
+                    break;
+                }
+                let wireType = tag & 7;
+                switch (tag >>>= 3) {
+                case 1: {
+                        if (wireType !== 2)
+                            break;
+                        if ((value = reader.stringVerify()).length)
+                            message.key = value;
+                        else
+                            delete message.key;
+                        continue;
+                    }
+                case 2: {
+                        if (wireType !== 0)
+                            break;
+                        if (typeof (value = reader.uint64()) === "object" ? value.low || value.high : value !== 0)
+                            message.offset = value;
+                        else
+                            delete message.offset;
+                        continue;
+                    }
+                case 3: {
+                        if (wireType !== 0)
+                            break;
+                        if (typeof (value = reader.uint64()) === "object" ? value.low || value.high : value !== 0)
+                            message.size = value;
+                        else
+                            delete message.size;
+                        continue;
+                    }
+                case 4: {
+                        if (wireType !== 0)
+                            break;
+                        message.objectChecksum = reader.uint64();
+                        message._objectChecksum = "objectChecksum";
+                        continue;
+                    }
+                }
+                reader.skipType(wireType, _depth, tag);
+                if (!reader.discardUnknown) {
+                    $util.makeProp(message, "$unknowns", false);
+                    (message.$unknowns || (message.$unknowns = [])).push(reader.raw(start, reader.pos));
+                }
+            }
+            if (length !== $undefined) {
+                if (reader.pos !== end)
+                    throw $RangeError("index out of range");
+                reader.len = length;
+            }
+            if (_end !== $undefined)
+                throw $Error("missing end group");
+            return message;
+        };
+
+        return PutCommitItem;
+    })();
+
+    mooncake.PutCommitRequest = (function() {
+
+        /**
+         * Properties of a PutCommitRequest.
+         * @typedef {Object} mooncake.PutCommitRequest.$Properties
+         * @property {mooncake.UUID.$Properties|null} [clientId] PutCommitRequest clientId
+         * @property {number|null} [reservationId] PutCommitRequest reservationId
+         * @property {Array.<mooncake.PutCommitItem.$Properties>|null} [items] ≤ 4096
+         * @property {Array.<Uint8Array>} [$unknowns] Unknown fields preserved while decoding when enabled
+         */
+
+        /**
+         * Properties of a PutCommitRequest.
+         * @memberof mooncake
+         * @interface IPutCommitRequest
+         * @augments mooncake.PutCommitRequest.$Properties
+         * @deprecated Use mooncake.PutCommitRequest.$Properties instead.
+         */
+
+        /**
+         * Shape of a PutCommitRequest.
+         * @typedef {mooncake.PutCommitRequest.$Properties} mooncake.PutCommitRequest.$Shape
+         */
+
+        /**
+         * Constructs a new PutCommitRequest.
+         * @memberof mooncake
+         * @classdesc Represents a PutCommitRequest.
+         * @constructor
+         * @param {mooncake.PutCommitRequest.$Properties=} [properties] Properties to set
+         * @property {Array.<Uint8Array>} [$unknowns] Unknown fields preserved while decoding when enabled
+         */
+        const PutCommitRequest = function (properties) {
+            this.items = [];
+            if (properties)
+                for (let keys = $Object.keys(properties), i = 0; i < keys.length; ++i)
+                    if (properties[keys[i]] != null && keys[i] !== "__proto__")
+                        this[keys[i]] = properties[keys[i]];
+        };
+
+        /**
+         * PutCommitRequest clientId.
+         * @member {mooncake.UUID.$Properties|null|undefined} clientId
+         * @memberof mooncake.PutCommitRequest
+         * @instance
+         */
+        PutCommitRequest.prototype.clientId = null;
+
+        /**
+         * PutCommitRequest reservationId.
+         * @member {number} reservationId
+         * @memberof mooncake.PutCommitRequest
+         * @instance
+         */
+        PutCommitRequest.prototype.reservationId = $util.Long ? $util.Long.fromBits(0,0,true) : 0;
+
+        /**
+         * ≤ 4096
+         * @member {Array.<mooncake.PutCommitItem.$Properties>} items
+         * @memberof mooncake.PutCommitRequest
+         * @instance
+         */
+        PutCommitRequest.prototype.items = $util.emptyArray;
+
+        /**
+         * Creates a new PutCommitRequest instance using the specified properties.
+         * @function create
+         * @memberof mooncake.PutCommitRequest
+         * @static
+         * @param {mooncake.PutCommitRequest.$Properties=} [properties] Properties to set
+         * @returns {mooncake.PutCommitRequest} PutCommitRequest instance
+         * @type {{
+         *   (properties: mooncake.PutCommitRequest.$Shape): mooncake.PutCommitRequest & mooncake.PutCommitRequest.$Shape;
+         *   (properties?: mooncake.PutCommitRequest.$Properties): mooncake.PutCommitRequest;
+         * }}
+         */
+        PutCommitRequest.create = function(properties) {
+            return new PutCommitRequest(properties);
+        };
+
+        /**
+         * Encodes the specified PutCommitRequest message. Does not implicitly {@link mooncake.PutCommitRequest.verify|verify} messages.
+         * @function encode
+         * @memberof mooncake.PutCommitRequest
+         * @static
+         * @param {mooncake.PutCommitRequest.$Properties} message PutCommitRequest message or plain object to encode
+         * @param {$protobuf.Writer} [writer] Writer to encode to
+         * @returns {$protobuf.Writer} Writer
+         */
+        PutCommitRequest.encode = function (message, writer, _depth) {
+            if (!writer)
+                writer = $Writer.create();
+            if (_depth === $undefined)
+                _depth = 0;
+            if (_depth > $util.recursionLimit)
+                throw $Error("max depth exceeded");
+            if (message.clientId != null && $Object.hasOwnProperty.call(message, "clientId"))
+                $root.mooncake.UUID.encode(message.clientId, writer.uint32(/* id 1, wireType 2 =*/10).fork(), _depth + 1).ldelim();
+            if (message.reservationId != null && $Object.hasOwnProperty.call(message, "reservationId") && (typeof message.reservationId === "object" ? message.reservationId.low || message.reservationId.high : message.reservationId !== 0))
+                writer.uint32(/* id 2, wireType 0 =*/16).uint64(message.reservationId);
+            if (message.items != null && message.items.length)
+                for (let i = 0; i < message.items.length; ++i)
+                    $root.mooncake.PutCommitItem.encode(message.items[i], writer.uint32(/* id 3, wireType 2 =*/26).fork(), _depth + 1).ldelim();
+            if (message.$unknowns != null && $Object.hasOwnProperty.call(message, "$unknowns"))
+                for (let i = 0; i < message.$unknowns.length; ++i)
+                    writer.raw(message.$unknowns[i]);
+            return writer;
+        };
+
+        /**
+         * Decodes a PutCommitRequest message from the specified reader or buffer.
+         * @function decode
+         * @memberof mooncake.PutCommitRequest
+         * @static
+         * @param {$protobuf.Reader|Uint8Array} reader Reader or buffer to decode from
+         * @param {number} [length] Message length if known beforehand
+         * @returns {mooncake.PutCommitRequest & mooncake.PutCommitRequest.$Shape} PutCommitRequest
+         * @throws {Error} If the payload is not a reader or valid buffer
+         * @throws {$protobuf.util.ProtocolError} If required fields are missing
+         */
+        PutCommitRequest.decode = function (reader, length, _end, _depth, _target) {
+            if (!(reader instanceof $Reader))
+                reader = $Reader.create(reader);
+            if (_depth === $undefined)
+                _depth = 0;
+            if (_depth > $Reader.recursionLimit)
+                throw $Error("max depth exceeded");
+            let end, message, value;
+            if (length === $undefined)
+                end = reader.len;
+            else {
+                end = reader.pos + length;
+                if (end > reader.len)
+                    throw $RangeError("index out of range");
+                length = reader.len;
+                reader.len = end;
+            }
+            message = _target || new $root.mooncake.PutCommitRequest();
+            while (reader.pos < end) {
+                let start = reader.pos;
+                let tag = reader.tag();
+                if (tag === _end) {
+                    _end = $undefined;
+                    break;
+                }
+                let wireType = tag & 7;
+                switch (tag >>>= 3) {
+                case 1: {
+                        if (wireType !== 2)
+                            break;
+                        message.clientId = $root.mooncake.UUID.decode(reader, reader.size(), $undefined, _depth + 1, message.clientId);
+                        continue;
+                    }
+                case 2: {
+                        if (wireType !== 0)
+                            break;
+                        if (typeof (value = reader.uint64()) === "object" ? value.low || value.high : value !== 0)
+                            message.reservationId = value;
+                        else
+                            delete message.reservationId;
+                        continue;
+                    }
+                case 3: {
+                        if (wireType !== 2)
+                            break;
+                        if (!(message.items && message.items.length))
+                            message.items = [];
+                        message.items.push($root.mooncake.PutCommitItem.decode(reader, reader.size(), $undefined, _depth + 1));
+                        continue;
+                    }
+                }
+                reader.skipType(wireType, _depth, tag);
+                if (!reader.discardUnknown) {
+                    $util.makeProp(message, "$unknowns", false);
+                    (message.$unknowns || (message.$unknowns = [])).push(reader.raw(start, reader.pos));
+                }
+            }
+            if (length !== $undefined) {
+                if (reader.pos !== end)
+                    throw $RangeError("index out of range");
+                reader.len = length;
+            }
+            if (_end !== $undefined)
+                throw $Error("missing end group");
+            return message;
+        };
+
+        return PutCommitRequest;
+    })();
+
+    mooncake.PutCommitResponse = (function() {
+
+        /**
+         * Properties of a PutCommitResponse.
+         * @typedef {Object} mooncake.PutCommitResponse.$Properties
+         * @property {number|null} [errorCode] PutCommitResponse errorCode
+         * @property {Array.<mooncake.PutEndResponse.$Properties>|null} [results] One per item: OK, OBJECT_ALREADY_EXISTS (insert-if-absent), INVALID_PARAMS (a range that is
+         * not the client's to commit), INVALID_WRITE (reservation unknown: put the value again normally).
+         * @property {Array.<Uint8Array>} [$unknowns] Unknown fields preserved while decoding when enabled
+         */
+
+        /**
+         * Properties of a PutCommitResponse.
+         * @memberof mooncake
+         * @interface IPutCommitResponse
+         * @augments mooncake.PutCommitResponse.$Properties
+         * @deprecated Use mooncake.PutCommitResponse.$Properties instead.
+         */
+
+        /**
+         * Shape of a PutCommitResponse.
+         * @typedef {mooncake.PutCommitResponse.$Properties} mooncake.PutCommitResponse.$Shape
+         */
+
+        /**
+         * Constructs a new PutCommitResponse.
+         * @memberof mooncake
+         * @classdesc Represents a PutCommitResponse.
+         * @constructor
+         * @param {mooncake.PutCommitResponse.$Properties=} [properties] Properties to set
+         * @property {Array.<Uint8Array>} [$unknowns] Unknown fields preserved while decoding when enabled
+         */
+        const PutCommitResponse = function (properties) {
+            this.results = [];
+            if (properties)
+                for (let keys = $Object.keys(properties), i = 0; i < keys.length; ++i)
+                    if (properties[keys[i]] != null && keys[i] !== "__proto__")
+                        this[keys[i]] = properties[keys[i]];
+        };
+
+        /**
+         * PutCommitResponse errorCode.
+         * @member {number} errorCode
+         * @memberof mooncake.PutCommitResponse
+         * @instance
+         */
+        PutCommitResponse.prototype.errorCode = 0;
+
+        /**
+         * One per item: OK, OBJECT_ALREADY_EXISTS (insert-if-absent), INVALID_PARAMS (a range that is
+         * not the client's to commit), INVALID_WRITE (reservation unknown: put the value again normally).
+         * @member {Array.<mooncake.PutEndResponse.$Properties>} results
+         * @memberof mooncake.PutCommitResponse
+         * @instance
+         */
+        PutCommitResponse.prototype.results = $util.emptyArray;
+
+        /**
+         * Creates a new PutCommitResponse instance using the specified properties.
+         * @function create
+         * @memberof mooncake.PutCommitResponse
+         * @static
+         * @param {mooncake.PutCommitResponse.$Properties=} [properties] Properties to set
+         * @returns {mooncake.PutCommitResponse} PutCommitResponse instance
+         * @type {{
+         *   (properties: mooncake.PutCommitResponse.$Shape): mooncake.PutCommitResponse & mooncake.PutCommitResponse.$Shape;
+         *   (properties?: mooncake.PutCommitResponse.$Properties): mooncake.PutCommitResponse;
+         * }}
+         */
+        PutCommitResponse.create = function(properties) {
+            return new PutCommitResponse(properties);
+        };
+
+        /**
+         * Encodes the specified PutCommitResponse message. Does not implicitly {@link mooncake.PutCommitResponse.verify|verify} messages.
+         * @function encode
+         * @memberof mooncake.PutCommitResponse
+         * @static
+         * @param {mooncake.PutCommitResponse.$Properties} message PutCommitResponse message or plain object to encode
+         * @param {$protobuf.Writer} [writer] Writer to encode to
+         * @returns {$protobuf.Writer} Writer
+         */
+        PutCommitResponse.encode = function (message, writer, _depth) {
+            if (!writer)
+                writer = $Writer.create();
+            if (_depth === $undefined)
+                _depth = 0;
+            if (_depth > $util.recursionLimit)
+                throw $Error("max depth exceeded");
+            if (message.errorCode != null && $Object.hasOwnProperty.call(message, "errorCode") && message.errorCode !== 0)
+                writer.uint32(/* id 1, wireType 0 =*/8).int32(message.errorCode);
+            if (message.results != null && message.results.length)
+                for (let i = 0; i < message.results.length; ++i)
+                    $root.mooncake.PutEndResponse.encode(message.results[i], writer.uint32(/* id 2, wireType 2 =*/18).fork(), _depth + 1).ldelim();
+            if (message.$unknowns != null && $Object.hasOwnProperty.call(message, "$unknowns"))
+                for (let i = 0; i < message.$unknowns.length; ++i)
+                    writer.raw(message.$unknowns[i]);
+            return writer;
+        };
+
+        /**
+         * Decodes a PutCommitResponse message from the specified reader or buffer.
+         * @function decode
+         * @memberof mooncake.PutCommitResponse
+         * @static
+         * @param {$protobuf.Reader|Uint8Array} reader Reader or buffer to decode from
+         * @param {number} [length] Message length if known beforehand
+         * @returns {mooncake.PutCommitResponse & mooncake.PutCommitResponse.$Shape} PutCommitResponse
+         * @throws {Error} If the payload is not a reader or valid buffer
+         * @throws {$protobuf.util.ProtocolError} If required fields are missing
+         */
+        PutCommitResponse.decode = function (reader, length, _end, _depth, _target) {
+            if (!(reader instanceof $Reader))
+                reader = $Reader.create(reader);
+            if (_depth === $undefined)
+                _depth = 0;
+            if (_depth > $Reader.recursionLimit)
+                throw $Error("max depth exceeded");
+            let end, message, value;
+            if (length === $undefined)
+                end = reader.len;
+            else {
+                end = reader.pos + length;
+                if (end > reader.len)
+                    throw $RangeError("index out of range");
+                length = reader.len;
+                reader.len = end;
+            }
+            message = _target || new $root.mooncake.PutCommitResponse();
+            while (reader.pos < end) {
+                let start = reader.pos;
+                let tag = reader.tag();
+                if (tag === _end) {
+                    _end = $undefined;
+                    break;
+                }
+                let wireType = tag & 7;
+                switch (tag >>>= 3) {
+                case 1: {
+                        if (wireType !== 0)
+                            break;
+                        if (value = reader.int32())
+                            message.errorCode = value;
+                        else
+                            delete message.errorCode;
+                        continue;
+                    }
+                case 2: {
+                        if (wireType !== 2)
+                            break;
+                        if (!(message.results && message.results.length))
+                            message.results = [];
+                        message.results.push($root.mooncake.PutEndResponse.decode(reader, reader.size(), $undefined, _depth + 1));
+                        continue;
+                    }
+                }
+                reader.skipType(wireType, _depth, tag);
+                if (!reader.discardUnknown) {
+                    $util.makeProp(message, "$unknowns", false);
+                    (message.$unknowns || (message.$unknowns = [])).push(reader.raw(start, reader.pos));
+                }
+            }
+            if (length !== $undefined) {
+                if (reader.pos !== end)
+                    throw $RangeError("index out of range");
+                reader.len = length;
+            }
+            if (_end !== $undefined)
+                throw $Error("missing end group");
+            return message;
+        };
+
+        return PutCommitResponse;
+    })();
+
+    mooncake.PutReleaseRequest = (function() {
+
+        /**
+         * Properties of a PutReleaseRequest.
+         * @typedef {Object} mooncake.PutReleaseRequest.$Properties
+         * @property {mooncake.UUID.$Properties|null} [clientId] PutReleaseRequest clientId
+         * @property {number|null} [reservationId] PutReleaseRequest reservationId
+         * @property {Array.<Uint8Array>} [$unknowns] Unknown fields preserved while decoding when enabled
+         */
+
+        /**
+         * Properties of a PutReleaseRequest.
+         * @memberof mooncake
+         * @interface IPutReleaseRequest
+         * @augments mooncake.PutReleaseRequest.$Properties
+         * @deprecated Use mooncake.PutReleaseRequest.$Properties instead.
+         */
+
+        /**
+         * Shape of a PutReleaseRequest.
+         * @typedef {mooncake.PutReleaseRequest.$Properties} mooncake.PutReleaseRequest.$Shape
+         */
+
+        /**
+         * Constructs a new PutReleaseRequest.
+         * @memberof mooncake
+         * @classdesc Represents a PutReleaseRequest.
+         * @constructor
+         * @param {mooncake.PutReleaseRequest.$Properties=} [properties] Properties to set
+         * @property {Array.<Uint8Array>} [$unknowns] Unknown fields preserved while decoding when enabled
+         */
+        const PutReleaseRequest = function (properties) {
+            if (properties)
+                for (let keys = $Object.keys(properties), i = 0; i < keys.length; ++i)
+                    if (properties[keys[i]] != null && keys[i] !== "__proto__")
+                        this[keys[i]] = properties[keys[i]];
+        };
+
+        /**
+         * PutReleaseRequest clientId.
+         * @member {mooncake.UUID.$Properties|null|undefined} clientId
+         * @memberof mooncake.PutReleaseRequest
+         * @instance
+         */
+        PutReleaseRequest.prototype.clientId = null;
+
+        /**
+         * PutReleaseRequest reservationId.
+         * @member {number} reservationId
+         * @memberof mooncake.PutReleaseRequest
+         * @instance
+         */
+        PutReleaseRequest.prototype.reservationId = $util.Long ? $util.Long.fromBits(0,0,true) : 0;
+
+        /**
+         * Creates a new PutReleaseRequest instance using the specified properties.
+         * @function create
+         * @memberof mooncake.PutReleaseRequest
+         * @static
+         * @param {mooncake.PutReleaseRequest.$Properties=} [properties] Properties to set
+         * @returns {mooncake.PutReleaseRequest} PutReleaseRequest instance
+         * @type {{
+         *   (properties: mooncake.PutReleaseRequest.$Shape): mooncake.PutReleaseRequest & mooncake.PutReleaseRequest.$Shape;
+         *   (properties?: mooncake.PutReleaseRequest.$Properties): mooncake.PutReleaseRequest;
+         * }}
+         */
+        PutReleaseRequest.create = function(properties) {
+            return new PutReleaseRequest(properties);
+        };
+
+        /**
+         * Encodes the specified PutReleaseRequest message. Does not implicitly {@link mooncake.PutReleaseRequest.verify|verify} messages.
+         * @function encode
+         * @memberof mooncake.PutReleaseRequest
+         * @static
+         * @param {mooncake.PutReleaseRequest.$Properties} message PutReleaseRequest message or plain object to encode
+         * @param {$protobuf.Writer} [writer] Writer to encode to
+         * @returns {$protobuf.Writer} Writer
+         */
+        PutReleaseRequest.encode = function (message, writer, _depth) {
+            if (!writer)
+                writer = $Writer.create();
+            if (_depth === $undefined)
+                _depth = 0;
+            if (_depth > $util.recursionLimit)
+                throw $Error("max depth exceeded");
+            if (message.clientId != null && $Object.hasOwnProperty.call(message, "clientId"))
+                $root.mooncake.UUID.encode(message.clientId, writer.uint32(/* id 1, wireType 2 =*/10).fork(), _depth + 1).ldelim();
+            if (message.reservationId != null && $Object.hasOwnProperty.call(message, "reservationId") && (typeof message.reservationId === "object" ? message.reservationId.low || message.reservationId.high : message.reservationId !== 0))
+                writer.uint32(/* id 2, wireType 0 =*/16).uint64(message.reservationId);
+            if (message.$unknowns != null && $Object.hasOwnProperty.call(message, "$unknowns"))
+                for (let i = 0; i < message.$unknowns.length; ++i)
+                    writer.raw(message.$unknowns[i]);
+            return writer;
+        };
+
+        /**
+         * Decodes a PutReleaseRequest message from the specified reader or buffer.
+         * @function decode
+         * @memberof mooncake.PutReleaseRequest
+         * @static
+         * @param {$protobuf.Reader|Uint8Array} reader Reader or buffer to decode from
+         * @param {number} [length] Message length if known beforehand
+         * @returns {mooncake.PutReleaseRequest & mooncake.PutReleaseRequest.$Shape} PutReleaseRequest
+         * @throws {Error} If the payload is not a reader or valid buffer
+         * @throws {$protobuf.util.ProtocolError} If required fields are missing
+         */
+        PutReleaseRequest.decode = function (reader, length, _end, _depth, _target) {
+            if (!(reader instanceof $Reader))
+                reader = $Reader.create(reader);
+            if (_depth === $undefined)
+                _depth = 0;
+            if (_depth > $Reader.recursionLimit)
+                throw $Error("max depth exceeded");
+            let end, message, value;
+            if (length === $undefined)
+                end = reader.len;
+            else {
+                end = reader.pos + length;
+                if (end > reader.len)
+                    throw $RangeError("index out of range");
+                length = reader.len;
+                reader.len = end;
+            }
+            message = _target || new $root.mooncake.PutReleaseRequest();
+            while (reader.pos < end) {
+                let start = reader.pos;
+                let tag = reader.tag();
+                if (tag === _end) {
+                    _end = $undefined;
+                    break;
+                }
+                let wireType = tag & 7;
+                switch (tag >>>= 3) {
+                case 1: {
+                        if (wireType !== 2)
+                            break;
+                        message.clientId = $root.mooncake.UUID.decode(reader, reader.size(), $undefined, _depth + 1, message.clientId);
+                        continue;
+                    }
+                case 2: {
+                        if (wireType !== 0)
+                            break;
+                        if (typeof (value = reader.uint64()) === "object" ? value.low || value.high : value !== 0)
+                            message.reservationId = value;
+                        else
+                            delete message.reservationId;
+                        continue;
+                    }
+                }
+                reader.skipType(wireType, _depth, tag);
+                if (!reader.discardUnknown) {
+                    $util.makeProp(message, "$unknowns", false);
+                    (message.$unknowns || (message.$unknowns = [])).push(reader.raw(start, reader.pos));
+                }
+            }
+            if (length !== $undefined) {
+                if (reader.pos !== end)
+                    throw $RangeError("index out of range");
+                reader.len = length;
+            }
+            if (_end !== $undefined)
+                throw $Error("missing end group");
+            return message;
+        };
+
+        return PutReleaseRequest;
+    })();
+
+    mooncake.PutReleaseResponse = (function() {
+
+        /**
+         * Properties of a PutReleaseResponse.
+         * @typedef {Object} mooncake.PutReleaseResponse.$Properties
+         * @property {number|null} [errorCode] PutReleaseResponse errorCode
+         * @property {Array.<Uint8Array>} [$unknowns] Unknown fields preserved while decoding when enabled
+         */
+
+        /**
+         * Properties of a PutReleaseResponse.
+         * @memberof mooncake
+         * @interface IPutReleaseResponse
+         * @augments mooncake.PutReleaseResponse.$Properties
+         * @deprecated Use mooncake.PutReleaseResponse.$Properties instead.
+         */
+
+        /**
+         * Shape of a PutReleaseResponse.
+         * @typedef {mooncake.PutReleaseResponse.$Properties} mooncake.PutReleaseResponse.$Shape
+         */
+
+        /**
+         * Constructs a new PutReleaseResponse.
+         * @memberof mooncake
+         * @classdesc Represents a PutReleaseResponse.
+         * @constructor
+         * @param {mooncake.PutReleaseResponse.$Properties=} [properties] Properties to set
+         * @property {Array.<Uint8Array>} [$unknowns] Unknown fields preserved while decoding when enabled
+         */
+        const PutReleaseResponse = function (properties) {
+            if (properties)
+                for (let keys = $Object.keys(properties), i = 0; i < keys.length; ++i)
+                    if (properties[keys[i]] != null && keys[i] !== "__proto__")
+                        this[keys[i]] = properties[keys[i]];
+        };
+
+        /**
+         * PutReleaseResponse errorCode.
+         * @member {number} errorCode
+         * @memberof mooncake.PutReleaseResponse
+         * @instance
+         */
+        PutReleaseResponse.prototype.errorCode = 0;
+
+        /**
+         * Creates a new PutReleaseResponse instance using the specified properties.
+         * @function create
+         * @memberof mooncake.PutReleaseResponse
+         * @static
+         * @param {mooncake.PutReleaseResponse.$Properties=} [properties] Properties to set
+         * @returns {mooncake.PutReleaseResponse} PutReleaseResponse instance
+         * @type {{
+         *   (properties: mooncake.PutReleaseResponse.$Shape): mooncake.PutReleaseResponse & mooncake.PutReleaseResponse.$Shape;
+         *   (properties?: mooncake.PutReleaseResponse.$Properties): mooncake.PutReleaseResponse;
+         * }}
+         */
+        PutReleaseResponse.create = function(properties) {
+            return new PutReleaseResponse(properties);
+        };
+
+        /**
+         * Encodes the specified PutReleaseResponse message. Does not implicitly {@link mooncake.PutReleaseResponse.verify|verify} messages.
+         * @function encode
+         * @memberof mooncake.PutReleaseResponse
+         * @static
+         * @param {mooncake.PutReleaseResponse.$Properties} message PutReleaseResponse message or plain object to encode
+         * @param {$protobuf.Writer} [writer] Writer to encode to
+         * @returns {$protobuf.Writer} Writer
+         */
+        PutReleaseResponse.encode = function (message, writer, _depth) {
+            if (!writer)
+                writer = $Writer.create();
+            if (_depth === $undefined)
+                _depth = 0;
+            if (_depth > $util.recursionLimit)
+                throw $Error("max depth exceeded");
+            if (message.errorCode != null && $Object.hasOwnProperty.call(message, "errorCode") && message.errorCode !== 0)
+                writer.uint32(/* id 1, wireType 0 =*/8).int32(message.errorCode);
+            if (message.$unknowns != null && $Object.hasOwnProperty.call(message, "$unknowns"))
+                for (let i = 0; i < message.$unknowns.length; ++i)
+                    writer.raw(message.$unknowns[i]);
+            return writer;
+        };
+
+        /**
+         * Decodes a PutReleaseResponse message from the specified reader or buffer.
+         * @function decode
+         * @memberof mooncake.PutReleaseResponse
+         * @static
+         * @param {$protobuf.Reader|Uint8Array} reader Reader or buffer to decode from
+         * @param {number} [length] Message length if known beforehand
+         * @returns {mooncake.PutReleaseResponse & mooncake.PutReleaseResponse.$Shape} PutReleaseResponse
+         * @throws {Error} If the payload is not a reader or valid buffer
+         * @throws {$protobuf.util.ProtocolError} If required fields are missing
+         */
+        PutReleaseResponse.decode = function (reader, length, _end, _depth, _target) {
+            if (!(reader instanceof $Reader))
+                reader = $Reader.create(reader);
+            if (_depth === $undefined)
+                _depth = 0;
+            if (_depth > $Reader.recursionLimit)
+                throw $Error("max depth exceeded");
+            let end, message, value;
+            if (length === $undefined)
+                end = reader.len;
+            else {
+                end = reader.pos + length;
+                if (end > reader.len)
+                    throw $RangeError("index out of range");
+                length = reader.len;
+                reader.len = end;
+            }
+            message = _target || new $root.mooncake.PutReleaseResponse();
+            while (reader.pos < end) {
+                let start = reader.pos;
+                let tag = reader.tag();
+                if (tag === _end) {
+                    _end = $undefined;
+                    break;
+                }
+                let wireType = tag & 7;
+                switch (tag >>>= 3) {
+                case 1: {
+                        if (wireType !== 0)
+                            break;
+                        if (value = reader.int32())
+                            message.errorCode = value;
+                        else
+                            delete message.errorCode;
+                        continue;
+                    }
+                }
+                reader.skipType(wireType, _depth, tag);
+                if (!reader.discardUnknown) {
+                    $util.makeProp(message, "$unknowns", false);
+                    (message.$unknowns || (message.$unknowns = [])).push(reader.raw(start, reader.pos));
+                }
+            }
+            if (length !== $undefined) {
+                if (reader.pos !== end)
+                    throw $RangeError("index out of range");
+                reader.len = length;
+            }
+            if (_end !== $undefined)
+                throw $Error("missing end group");
+            return message;
+        };
+
+        return PutReleaseResponse;
     })();
 
     return mooncake;

@@ -259,6 +259,8 @@ function kthSmallest(a: Float64Array, k: number): number {
  * long ago, and its buffers have waited as long as a preempted writer's would. Returns how many.
  */
 export function discardExpiredProcessing(state: MasterState, nowMs: number): number {
+  // Reservations of writers that went away (or whose segment left) go the same way.
+  if (state.reservations.size > 0) state.releaseExpiredReservations(nowMs);
   const limit = state.config.putStartReleaseTimeoutMs;
   let dropped = 0;
   const objects = state.objects;

@@ -50,6 +50,8 @@ function refusal(op: Op, code: ErrorCodeValue): OpResults[OpName] {
     case "batchPutRevoke":
     case "batchRemove":
       return op.keys.map(() => fail);
+    case "putCommit":
+      return op.items.map(() => fail);
     case "batchReplicaClear":
       return [];
     case "expireClients":

@@ -27,6 +27,7 @@ import {
   reportUnreachable,
   unmountSegment,
 } from "./liveness.ts";
+import type { CommitItem, ReservationGrant } from "./reservations.ts";
 import type { MasterState } from "./state.ts";
 import type {
   ExpiryReport,
@@ -51,6 +52,10 @@ export type Op = Stamp &
     | { op: "batchPutEnd"; clientId: string; keys: string[]; objectChecksums?: (bigint | null)[] }
     | { op: "putRevoke"; clientId: string; key: string }
     | { op: "batchPutRevoke"; clientId: string; keys: string[] }
+    /** The small-value put path (reservations.ts): a range to write several values into. */
+    | { op: "putReserve"; clientId: string; sizeBytes: number; preferredSegments: string[] }
+    | { op: "putCommit"; clientId: string; reservationId: number; items: CommitItem[] }
+    | { op: "putRelease"; clientId: string; reservationId: number }
     | { op: "existKey"; key: string }
     | { op: "batchExistKey"; keys: string[] }
     | { op: "getReplicaList"; key: string }
@@ -89,6 +94,9 @@ export interface OpResults {
   batchPutEnd: Result<void>[];
   putRevoke: Result<void>;
   batchPutRevoke: Result<void>[];
+  putReserve: Result<ReservationGrant>;
+  putCommit: Result<void>[];
+  putRelease: Result<void>;
   existKey: Result<boolean>;
   batchExistKey: Result<boolean>[];
   getReplicaList: Result<ReplicaListResponse>;
@@ -140,6 +148,12 @@ function applyAny(state: MasterState, op: Op): OpResults[OpName] {
       );
     case "putRevoke":
       return state.putRevoke(op.clientId, op.key);
+    case "putReserve":
+      return state.putReserve(op.clientId, op.sizeBytes, op.preferredSegments, now);
+    case "putCommit":
+      return state.putCommit(op.clientId, op.reservationId, op.items, now);
+    case "putRelease":
+      return state.putRelease(op.clientId, op.reservationId);
     case "batchPutRevoke":
       return state.batchPutRevoke(op.clientId, op.keys);
     case "existKey":

@@ -10,6 +10,7 @@
 // - Callers go through operations.ts `apply()`; these methods are its implementation.
 
 import { ErrorCode } from "../errors.ts";
+import { alignedSize } from "./allocator.ts";
 import type { MasterConfig } from "./config.ts";
 import { countBatch, type MasterCounters, newCounters, observeValueSize, type OpCounterName } from "./counters.ts";
 import {
@@ -27,6 +28,7 @@ import { KeyTable } from "./key-table.ts";
 import { placeReplicas } from "./placement.ts";
 import { compileSafeRegex } from "./regex.ts";
 import { ChangeSet } from "./persistence.ts";
+import { type CommitItem, MAX_COMMIT_ITEMS, MAX_RESERVATION_BYTES, MAX_RESERVATIONS_PER_CLIENT, Reservation, type ReservationGrant } from "./reservations.ts";
 import { type MountedSegment, SegmentTable } from "./segments.ts";
 import {
   fail,
@@ -72,6 +74,7 @@ interface PutOptions {
 // Shared, frozen failure values: the hot paths return them without allocating.
 const INVALID_PARAMS = Object.freeze(fail(ErrorCode.INVALID_PARAMS));
 const OBJECT_NOT_FOUND = Object.freeze(fail(ErrorCode.OBJECT_NOT_FOUND));
+const INVALID_WRITE = Object.freeze(fail(ErrorCode.INVALID_WRITE));
 
 export class MasterState {
   readonly config: MasterConfig;
@@ -97,6 +100,9 @@ export class MasterState {
   /** When durable state is tracked (persistence.ts, trackChanges()): what each operation touches. */
   changes: ChangeSet | null = null;
   discardedBytes = 0;
+  /** Write reservations of the small-value put path (reservations.ts), by id; not durable. */
+  readonly reservations = new Map<number, Reservation>();
+  nextReservationId = 1;
   /** Set when PutStart found no space; the next eviction cycle runs even below the watermark. */
   needEviction = false;
   /** Last eviction cycle or housekeeping pass (see eviction.ts); NaN until the first op is applied. */
@@ -311,6 +317,114 @@ export class MasterState {
     if (o.complete) return fail(ErrorCode.INVALID_WRITE);
     this.eraseObject(key, o, true);
     return OK_VOID;
+  }
+
+  // ---- write reservations (reservations.ts) ------------------------------------------------
+
+  /** PutReserve: a range of one segment for `clientId` to write small values into. */
+  putReserve(clientId: string, sizeBytes: number, preferred: readonly string[], nowMs: number): Result<ReservationGrant> {
+    if (!Number.isSafeInteger(sizeBytes) || sizeBytes <= 0 || sizeBytes > MAX_RESERVATION_BYTES) return INVALID_PARAMS;
+    const size = alignedSize(sizeBytes);
+    let held = 0;
+    let oldest: Reservation | null = null;
+    for (const r of this.reservations.values()) {
+      if (r.clientId !== clientId) continue;
+      held++;
+      oldest ??= r; // Map order is grant order
+    }
+    if (held >= MAX_RESERVATIONS_PER_CLIENT && oldest !== null) this.#releaseReservation(oldest);
+    const placed = placeReplicas(this.segments, this.config.allocationStrategy, size, 1, preferred, this.random);
+    if (placed.length === 0) {
+      this.counters.putStartAllocFailures++;
+      if (this.segments.reachableNameCount() >= 1) this.needEviction = true;
+      return fail(ErrorCode.NO_AVAILABLE_HANDLE);
+    }
+    const { segment, offset } = placed[0]!;
+    const r = new Reservation(this.nextReservationId++, clientId, segment, offset, size, nowMs);
+    this.reservations.set(r.id, r);
+    return ok({
+      reservationId: r.id,
+      bufferAddress: segment.base + offset,
+      sizeBytes: size,
+      transportEndpoint: segment.teEndpoint,
+      protocol: segment.protocol,
+      releaseTimeoutMs: this.config.putStartReleaseTimeoutMs,
+    });
+  }
+
+  /**
+   * PutCommit: each item's bytes were written into the reservation; it becomes a COMPLETE object
+   * (insert-if-absent: OBJECT_ALREADY_EXISTS leaves the bytes unclaimed). INVALID_WRITE for every
+   * item when the reservation is unknown (released, expired, a restarted master) or its segment
+   * is gone: the client must put those values the long way.
+   */
+  putCommit(clientId: string, reservationId: number, items: readonly CommitItem[], nowMs: number): Result<void>[] {
+    const r = this.reservations.get(reservationId);
+    let out: Result<void>[];
+    if (items.length > MAX_COMMIT_ITEMS) out = items.map(() => INVALID_PARAMS);
+    else if (r === undefined || r.clientId !== clientId || !r.segment.allocatable) {
+      if (r !== undefined && r.clientId === clientId) this.#releaseReservation(r);
+      out = items.map(() => INVALID_WRITE);
+    } else out = items.map((item) => this.#commit(r, item, nowMs));
+    this.#countBatch("put_end", out);
+    return out;
+  }
+
+  #commit(r: Reservation, item: CommitItem, nowMs: number): Result<void> {
+    const { key, sizeBytes } = item;
+    if (!isValidKey(key) || !Number.isSafeInteger(sizeBytes) || sizeBytes <= 0) return INVALID_PARAMS;
+    const existing = this.objects.get(key);
+    if (existing !== undefined) {
+      // Insert-if-absent, exactly as PutStart decides it.
+      if (existing.complete || existing.putStartMs + this.config.putStartDiscardTimeoutMs >= nowMs) {
+        return fail(ErrorCode.OBJECT_ALREADY_EXISTS);
+      }
+    }
+    if (!r.claim(item.offset, sizeBytes)) return INVALID_PARAMS;
+    if (existing !== undefined) this.#preemptZombie(key, existing);
+    const o = new ObjectMeta(sizeBytes, r.clientId, nowMs, 0, [{ segment: r.segment, offset: r.offset + item.offset }], this.nextReplicaId);
+    this.nextReplicaId++;
+    o.markComplete();
+    o.leaseMs = nowMs; // as PutEnd: a fresh put counts as freshly used
+    this.objects.set(key, o);
+    this.changes?.keys.set(key, o);
+    if (item.objectChecksum !== undefined) this.checksums.set(key, item.objectChecksum);
+    observeValueSize(this.counters, sizeBytes);
+    return OK_VOID;
+  }
+
+  /** PutRelease: the client is done with the reservation; its unclaimed bytes are freed. */
+  putRelease(clientId: string, reservationId: number): Result<void> {
+    const r = this.reservations.get(reservationId);
+    if (r === undefined) return OBJECT_NOT_FOUND;
+    if (r.clientId !== clientId) return fail(ErrorCode.ILLEGAL_CLIENT);
+    this.#releaseReservation(r);
+    return OK_VOID;
+  }
+
+  /** Housekeeping: reservations older than the release timeout (a writer that went away). */
+  releaseExpiredReservations(nowMs: number): number {
+    let released = 0;
+    for (const r of this.reservations.values()) {
+      if (nowMs - r.grantedMs <= this.config.putStartReleaseTimeoutMs && !r.segment.detached) continue;
+      this.#releaseReservation(r);
+      released++;
+    }
+    return released;
+  }
+
+  /** Bytes held by reservations and not yet committed (a gauge). */
+  get reservedBytes(): number {
+    let bytes = 0;
+    for (const r of this.reservations.values()) r.forEachUnclaimed((_o, size) => {
+      bytes += size;
+    });
+    return bytes;
+  }
+
+  #releaseReservation(r: Reservation): void {
+    this.reservations.delete(r.id);
+    r.forEachUnclaimed((offset, size) => this.segments.free(r.segment, offset, size));
   }
 
   // ---- reads and leases ----------------------------------------------------------------------

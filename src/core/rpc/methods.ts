@@ -101,6 +101,9 @@ export const METHODS = {
   getFsdir: method(M.GET_FSDIR, pb.GetFsdirRequest, pb.GetFsdirResponse),
   reportUnreachable: method(M.REPORT_UNREACHABLE, pb.ReportUnreachableRequest, pb.ReportUnreachableResponse),
   reportCorruptReplica: method(M.REPORT_CORRUPT_REPLICA, pb.ReportCorruptReplicaRequest, pb.ReportCorruptReplicaResponse),
+  putReserve: method(M.PUT_RESERVE, pb.PutReserveRequest, pb.PutReserveResponse),
+  putCommit: method(M.PUT_COMMIT, pb.PutCommitRequest, pb.PutCommitResponse, { decodeResponse: decodeBatchErrorCodes }),
+  putRelease: method(M.PUT_RELEASE, pb.PutReleaseRequest, pb.PutReleaseResponse),
 };
 
 export type MethodName = keyof typeof METHODS;
