@@ -1,5 +1,5 @@
 import { describe, expect, test } from "bun:test";
-import { NULL_BULK, OK, RespParser, RespProtocolError, encode, errorReply, integer, nullReply } from "./codec.ts";
+import { NULL_BULK, OK, RespParser, RespProtocolError, bulkParts, encode, errorReply, integer, nullReply } from "./codec.ts";
 
 const te = new TextEncoder();
 const td = new TextDecoder();
@@ -16,6 +16,15 @@ describe("resp codec", () => {
     expect(td.decode(encode({ map: [["a", 1]] }, true))).toBe("%1\r\n$1\r\na\r\n:1\r\n");
     expect(td.decode(encode({ map: [["a", 1]] }, false))).toBe("*2\r\n$1\r\na\r\n:1\r\n");
     expect(td.decode(encode(["0", []]))).toBe("*2\r\n$1\r\n0\r\n*0\r\n");
+  });
+
+  test("bulkParts keeps the value by reference", () => {
+    const value = te.encode("abc");
+    const parts = bulkParts(value);
+    expect(parts.map((p) => td.decode(p)).join("")).toBe("$3\r\nabc\r\n");
+    expect(parts[1]).toBe(value);
+    expect(bulkParts(null).map((p) => td.decode(p))).toEqual(["$-1\r\n"]);
+    expect(bulkParts(null, true).map((p) => td.decode(p))).toEqual(["_\r\n"]);
   });
 
   test("split anywhere", () => {

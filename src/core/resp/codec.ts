@@ -260,6 +260,11 @@ export function nullReply(resp3: boolean): Uint8Array {
   return resp3 ? NULL_RESP3 : NULL_BULK;
 }
 
+/** A bulk string as parts to write in turn: the value is kept by reference, never copied. */
+export function bulkParts(value: Uint8Array | null, resp3 = false): Uint8Array[] {
+  return value === null ? [nullReply(resp3)] : [bulkHeader(value.length), value, CRLF_BYTES];
+}
+
 export function arrayHeader(count: number): Uint8Array {
   return encoder.encode(`*${count}\r\n`);
 }

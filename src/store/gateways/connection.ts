@@ -1,9 +1,11 @@
 // What every gateway connection shares: an ordered reply queue that honours partial writes and
-// `drain`, and the flow control that pauses reading while too much work is queued (requests not yet
-// run, or replies the client has not read). The protocol-specific part (parsing, running commands)
-// lives in each gateway; this is the one place that decides when a connection pauses.
+// `drain`, the flow control that pauses reading while too much work is queued (requests not yet
+// run, or replies the client has not read), and the wiring of a request pipeline (pipeline.ts)
+// to both. The protocol-specific part (parsing, the command table) lives in each gateway; this is
+// the one place that decides when a connection pauses, and how it closes after a protocol error.
 
 import type { StreamSocket } from "../../runtime/stream-socket.ts";
+import { Pipeline } from "./pipeline.ts";
 
 export class GatewayConnection {
   /** Bytes of requests received but not yet run. The gateway adds and subtracts. */
@@ -27,6 +29,11 @@ export class GatewayConnection {
   /** Reply bytes not yet handed to the kernel. */
   get unsentBytes(): number {
     return this.outBytes;
+  }
+
+  /** Whether more replies may be queued: unsent bytes within the bound, or nobody left to send to. */
+  get canSend(): boolean {
+    return this.outBytes <= this.maxQueuedBytes || this.closed;
   }
 
   /** Queues reply parts (kept by reference, not copied) and writes what the socket takes. */
@@ -64,7 +71,7 @@ export class GatewayConnection {
 
   /** Resolves once unsent replies are back under the limit (or the connection closed). */
   waitDrained(): Promise<void> {
-    if (this.outBytes <= this.maxQueuedBytes || this.closed) return Promise.resolve();
+    if (this.canSend) return Promise.resolve();
     return new Promise<void>((resolve) => this.drainWaiters.push(resolve));
   }
 
@@ -84,6 +91,21 @@ export class GatewayConnection {
     }
   }
 
+  /**
+   * For a connection with nothing left to run: a protocol error is answered now, after every reply
+   * before it, and the connection closes; one marked to close (QUIT) closes once its replies are
+   * out. Returns whether it is closing.
+   */
+  closeWhenDone(protocolErrorReply: (message: string) => Uint8Array): boolean {
+    if (this.failMessage !== null && !this.closeAfterFlush) {
+      this.closeAfterFlush = true;
+      this.send(protocolErrorReply(this.failMessage));
+    }
+    if (!this.closeAfterFlush) return false;
+    if (this.outBytes === 0) this.socket.end();
+    return true;
+  }
+
   /** The peer closed: nothing more is sent, and anyone waiting to send stops waiting. */
   markClosed(): void {
     this.closed = true;
@@ -93,4 +115,40 @@ export class GatewayConnection {
   private wakeWaiters(): void {
     for (const w of this.drainWaiters.splice(0)) w();
   }
+}
+
+export interface ReplyPipelineOptions<T> {
+  /** Most requests of the connection admitted at once. */
+  depth: number;
+  /** The one key a request works on (it may then run beside others), or null: it runs alone. */
+  keyOf(task: T): string | null;
+  /** A request's reply parts ([] for none). */
+  run(task: T): Promise<Uint8Array[]>;
+  /** The reply to a request whose run threw. */
+  failed(task: T, error: unknown): Uint8Array[];
+  /** Asked once, when every request before a protocol error is answered; the connection then closes. */
+  protocolErrorReply(message: string): Uint8Array;
+  /** After a reply went to the send queue: for counters and log lines. */
+  delivered?(task: T, reply: Uint8Array[]): void;
+}
+
+/** A request pipeline whose replies go out on `c`, in order, under `c`'s flow control. */
+export function replyPipeline<T>(c: GatewayConnection, options: ReplyPipelineOptions<T>): Pipeline<T, Uint8Array[]> {
+  return new Pipeline<T, Uint8Array[]>({
+    depth: options.depth,
+    keyOf: options.keyOf,
+    run: options.run,
+    failed: options.failed,
+    deliver(task, reply) {
+      // One send per reply: a protocol whose client reads a header with one recv (lm://) needs
+      // the header in one write, which send() gives when nothing is queued before it.
+      c.send(...reply);
+      c.updatePause();
+      options.delivered?.(task, reply);
+    },
+    ready: () => c.canSend,
+    whenReady: () => c.waitDrained(),
+    halted: () => c.closeAfterFlush,
+    idle: () => c.closeWhenDone(options.protocolErrorReply),
+  });
 }
