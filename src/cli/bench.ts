@@ -1,6 +1,7 @@
 // `mooncake bench …`: measure a running cluster. `bench master` drives the master's RPCs with fake
 // segments (Mooncake's master_bench); `bench put|get|mixed|exist` move real bytes through a running
-// cluster (src/bench/data-bench*.ts), optionally next to Redis (--against) and in-run baselines.
+// cluster (src/bench/data-bench*.ts), optionally next to Redis (--against) and in-run baselines;
+// `bench lmcache` replays LMCache-like prompt traffic (src/bench/lmcache-*.ts).
 
 import { type Command, Option } from "@commander-js/extra-typings";
 import { parseDuration, parseSize } from "../core/units.ts";
@@ -9,6 +10,7 @@ import { ConfigError } from "../config/errors.ts";
 import { CONFIG_KEYS, type ConfigKey } from "../config/schema.ts";
 import { addConfigOptions, applyLogOptions, loadCommandConfig } from "./config-options.ts";
 import { keepFreedMemory } from "./allocator-env.ts";
+import { registerLmcacheBench } from "../bench/lmcache-cli.ts";
 
 const BENCH_CONFIG_KEYS = ["master_server_address", "rpc_timeout_ms"] as const;
 const DATA_BENCH_CONFIG_KEYS = [
@@ -93,6 +95,7 @@ export function registerBench(program: Command<[], { logLevel: string; logFormat
   for (const [verb, description] of Object.entries(DATA_BENCH_VERBS) as [keyof typeof DATA_BENCH_VERBS, string][]) {
     registerDataBench(program, bench, verb, description);
   }
+  registerLmcacheBench(program, bench);
 }
 
 function registerDataBench(
