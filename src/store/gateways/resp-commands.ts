@@ -87,6 +87,8 @@ export interface RespCommand {
    * for these arguments: it runs alone, and locks what it touches itself.
    */
   key?(args: Uint8Array[]): string | null;
+  /** It only reads its key: it holds the key's lock shared, beside other readers (key-locks.ts). */
+  readOnly?: true;
   run(g: RespServer, c: RespSession, args: Uint8Array[]): RespReply | Promise<RespReply>;
 }
 
@@ -274,7 +276,7 @@ const TABLE: RespCommand[] = [
   // The MooncakeStore client cannot list or count keys; 0 is "unknown", see the header.
   { name: "dbsize", arity: [1, ANY], run: () => [integer(0)] },
   { name: "set", arity: [3, ANY], key: firstKey, run: set },
-  { name: "get", arity: [2, 2], key: firstKey, run: async (g, c, args) => bulkParts(await g.store.get(str(args[1]), FRESH), c.resp3) },
+  { name: "get", arity: [2, 2], key: firstKey, readOnly: true, run: async (g, c, args) => bulkParts(await g.store.get(str(args[1]), FRESH), c.resp3) },
   {
     name: "mget",
     arity: [2, ANY],
@@ -289,6 +291,7 @@ const TABLE: RespCommand[] = [
     name: "exists",
     arity: [2, ANY],
     key: onlyKey,
+    readOnly: true,
     run: async (g, _c, args) => {
       const keys = args.slice(1).map(str);
       const r = keys.length === 1 ? [await g.store.isExist(keys[0]!)] : await g.store.batchIsExist(keys);
@@ -299,8 +302,8 @@ const TABLE: RespCommand[] = [
   },
   { name: "del", arity: [2, ANY], key: onlyKey, run: del },
   { name: "unlink", arity: [2, ANY], key: onlyKey, run: del },
-  { name: "ttl", arity: [2, 2], key: firstKey, run: (g, _c, args) => ttl(g, args, 1000) },
-  { name: "pttl", arity: [2, 2], key: firstKey, run: (g, _c, args) => ttl(g, args, 1) },
+  { name: "ttl", arity: [2, 2], key: firstKey, readOnly: true, run: (g, _c, args) => ttl(g, args, 1000) },
+  { name: "pttl", arity: [2, 2], key: firstKey, readOnly: true, run: (g, _c, args) => ttl(g, args, 1) },
   // No key listing through the client: one empty page (see the header).
   { name: "scan", arity: [2, ANY], run: (_g, c) => [encode(["0", []], c.resp3)] },
 ];
@@ -329,5 +332,5 @@ export async function runCommand(g: RespServer, c: RespSession, args: Uint8Array
   if (!arityFits(cmd, args)) return [wrongArgs(cmd.name)];
   const key = cmd.key?.(args) ?? null;
   if (key === null) return cmd.run(g, c, args);
-  return g.locks.run(key, async () => cmd.run(g, c, args));
+  return g.locks.run(key, async () => cmd.run(g, c, args), cmd.readOnly === true);
 }
