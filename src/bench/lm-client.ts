@@ -14,6 +14,7 @@
 // filled by one run (every run writes new keys; the pool evicts old ones when full).
 
 import type { Socket } from "bun";
+import { connectBenchSocket } from "./bench-socket.ts";
 import { LmCode, LmCommand, REPLY_HEADER_BYTES, decodeReply, encodeRequest } from "../core/lm/protocol.ts";
 
 export class LmClientError extends Error {
@@ -45,41 +46,19 @@ export class LmClient {
 
   static async connect(host: string, port: number, timeoutMs = 5000): Promise<LmClient> {
     let client: LmClient | null = null;
-    let timer: ReturnType<typeof setTimeout> | undefined;
-    const connecting = Bun.connect({
-      hostname: host,
-      port,
-      socket: {
-        binaryType: "uint8array",
-        open(s) {
-          s.setNoDelay(true);
-        },
-        data(_s, chunk: Uint8Array) {
-          client?.onData(chunk);
-        },
-        drain() {
-          client?.pump();
-        },
-        close() {
-          client?.fail(new LmClientError(`lm ${host}:${port}: connection closed`));
-        },
-        error(_s, e) {
-          client?.fail(new LmClientError(`lm ${host}:${port}: ${e.message}`));
-        },
+    const what = `lm ${host}:${port}`;
+    const socket = await connectBenchSocket(host, port, {
+      timeoutMs,
+      what,
+      makeError: (m) => new LmClientError(m),
+      events: {
+        data: (chunk) => client?.onData(chunk),
+        drain: () => client?.pump(),
+        failed: (reason) => client?.fail(new LmClientError(`${what}: ${reason}`)),
       },
     });
-    const deadline = new Promise<never>((_, reject) => {
-      timer = setTimeout(() => reject(new LmClientError(`lm ${host}:${port}: no connection within ${timeoutMs} ms`)), timeoutMs);
-    });
-    try {
-      client = new LmClient(await Promise.race([connecting, deadline]));
-      return client;
-    } catch (e) {
-      connecting.then((s) => s.end()).catch(() => {});
-      throw e instanceof LmClientError ? e : new LmClientError(`lm ${host}:${port}: ${(e as Error).message}`);
-    } finally {
-      clearTimeout(timer);
-    }
+    client = new LmClient(socket);
+    return client;
   }
 
   /** PUT: no reply comes; `value` is kept by reference until written. */

@@ -4,6 +4,7 @@
 // so a wrong server or key cannot make the client allocate without bound. Not a general client.
 
 import type { Socket } from "bun";
+import { connectBenchSocket } from "./bench-socket.ts";
 
 export class RespError extends Error {
   override name = "RespError";
@@ -50,42 +51,19 @@ export class RespClient {
 
   static async connect(host: string, port: number, options: { maxBulkBytes: number; timeoutMs?: number }): Promise<RespClient> {
     let client: RespClient | null = null;
-    let timer: ReturnType<typeof setTimeout> | undefined;
-    const connecting = Bun.connect({
-      hostname: host,
-      port,
-      socket: {
-        binaryType: "uint8array",
-        open(s) {
-          s.setNoDelay(true);
-        },
-        data(_s, chunk: Uint8Array) {
-          client?.onData(chunk);
-        },
-        drain() {
-          client?.pump();
-        },
-        close() {
-          client?.fail(new RespError(`redis ${host}:${port}: connection closed`));
-        },
-        error(_s, e) {
-          client?.fail(new RespError(`redis ${host}:${port}: ${e.message}`));
-        },
+    const what = `redis ${host}:${port}`;
+    const socket = await connectBenchSocket(host, port, {
+      timeoutMs: options.timeoutMs ?? 5000,
+      what,
+      makeError: (m) => new RespError(m),
+      events: {
+        data: (chunk) => client?.onData(chunk),
+        drain: () => client?.pump(),
+        failed: (reason) => client?.fail(new RespError(`${what}: ${reason}`)),
       },
     });
-    const deadline = new Promise<never>((_, reject) => {
-      timer = setTimeout(() => reject(new RespError(`redis ${host}:${port}: no connection within ${options.timeoutMs ?? 5000} ms`)), options.timeoutMs ?? 5000);
-    });
-    try {
-      const socket = await Promise.race([connecting, deadline]);
-      client = new RespClient(socket, options.maxBulkBytes);
-      return client;
-    } catch (e) {
-      connecting.then((s) => s.end()).catch(() => {});
-      throw e instanceof RespError ? e : new RespError(`redis ${host}:${port}: ${(e as Error).message}`);
-    } finally {
-      clearTimeout(timer);
-    }
+    client = new RespClient(socket, options.maxBulkBytes);
+    return client;
   }
 
   async ping(): Promise<string> {

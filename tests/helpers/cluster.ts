@@ -96,3 +96,10 @@ export async function startCluster(options: { nodes: number; segmentSize: string
     throw e;
   }
 }
+
+/** A gauge or counter of the master's /metrics (0 when absent). */
+export async function masterMetric(cluster: TestCluster, name: string): Promise<number> {
+  const text = await (await fetch(`${cluster.adminUrl}/metrics`)).text();
+  const line = text.split("\n").find((l) => l.startsWith(`${name} `));
+  return line === undefined ? 0 : Number(line.split(" ")[1]);
+}

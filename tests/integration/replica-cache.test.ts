@@ -5,14 +5,8 @@
 
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { MooncakeStore } from "../../src/client/store.ts";
-import { startCluster, type TestCluster } from "../helpers/cluster.ts";
+import { masterMetric as metric, startCluster, type TestCluster } from "../helpers/cluster.ts";
 
-/** A counter of the master's /metrics (0 when absent). */
-async function metric(cluster: TestCluster, name: string): Promise<number> {
-  const text = await (await fetch(`${cluster.adminUrl}/metrics`)).text();
-  const line = text.split("\n").find((l) => l.startsWith(`${name} `));
-  return line === undefined ? 0 : Number(line.split(" ")[1]);
-}
 
 const LOOKUPS = "master_get_replica_list_requests_total";
 const filled = (n: number, byte: number) => new Uint8Array(n).fill(byte);

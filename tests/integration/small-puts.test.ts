@@ -7,7 +7,7 @@ import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { resolve } from "node:path";
 import { MooncakeStore } from "../../src/client/store.ts";
 import { ErrorCode } from "../../src/core/errors.ts";
-import { startCluster, type TestCluster } from "../helpers/cluster.ts";
+import { masterMetric as metric, startCluster, type TestCluster } from "../helpers/cluster.ts";
 import { ROOT, type Started, start } from "../helpers/process.ts";
 import { valueFor } from "../helpers/small-put-values.ts";
 import { waitUntil } from "../helpers/wait.ts";
@@ -18,12 +18,6 @@ function same(a: Uint8Array | null, b: Uint8Array): boolean {
   return a !== null && a.length === b.length && Buffer.compare(Buffer.from(a), Buffer.from(b)) === 0;
 }
 
-/** A gauge or counter of the master's /metrics (0 when absent). */
-async function metric(cluster: TestCluster, name: string): Promise<number> {
-  const text = await (await fetch(`${cluster.adminUrl}/metrics`)).text();
-  const line = text.split("\n").find((l) => l.startsWith(`${name} `));
-  return line === undefined ? 0 : Number(line.split(" ")[1]);
-}
 
 const aligned = (n: number) => Math.ceil(n / 64) * 64;
 
