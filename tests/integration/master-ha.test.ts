@@ -278,6 +278,8 @@ describe("master HA on etcd", () => {
     let polls = 0;
     while (performance.now() < until) {
       const [hl, rs] = await Promise.all([admin(leader, "/ha_status", 1000), role(standby, 1000)]);
+      // Seen once in CI (the leader stepped down): say why, from its own log, if it happens again.
+      if (hl !== "serving") console.log(`leader's log:\n${leader.process.stderr().split("\n").slice(-30).join("\n")}`);
       expect(hl).toBe("serving");
       expect(rs).toBe("standby");
       polls++;
