@@ -120,7 +120,23 @@ export const MASTER_FLAGS = {
     default: false,
     doc: "refuse to start when the state directory holds a damaged record (default: recover up to the last good one and say where)",
   },
-  root_fs_dir: { kind: "string", default: D.rootFsDir, doc: "reported to clients by GetFsdir (no disk tier yet)" },
+  root_fs_dir: {
+    kind: "string",
+    default: D.rootFsDir,
+    doc: "reported to clients by GetFsdir (Mooncake's legacy shared-directory tier; ours is per store node: `mooncake store --storage-root-dir`)",
+  },
+  offload_on_evict: {
+    kind: "bool",
+    default: D.offloadOnEvict,
+    doc: "disk tier: copy a value to its node's disk only when DRAM evicts it (default: as soon as its put ends)",
+  },
+  offloading_queue_limit: {
+    kind: "int",
+    min: 0,
+    max: 10_000_000,
+    default: D.offloadQueueLimit,
+    doc: "disk tier: values waiting to be copied to one node's disk; beyond it a put stays DRAM-only",
+  },
   // Accepted so Mooncake deployment scripts run unchanged; they have no effect here.
   rpc_thread_num: { kind: "int", min: 0, max: 1024, default: 0, doc: "ignored (one event loop)" },
   max_threads: { kind: "int", min: 0, max: 1024, default: 16, doc: "ignored (one event loop)" },
@@ -316,6 +332,8 @@ export function resolveMasterSettings(
       allocationStrategy: values.allocation_strategy as MasterConfig["allocationStrategy"],
       clusterId: values.cluster_id as string,
       rootFsDir: values.root_fs_dir as string,
+      offloadOnEvict: values.offload_on_evict as boolean,
+      offloadQueueLimit: values.offloading_queue_limit as number,
     },
     rpcPort: values.rpc_port as number,
     rpcAddress: values.rpc_address as string,

@@ -272,17 +272,17 @@ export function renderPrometheus(master: Master, options: RenderOptions = {}): s
     out.single(`${p}_failed_items_total`, "counter", `Total number of failed items in ${name} requests`, b.failedItems);
   }
 
-  // Cache reuse. Every replica is in memory, so every successful GetReplicaList is a memory hit
-  // (valid_get_nums_ = mem_cache_hit_nums_) and the file-cache families are zero.
+  // Cache reuse: a GetReplicaList answered with memory replicas is a memory hit, one that sent the
+  // reader to a store node's disk tier is a file-cache hit (Mooncake's SSD cache families).
   out.single("mem_cache_hit_nums_", "counter", "Total number of GetReplicaList results served from the memory pool", c.memCacheHits);
-  out.single("file_cache_hit_nums_", "counter", "Total number of GetReplicaList results served from the SSD cache", 0);
+  out.single("file_cache_hit_nums_", "counter", "Total number of GetReplicaList results served from the SSD cache", c.diskCacheHits);
   out.single("mem_cache_hit_bytes_total", "counter", "Total bytes of GetReplicaList results served from the memory pool", c.memCacheHitBytes);
-  out.single("file_cache_hit_bytes_total", "counter", "Total bytes of GetReplicaList results served from the SSD cache", 0);
+  out.single("file_cache_hit_bytes_total", "counter", "Total bytes of GetReplicaList results served from the SSD cache", c.diskCacheHitBytes);
   out.single(
     "valid_get_nums_",
     "counter",
     "Total number of GetReplicaList operations that returned at least one completed replica",
-    c.memCacheHits,
+    c.memCacheHits + c.diskCacheHits,
   );
   out.single("total_get_nums_", "counter", "Total number of GetReplicaList operations", totalGets(c));
 

@@ -134,6 +134,50 @@ export function createHandlers(master: Master, hooks: RpcServiceHooks): Handlers
       return r.ok ? { errorCode: ErrorCode.OK, markedCount: r.value } : { errorCode: r.code };
     },
 
+    registerDiskReplicas: (req) => {
+      const r = submit({
+        op: "registerDiskReplicas",
+        clientId: uuidToString(req.clientId),
+        nodeName: req.nodeName ?? "",
+        stageEndpoint: req.stageEndpoint ?? "",
+        capacityBytes: Number(req.capacityBytes ?? 0),
+        reset: req.reset === true,
+        entries: (req.entries ?? []).map((e) => ({ key: e.key ?? "", sizeBytes: Number(e.size ?? 0) })),
+      });
+      return r.ok ? { errorCode: ErrorCode.OK, codes: r.value } : { errorCode: r.code };
+    },
+    offloadHeartbeat: (req) => {
+      const r = submit({
+        op: "offloadHeartbeat",
+        clientId: uuidToString(req.clientId),
+        maxTasks: Number(req.maxTasks ?? 0),
+        maxBytes: Number(req.maxBytes ?? 0),
+        paused: req.paused === true,
+        usedBytes: Number(req.usedBytes ?? 0),
+      });
+      if (!r.ok) return { errorCode: r.code };
+      return {
+        errorCode: ErrorCode.OK,
+        tasks: r.value.tasks.map((t) => ({ key: t.key, replicaId: t.replicaId, bufferAddress: t.bufferAddress, size: t.sizeBytes })),
+        removedKeys: r.value.removedKeys,
+      };
+    },
+    notifyOffload: (req) => {
+      const r = submit({
+        op: "notifyOffload",
+        clientId: uuidToString(req.clientId),
+        results: (req.results ?? []).map((x) => ({ key: x.key ?? "", replicaId: Number(x.replicaId ?? 0), written: x.written === true })),
+      });
+      return r.ok ? { errorCode: ErrorCode.OK, codes: r.value } : { errorCode: r.code };
+    },
+    evictDiskReplicas: (req) => {
+      const r = submit({ op: "evictDiskReplicas", clientId: uuidToString(req.clientId), keys: req.keys ?? [] });
+      return r.ok ? { errorCode: ErrorCode.OK, dropped: r.value } : { errorCode: r.code };
+    },
+    // Served by store nodes, not by the master.
+    stageDiskObjects: () => ({ errorCode: ErrorCode.NOT_SUPPORTED }),
+    releaseStaged: () => ({ errorCode: ErrorCode.NOT_SUPPORTED }),
+
     ping: (req) => {
       const r = submit({ op: "ping", clientId: uuidToString(req.clientId) });
       return r.ok

@@ -102,7 +102,25 @@ export namespace mooncake {
         PUT_COMMIT = 30,
 
         /** ours: a reservation's unused bytes go back */
-        PUT_RELEASE = 31
+        PUT_RELEASE = 31,
+
+        /** The disk tier (issue 18; ours, not Mooncake's: its SSD offload RPCs are coro_rpc on the client). */
+        REGISTER_DISK_REPLICAS = 32,
+
+        /** a store node asks what to copy to disk and what to forget */
+        OFFLOAD_HEARTBEAT = 33,
+
+        /** values a store node has written to its disk */
+        NOTIFY_OFFLOAD = 34,
+
+        /** values a store node is about to delete from its disk */
+        EVICT_DISK_REPLICAS = 35,
+
+        /** served by store nodes: read values from disk into a staging buffer */
+        STAGE_DISK_OBJECTS = 36,
+
+        /** served by store nodes: a reader is done with staged values */
+        RELEASE_STAGED = 37
     }
 
     /** ReplicaStatus enum. */
@@ -5699,5 +5717,1222 @@ export namespace mooncake {
 
         /** Shape of a PutReleaseResponse. */
         type $Shape = mooncake.PutReleaseResponse.$Properties;
+    }
+
+    /**
+     * Properties of a DiskEntry.
+     * @deprecated Use mooncake.DiskEntry.$Properties instead.
+     */
+    interface IDiskEntry extends mooncake.DiskEntry.$Properties {
+    }
+
+    /** Represents a DiskEntry. */
+    class DiskEntry {
+
+        /**
+         * Constructs a new DiskEntry.
+         * @param [properties] Properties to set
+         */
+        constructor(properties?: mooncake.DiskEntry.$Properties);
+
+        /** Unknown fields preserved while decoding when enabled */
+        $unknowns?: Uint8Array[];
+
+        /** DiskEntry key. */
+        key: string;
+
+        /** bytes */
+        size: number;
+
+        /**
+         * Creates a new DiskEntry instance using the specified properties.
+         * @param [properties] Properties to set
+         * @returns DiskEntry instance
+         */
+        static create(properties: mooncake.DiskEntry.$Shape): mooncake.DiskEntry & mooncake.DiskEntry.$Shape;
+        static create(properties?: mooncake.DiskEntry.$Properties): mooncake.DiskEntry;
+
+        /**
+         * Encodes the specified DiskEntry message. Does not implicitly {@link mooncake.DiskEntry.verify|verify} messages.
+         * @param message DiskEntry message or plain object to encode
+         * @param [writer] Writer to encode to
+         * @returns Writer
+         */
+        static encode(message: mooncake.DiskEntry.$Properties, writer?: $protobuf.Writer): $protobuf.Writer;
+
+        /**
+         * Decodes a DiskEntry message from the specified reader or buffer.
+         * @param reader Reader or buffer to decode from
+         * @param [length] Message length if known beforehand
+         * @returns {mooncake.DiskEntry & mooncake.DiskEntry.$Shape} DiskEntry
+         * @throws {Error} If the payload is not a reader or valid buffer
+         * @throws {$protobuf.util.ProtocolError} If required fields are missing
+         */
+        static decode(reader: ($protobuf.Reader|Uint8Array), length?: number): mooncake.DiskEntry & mooncake.DiskEntry.$Shape;
+    }
+
+    namespace DiskEntry {
+
+        /** Properties of a DiskEntry. */
+        interface $Properties {
+
+            /** DiskEntry key */
+            key?: (string|null);
+
+            /** bytes */
+            size?: (number|null);
+
+            /** Unknown fields preserved while decoding when enabled */
+            $unknowns?: Uint8Array[];
+        }
+
+        /** Shape of a DiskEntry. */
+        type $Shape = mooncake.DiskEntry.$Properties;
+    }
+
+    /**
+     * Properties of a RegisterDiskReplicasRequest.
+     * @deprecated Use mooncake.RegisterDiskReplicasRequest.$Properties instead.
+     */
+    interface IRegisterDiskReplicasRequest extends mooncake.RegisterDiskReplicasRequest.$Properties {
+    }
+
+    /**
+     * RegisterDiskReplicas: `reset` (first batch after a (re)mount) forgets every disk replica this node
+     * had; then each entry becomes a disk replica unless the key is held elsewhere or with another size.
+     */
+    class RegisterDiskReplicasRequest {
+
+        /**
+         * Constructs a new RegisterDiskReplicasRequest.
+         * @param [properties] Properties to set
+         */
+        constructor(properties?: mooncake.RegisterDiskReplicasRequest.$Properties);
+
+        /** Unknown fields preserved while decoding when enabled */
+        $unknowns?: Uint8Array[];
+
+        /** RegisterDiskReplicasRequest clientId. */
+        clientId?: (mooncake.UUID.$Properties|null);
+
+        /** the node's segment name (local_hostname) */
+        nodeName: string;
+
+        /** "host:port" of the node's RPC port, where readers stage values */
+        stageEndpoint: string;
+
+        /** RegisterDiskReplicasRequest capacityBytes. */
+        capacityBytes: number;
+
+        /** RegisterDiskReplicasRequest reset. */
+        reset: boolean;
+
+        /** RegisterDiskReplicasRequest entries. */
+        entries: mooncake.DiskEntry.$Properties[];
+
+        /**
+         * Creates a new RegisterDiskReplicasRequest instance using the specified properties.
+         * @param [properties] Properties to set
+         * @returns RegisterDiskReplicasRequest instance
+         */
+        static create(properties: mooncake.RegisterDiskReplicasRequest.$Shape): mooncake.RegisterDiskReplicasRequest & mooncake.RegisterDiskReplicasRequest.$Shape;
+        static create(properties?: mooncake.RegisterDiskReplicasRequest.$Properties): mooncake.RegisterDiskReplicasRequest;
+
+        /**
+         * Encodes the specified RegisterDiskReplicasRequest message. Does not implicitly {@link mooncake.RegisterDiskReplicasRequest.verify|verify} messages.
+         * @param message RegisterDiskReplicasRequest message or plain object to encode
+         * @param [writer] Writer to encode to
+         * @returns Writer
+         */
+        static encode(message: mooncake.RegisterDiskReplicasRequest.$Properties, writer?: $protobuf.Writer): $protobuf.Writer;
+
+        /**
+         * Decodes a RegisterDiskReplicasRequest message from the specified reader or buffer.
+         * @param reader Reader or buffer to decode from
+         * @param [length] Message length if known beforehand
+         * @returns {mooncake.RegisterDiskReplicasRequest & mooncake.RegisterDiskReplicasRequest.$Shape} RegisterDiskReplicasRequest
+         * @throws {Error} If the payload is not a reader or valid buffer
+         * @throws {$protobuf.util.ProtocolError} If required fields are missing
+         */
+        static decode(reader: ($protobuf.Reader|Uint8Array), length?: number): mooncake.RegisterDiskReplicasRequest & mooncake.RegisterDiskReplicasRequest.$Shape;
+    }
+
+    namespace RegisterDiskReplicasRequest {
+
+        /** Properties of a RegisterDiskReplicasRequest. */
+        interface $Properties {
+
+            /** RegisterDiskReplicasRequest clientId */
+            clientId?: (mooncake.UUID.$Properties|null);
+
+            /** the node's segment name (local_hostname) */
+            nodeName?: (string|null);
+
+            /** "host:port" of the node's RPC port, where readers stage values */
+            stageEndpoint?: (string|null);
+
+            /** RegisterDiskReplicasRequest capacityBytes */
+            capacityBytes?: (number|null);
+
+            /** RegisterDiskReplicasRequest reset */
+            reset?: (boolean|null);
+
+            /** RegisterDiskReplicasRequest entries */
+            entries?: (mooncake.DiskEntry.$Properties[]|null);
+
+            /** Unknown fields preserved while decoding when enabled */
+            $unknowns?: Uint8Array[];
+        }
+
+        /** Shape of a RegisterDiskReplicasRequest. */
+        type $Shape = mooncake.RegisterDiskReplicasRequest.$Properties;
+    }
+
+    /**
+     * Properties of a RegisterDiskReplicasResponse.
+     * @deprecated Use mooncake.RegisterDiskReplicasResponse.$Properties instead.
+     */
+    interface IRegisterDiskReplicasResponse extends mooncake.RegisterDiskReplicasResponse.$Properties {
+    }
+
+    /** Represents a RegisterDiskReplicasResponse. */
+    class RegisterDiskReplicasResponse {
+
+        /**
+         * Constructs a new RegisterDiskReplicasResponse.
+         * @param [properties] Properties to set
+         */
+        constructor(properties?: mooncake.RegisterDiskReplicasResponse.$Properties);
+
+        /** Unknown fields preserved while decoding when enabled */
+        $unknowns?: Uint8Array[];
+
+        /** RegisterDiskReplicasResponse errorCode. */
+        errorCode: number;
+
+        /** one per entry: OK, or why the node should drop it */
+        codes: number[];
+
+        /**
+         * Creates a new RegisterDiskReplicasResponse instance using the specified properties.
+         * @param [properties] Properties to set
+         * @returns RegisterDiskReplicasResponse instance
+         */
+        static create(properties: mooncake.RegisterDiskReplicasResponse.$Shape): mooncake.RegisterDiskReplicasResponse & mooncake.RegisterDiskReplicasResponse.$Shape;
+        static create(properties?: mooncake.RegisterDiskReplicasResponse.$Properties): mooncake.RegisterDiskReplicasResponse;
+
+        /**
+         * Encodes the specified RegisterDiskReplicasResponse message. Does not implicitly {@link mooncake.RegisterDiskReplicasResponse.verify|verify} messages.
+         * @param message RegisterDiskReplicasResponse message or plain object to encode
+         * @param [writer] Writer to encode to
+         * @returns Writer
+         */
+        static encode(message: mooncake.RegisterDiskReplicasResponse.$Properties, writer?: $protobuf.Writer): $protobuf.Writer;
+
+        /**
+         * Decodes a RegisterDiskReplicasResponse message from the specified reader or buffer.
+         * @param reader Reader or buffer to decode from
+         * @param [length] Message length if known beforehand
+         * @returns {mooncake.RegisterDiskReplicasResponse & mooncake.RegisterDiskReplicasResponse.$Shape} RegisterDiskReplicasResponse
+         * @throws {Error} If the payload is not a reader or valid buffer
+         * @throws {$protobuf.util.ProtocolError} If required fields are missing
+         */
+        static decode(reader: ($protobuf.Reader|Uint8Array), length?: number): mooncake.RegisterDiskReplicasResponse & mooncake.RegisterDiskReplicasResponse.$Shape;
+    }
+
+    namespace RegisterDiskReplicasResponse {
+
+        /** Properties of a RegisterDiskReplicasResponse. */
+        interface $Properties {
+
+            /** RegisterDiskReplicasResponse errorCode */
+            errorCode?: (number|null);
+
+            /** one per entry: OK, or why the node should drop it */
+            codes?: (number[]|null);
+
+            /** Unknown fields preserved while decoding when enabled */
+            $unknowns?: Uint8Array[];
+        }
+
+        /** Shape of a RegisterDiskReplicasResponse. */
+        type $Shape = mooncake.RegisterDiskReplicasResponse.$Properties;
+    }
+
+    /**
+     * Properties of an OffloadTask.
+     * @deprecated Use mooncake.OffloadTask.$Properties instead.
+     */
+    interface IOffloadTask extends mooncake.OffloadTask.$Properties {
+    }
+
+    /** Represents an OffloadTask. */
+    class OffloadTask {
+
+        /**
+         * Constructs a new OffloadTask.
+         * @param [properties] Properties to set
+         */
+        constructor(properties?: mooncake.OffloadTask.$Properties);
+
+        /** Unknown fields preserved while decoding when enabled */
+        $unknowns?: Uint8Array[];
+
+        /** OffloadTask key. */
+        key: string;
+
+        /** OffloadTask replicaId. */
+        replicaId: number;
+
+        /** in the node's own segment */
+        bufferAddress: number;
+
+        /** bytes */
+        size: number;
+
+        /**
+         * Creates a new OffloadTask instance using the specified properties.
+         * @param [properties] Properties to set
+         * @returns OffloadTask instance
+         */
+        static create(properties: mooncake.OffloadTask.$Shape): mooncake.OffloadTask & mooncake.OffloadTask.$Shape;
+        static create(properties?: mooncake.OffloadTask.$Properties): mooncake.OffloadTask;
+
+        /**
+         * Encodes the specified OffloadTask message. Does not implicitly {@link mooncake.OffloadTask.verify|verify} messages.
+         * @param message OffloadTask message or plain object to encode
+         * @param [writer] Writer to encode to
+         * @returns Writer
+         */
+        static encode(message: mooncake.OffloadTask.$Properties, writer?: $protobuf.Writer): $protobuf.Writer;
+
+        /**
+         * Decodes an OffloadTask message from the specified reader or buffer.
+         * @param reader Reader or buffer to decode from
+         * @param [length] Message length if known beforehand
+         * @returns {mooncake.OffloadTask & mooncake.OffloadTask.$Shape} OffloadTask
+         * @throws {Error} If the payload is not a reader or valid buffer
+         * @throws {$protobuf.util.ProtocolError} If required fields are missing
+         */
+        static decode(reader: ($protobuf.Reader|Uint8Array), length?: number): mooncake.OffloadTask & mooncake.OffloadTask.$Shape;
+    }
+
+    namespace OffloadTask {
+
+        /** Properties of an OffloadTask. */
+        interface $Properties {
+
+            /** OffloadTask key */
+            key?: (string|null);
+
+            /** OffloadTask replicaId */
+            replicaId?: (number|null);
+
+            /** in the node's own segment */
+            bufferAddress?: (number|null);
+
+            /** bytes */
+            size?: (number|null);
+
+            /** Unknown fields preserved while decoding when enabled */
+            $unknowns?: Uint8Array[];
+        }
+
+        /** Shape of an OffloadTask. */
+        type $Shape = mooncake.OffloadTask.$Properties;
+    }
+
+    /**
+     * Properties of an OffloadHeartbeatRequest.
+     * @deprecated Use mooncake.OffloadHeartbeatRequest.$Properties instead.
+     */
+    interface IOffloadHeartbeatRequest extends mooncake.OffloadHeartbeatRequest.$Properties {
+    }
+
+    /** Represents an OffloadHeartbeatRequest. */
+    class OffloadHeartbeatRequest {
+
+        /**
+         * Constructs a new OffloadHeartbeatRequest.
+         * @param [properties] Properties to set
+         */
+        constructor(properties?: mooncake.OffloadHeartbeatRequest.$Properties);
+
+        /** Unknown fields preserved while decoding when enabled */
+        $unknowns?: Uint8Array[];
+
+        /** OffloadHeartbeatRequest clientId. */
+        clientId?: (mooncake.UUID.$Properties|null);
+
+        /** OffloadHeartbeatRequest maxTasks. */
+        maxTasks: number;
+
+        /** OffloadHeartbeatRequest maxBytes. */
+        maxBytes: number;
+
+        /** the disk is full: send no tasks (the queued ones are dropped) */
+        paused: boolean;
+
+        /** the tier's bytes on disk, for metrics */
+        usedBytes: number;
+
+        /**
+         * Creates a new OffloadHeartbeatRequest instance using the specified properties.
+         * @param [properties] Properties to set
+         * @returns OffloadHeartbeatRequest instance
+         */
+        static create(properties: mooncake.OffloadHeartbeatRequest.$Shape): mooncake.OffloadHeartbeatRequest & mooncake.OffloadHeartbeatRequest.$Shape;
+        static create(properties?: mooncake.OffloadHeartbeatRequest.$Properties): mooncake.OffloadHeartbeatRequest;
+
+        /**
+         * Encodes the specified OffloadHeartbeatRequest message. Does not implicitly {@link mooncake.OffloadHeartbeatRequest.verify|verify} messages.
+         * @param message OffloadHeartbeatRequest message or plain object to encode
+         * @param [writer] Writer to encode to
+         * @returns Writer
+         */
+        static encode(message: mooncake.OffloadHeartbeatRequest.$Properties, writer?: $protobuf.Writer): $protobuf.Writer;
+
+        /**
+         * Decodes an OffloadHeartbeatRequest message from the specified reader or buffer.
+         * @param reader Reader or buffer to decode from
+         * @param [length] Message length if known beforehand
+         * @returns {mooncake.OffloadHeartbeatRequest & mooncake.OffloadHeartbeatRequest.$Shape} OffloadHeartbeatRequest
+         * @throws {Error} If the payload is not a reader or valid buffer
+         * @throws {$protobuf.util.ProtocolError} If required fields are missing
+         */
+        static decode(reader: ($protobuf.Reader|Uint8Array), length?: number): mooncake.OffloadHeartbeatRequest & mooncake.OffloadHeartbeatRequest.$Shape;
+    }
+
+    namespace OffloadHeartbeatRequest {
+
+        /** Properties of an OffloadHeartbeatRequest. */
+        interface $Properties {
+
+            /** OffloadHeartbeatRequest clientId */
+            clientId?: (mooncake.UUID.$Properties|null);
+
+            /** OffloadHeartbeatRequest maxTasks */
+            maxTasks?: (number|null);
+
+            /** OffloadHeartbeatRequest maxBytes */
+            maxBytes?: (number|null);
+
+            /** the disk is full: send no tasks (the queued ones are dropped) */
+            paused?: (boolean|null);
+
+            /** the tier's bytes on disk, for metrics */
+            usedBytes?: (number|null);
+
+            /** Unknown fields preserved while decoding when enabled */
+            $unknowns?: Uint8Array[];
+        }
+
+        /** Shape of an OffloadHeartbeatRequest. */
+        type $Shape = mooncake.OffloadHeartbeatRequest.$Properties;
+    }
+
+    /**
+     * Properties of an OffloadHeartbeatResponse.
+     * @deprecated Use mooncake.OffloadHeartbeatResponse.$Properties instead.
+     */
+    interface IOffloadHeartbeatResponse extends mooncake.OffloadHeartbeatResponse.$Properties {
+    }
+
+    /** Represents an OffloadHeartbeatResponse. */
+    class OffloadHeartbeatResponse {
+
+        /**
+         * Constructs a new OffloadHeartbeatResponse.
+         * @param [properties] Properties to set
+         */
+        constructor(properties?: mooncake.OffloadHeartbeatResponse.$Properties);
+
+        /** Unknown fields preserved while decoding when enabled */
+        $unknowns?: Uint8Array[];
+
+        /** OffloadHeartbeatResponse errorCode. */
+        errorCode: number;
+
+        /** OffloadHeartbeatResponse tasks. */
+        tasks: mooncake.OffloadTask.$Properties[];
+
+        /** removed at the master: forget them on disk */
+        removedKeys: string[];
+
+        /**
+         * Creates a new OffloadHeartbeatResponse instance using the specified properties.
+         * @param [properties] Properties to set
+         * @returns OffloadHeartbeatResponse instance
+         */
+        static create(properties: mooncake.OffloadHeartbeatResponse.$Shape): mooncake.OffloadHeartbeatResponse & mooncake.OffloadHeartbeatResponse.$Shape;
+        static create(properties?: mooncake.OffloadHeartbeatResponse.$Properties): mooncake.OffloadHeartbeatResponse;
+
+        /**
+         * Encodes the specified OffloadHeartbeatResponse message. Does not implicitly {@link mooncake.OffloadHeartbeatResponse.verify|verify} messages.
+         * @param message OffloadHeartbeatResponse message or plain object to encode
+         * @param [writer] Writer to encode to
+         * @returns Writer
+         */
+        static encode(message: mooncake.OffloadHeartbeatResponse.$Properties, writer?: $protobuf.Writer): $protobuf.Writer;
+
+        /**
+         * Decodes an OffloadHeartbeatResponse message from the specified reader or buffer.
+         * @param reader Reader or buffer to decode from
+         * @param [length] Message length if known beforehand
+         * @returns {mooncake.OffloadHeartbeatResponse & mooncake.OffloadHeartbeatResponse.$Shape} OffloadHeartbeatResponse
+         * @throws {Error} If the payload is not a reader or valid buffer
+         * @throws {$protobuf.util.ProtocolError} If required fields are missing
+         */
+        static decode(reader: ($protobuf.Reader|Uint8Array), length?: number): mooncake.OffloadHeartbeatResponse & mooncake.OffloadHeartbeatResponse.$Shape;
+    }
+
+    namespace OffloadHeartbeatResponse {
+
+        /** Properties of an OffloadHeartbeatResponse. */
+        interface $Properties {
+
+            /** OffloadHeartbeatResponse errorCode */
+            errorCode?: (number|null);
+
+            /** OffloadHeartbeatResponse tasks */
+            tasks?: (mooncake.OffloadTask.$Properties[]|null);
+
+            /** removed at the master: forget them on disk */
+            removedKeys?: (string[]|null);
+
+            /** Unknown fields preserved while decoding when enabled */
+            $unknowns?: Uint8Array[];
+        }
+
+        /** Shape of an OffloadHeartbeatResponse. */
+        type $Shape = mooncake.OffloadHeartbeatResponse.$Properties;
+    }
+
+    /**
+     * Properties of an OffloadResult.
+     * @deprecated Use mooncake.OffloadResult.$Properties instead.
+     */
+    interface IOffloadResult extends mooncake.OffloadResult.$Properties {
+    }
+
+    /** Represents an OffloadResult. */
+    class OffloadResult {
+
+        /**
+         * Constructs a new OffloadResult.
+         * @param [properties] Properties to set
+         */
+        constructor(properties?: mooncake.OffloadResult.$Properties);
+
+        /** Unknown fields preserved while decoding when enabled */
+        $unknowns?: Uint8Array[];
+
+        /** OffloadResult key. */
+        key: string;
+
+        /** OffloadResult replicaId. */
+        replicaId: number;
+
+        /** OffloadResult written. */
+        written: boolean;
+
+        /**
+         * Creates a new OffloadResult instance using the specified properties.
+         * @param [properties] Properties to set
+         * @returns OffloadResult instance
+         */
+        static create(properties: mooncake.OffloadResult.$Shape): mooncake.OffloadResult & mooncake.OffloadResult.$Shape;
+        static create(properties?: mooncake.OffloadResult.$Properties): mooncake.OffloadResult;
+
+        /**
+         * Encodes the specified OffloadResult message. Does not implicitly {@link mooncake.OffloadResult.verify|verify} messages.
+         * @param message OffloadResult message or plain object to encode
+         * @param [writer] Writer to encode to
+         * @returns Writer
+         */
+        static encode(message: mooncake.OffloadResult.$Properties, writer?: $protobuf.Writer): $protobuf.Writer;
+
+        /**
+         * Decodes an OffloadResult message from the specified reader or buffer.
+         * @param reader Reader or buffer to decode from
+         * @param [length] Message length if known beforehand
+         * @returns {mooncake.OffloadResult & mooncake.OffloadResult.$Shape} OffloadResult
+         * @throws {Error} If the payload is not a reader or valid buffer
+         * @throws {$protobuf.util.ProtocolError} If required fields are missing
+         */
+        static decode(reader: ($protobuf.Reader|Uint8Array), length?: number): mooncake.OffloadResult & mooncake.OffloadResult.$Shape;
+    }
+
+    namespace OffloadResult {
+
+        /** Properties of an OffloadResult. */
+        interface $Properties {
+
+            /** OffloadResult key */
+            key?: (string|null);
+
+            /** OffloadResult replicaId */
+            replicaId?: (number|null);
+
+            /** OffloadResult written */
+            written?: (boolean|null);
+
+            /** Unknown fields preserved while decoding when enabled */
+            $unknowns?: Uint8Array[];
+        }
+
+        /** Shape of an OffloadResult. */
+        type $Shape = mooncake.OffloadResult.$Properties;
+    }
+
+    /**
+     * Properties of a NotifyOffloadRequest.
+     * @deprecated Use mooncake.NotifyOffloadRequest.$Properties instead.
+     */
+    interface INotifyOffloadRequest extends mooncake.NotifyOffloadRequest.$Properties {
+    }
+
+    /** Represents a NotifyOffloadRequest. */
+    class NotifyOffloadRequest {
+
+        /**
+         * Constructs a new NotifyOffloadRequest.
+         * @param [properties] Properties to set
+         */
+        constructor(properties?: mooncake.NotifyOffloadRequest.$Properties);
+
+        /** Unknown fields preserved while decoding when enabled */
+        $unknowns?: Uint8Array[];
+
+        /** NotifyOffloadRequest clientId. */
+        clientId?: (mooncake.UUID.$Properties|null);
+
+        /** NotifyOffloadRequest results. */
+        results: mooncake.OffloadResult.$Properties[];
+
+        /**
+         * Creates a new NotifyOffloadRequest instance using the specified properties.
+         * @param [properties] Properties to set
+         * @returns NotifyOffloadRequest instance
+         */
+        static create(properties: mooncake.NotifyOffloadRequest.$Shape): mooncake.NotifyOffloadRequest & mooncake.NotifyOffloadRequest.$Shape;
+        static create(properties?: mooncake.NotifyOffloadRequest.$Properties): mooncake.NotifyOffloadRequest;
+
+        /**
+         * Encodes the specified NotifyOffloadRequest message. Does not implicitly {@link mooncake.NotifyOffloadRequest.verify|verify} messages.
+         * @param message NotifyOffloadRequest message or plain object to encode
+         * @param [writer] Writer to encode to
+         * @returns Writer
+         */
+        static encode(message: mooncake.NotifyOffloadRequest.$Properties, writer?: $protobuf.Writer): $protobuf.Writer;
+
+        /**
+         * Decodes a NotifyOffloadRequest message from the specified reader or buffer.
+         * @param reader Reader or buffer to decode from
+         * @param [length] Message length if known beforehand
+         * @returns {mooncake.NotifyOffloadRequest & mooncake.NotifyOffloadRequest.$Shape} NotifyOffloadRequest
+         * @throws {Error} If the payload is not a reader or valid buffer
+         * @throws {$protobuf.util.ProtocolError} If required fields are missing
+         */
+        static decode(reader: ($protobuf.Reader|Uint8Array), length?: number): mooncake.NotifyOffloadRequest & mooncake.NotifyOffloadRequest.$Shape;
+    }
+
+    namespace NotifyOffloadRequest {
+
+        /** Properties of a NotifyOffloadRequest. */
+        interface $Properties {
+
+            /** NotifyOffloadRequest clientId */
+            clientId?: (mooncake.UUID.$Properties|null);
+
+            /** NotifyOffloadRequest results */
+            results?: (mooncake.OffloadResult.$Properties[]|null);
+
+            /** Unknown fields preserved while decoding when enabled */
+            $unknowns?: Uint8Array[];
+        }
+
+        /** Shape of a NotifyOffloadRequest. */
+        type $Shape = mooncake.NotifyOffloadRequest.$Properties;
+    }
+
+    /**
+     * Properties of a NotifyOffloadResponse.
+     * @deprecated Use mooncake.NotifyOffloadResponse.$Properties instead.
+     */
+    interface INotifyOffloadResponse extends mooncake.NotifyOffloadResponse.$Properties {
+    }
+
+    /** Represents a NotifyOffloadResponse. */
+    class NotifyOffloadResponse {
+
+        /**
+         * Constructs a new NotifyOffloadResponse.
+         * @param [properties] Properties to set
+         */
+        constructor(properties?: mooncake.NotifyOffloadResponse.$Properties);
+
+        /** Unknown fields preserved while decoding when enabled */
+        $unknowns?: Uint8Array[];
+
+        /** NotifyOffloadResponse errorCode. */
+        errorCode: number;
+
+        /** one per result: OK, or the copy is stale and must be dropped */
+        codes: number[];
+
+        /**
+         * Creates a new NotifyOffloadResponse instance using the specified properties.
+         * @param [properties] Properties to set
+         * @returns NotifyOffloadResponse instance
+         */
+        static create(properties: mooncake.NotifyOffloadResponse.$Shape): mooncake.NotifyOffloadResponse & mooncake.NotifyOffloadResponse.$Shape;
+        static create(properties?: mooncake.NotifyOffloadResponse.$Properties): mooncake.NotifyOffloadResponse;
+
+        /**
+         * Encodes the specified NotifyOffloadResponse message. Does not implicitly {@link mooncake.NotifyOffloadResponse.verify|verify} messages.
+         * @param message NotifyOffloadResponse message or plain object to encode
+         * @param [writer] Writer to encode to
+         * @returns Writer
+         */
+        static encode(message: mooncake.NotifyOffloadResponse.$Properties, writer?: $protobuf.Writer): $protobuf.Writer;
+
+        /**
+         * Decodes a NotifyOffloadResponse message from the specified reader or buffer.
+         * @param reader Reader or buffer to decode from
+         * @param [length] Message length if known beforehand
+         * @returns {mooncake.NotifyOffloadResponse & mooncake.NotifyOffloadResponse.$Shape} NotifyOffloadResponse
+         * @throws {Error} If the payload is not a reader or valid buffer
+         * @throws {$protobuf.util.ProtocolError} If required fields are missing
+         */
+        static decode(reader: ($protobuf.Reader|Uint8Array), length?: number): mooncake.NotifyOffloadResponse & mooncake.NotifyOffloadResponse.$Shape;
+    }
+
+    namespace NotifyOffloadResponse {
+
+        /** Properties of a NotifyOffloadResponse. */
+        interface $Properties {
+
+            /** NotifyOffloadResponse errorCode */
+            errorCode?: (number|null);
+
+            /** one per result: OK, or the copy is stale and must be dropped */
+            codes?: (number[]|null);
+
+            /** Unknown fields preserved while decoding when enabled */
+            $unknowns?: Uint8Array[];
+        }
+
+        /** Shape of a NotifyOffloadResponse. */
+        type $Shape = mooncake.NotifyOffloadResponse.$Properties;
+    }
+
+    /**
+     * Properties of an EvictDiskReplicasRequest.
+     * @deprecated Use mooncake.EvictDiskReplicasRequest.$Properties instead.
+     */
+    interface IEvictDiskReplicasRequest extends mooncake.EvictDiskReplicasRequest.$Properties {
+    }
+
+    /** Represents an EvictDiskReplicasRequest. */
+    class EvictDiskReplicasRequest {
+
+        /**
+         * Constructs a new EvictDiskReplicasRequest.
+         * @param [properties] Properties to set
+         */
+        constructor(properties?: mooncake.EvictDiskReplicasRequest.$Properties);
+
+        /** Unknown fields preserved while decoding when enabled */
+        $unknowns?: Uint8Array[];
+
+        /** EvictDiskReplicasRequest clientId. */
+        clientId?: (mooncake.UUID.$Properties|null);
+
+        /** EvictDiskReplicasRequest keys. */
+        keys: string[];
+
+        /**
+         * Creates a new EvictDiskReplicasRequest instance using the specified properties.
+         * @param [properties] Properties to set
+         * @returns EvictDiskReplicasRequest instance
+         */
+        static create(properties: mooncake.EvictDiskReplicasRequest.$Shape): mooncake.EvictDiskReplicasRequest & mooncake.EvictDiskReplicasRequest.$Shape;
+        static create(properties?: mooncake.EvictDiskReplicasRequest.$Properties): mooncake.EvictDiskReplicasRequest;
+
+        /**
+         * Encodes the specified EvictDiskReplicasRequest message. Does not implicitly {@link mooncake.EvictDiskReplicasRequest.verify|verify} messages.
+         * @param message EvictDiskReplicasRequest message or plain object to encode
+         * @param [writer] Writer to encode to
+         * @returns Writer
+         */
+        static encode(message: mooncake.EvictDiskReplicasRequest.$Properties, writer?: $protobuf.Writer): $protobuf.Writer;
+
+        /**
+         * Decodes an EvictDiskReplicasRequest message from the specified reader or buffer.
+         * @param reader Reader or buffer to decode from
+         * @param [length] Message length if known beforehand
+         * @returns {mooncake.EvictDiskReplicasRequest & mooncake.EvictDiskReplicasRequest.$Shape} EvictDiskReplicasRequest
+         * @throws {Error} If the payload is not a reader or valid buffer
+         * @throws {$protobuf.util.ProtocolError} If required fields are missing
+         */
+        static decode(reader: ($protobuf.Reader|Uint8Array), length?: number): mooncake.EvictDiskReplicasRequest & mooncake.EvictDiskReplicasRequest.$Shape;
+    }
+
+    namespace EvictDiskReplicasRequest {
+
+        /** Properties of an EvictDiskReplicasRequest. */
+        interface $Properties {
+
+            /** EvictDiskReplicasRequest clientId */
+            clientId?: (mooncake.UUID.$Properties|null);
+
+            /** EvictDiskReplicasRequest keys */
+            keys?: (string[]|null);
+
+            /** Unknown fields preserved while decoding when enabled */
+            $unknowns?: Uint8Array[];
+        }
+
+        /** Shape of an EvictDiskReplicasRequest. */
+        type $Shape = mooncake.EvictDiskReplicasRequest.$Properties;
+    }
+
+    /**
+     * Properties of an EvictDiskReplicasResponse.
+     * @deprecated Use mooncake.EvictDiskReplicasResponse.$Properties instead.
+     */
+    interface IEvictDiskReplicasResponse extends mooncake.EvictDiskReplicasResponse.$Properties {
+    }
+
+    /** Represents an EvictDiskReplicasResponse. */
+    class EvictDiskReplicasResponse {
+
+        /**
+         * Constructs a new EvictDiskReplicasResponse.
+         * @param [properties] Properties to set
+         */
+        constructor(properties?: mooncake.EvictDiskReplicasResponse.$Properties);
+
+        /** Unknown fields preserved while decoding when enabled */
+        $unknowns?: Uint8Array[];
+
+        /** EvictDiskReplicasResponse errorCode. */
+        errorCode: number;
+
+        /** EvictDiskReplicasResponse dropped. */
+        dropped: number;
+
+        /**
+         * Creates a new EvictDiskReplicasResponse instance using the specified properties.
+         * @param [properties] Properties to set
+         * @returns EvictDiskReplicasResponse instance
+         */
+        static create(properties: mooncake.EvictDiskReplicasResponse.$Shape): mooncake.EvictDiskReplicasResponse & mooncake.EvictDiskReplicasResponse.$Shape;
+        static create(properties?: mooncake.EvictDiskReplicasResponse.$Properties): mooncake.EvictDiskReplicasResponse;
+
+        /**
+         * Encodes the specified EvictDiskReplicasResponse message. Does not implicitly {@link mooncake.EvictDiskReplicasResponse.verify|verify} messages.
+         * @param message EvictDiskReplicasResponse message or plain object to encode
+         * @param [writer] Writer to encode to
+         * @returns Writer
+         */
+        static encode(message: mooncake.EvictDiskReplicasResponse.$Properties, writer?: $protobuf.Writer): $protobuf.Writer;
+
+        /**
+         * Decodes an EvictDiskReplicasResponse message from the specified reader or buffer.
+         * @param reader Reader or buffer to decode from
+         * @param [length] Message length if known beforehand
+         * @returns {mooncake.EvictDiskReplicasResponse & mooncake.EvictDiskReplicasResponse.$Shape} EvictDiskReplicasResponse
+         * @throws {Error} If the payload is not a reader or valid buffer
+         * @throws {$protobuf.util.ProtocolError} If required fields are missing
+         */
+        static decode(reader: ($protobuf.Reader|Uint8Array), length?: number): mooncake.EvictDiskReplicasResponse & mooncake.EvictDiskReplicasResponse.$Shape;
+    }
+
+    namespace EvictDiskReplicasResponse {
+
+        /** Properties of an EvictDiskReplicasResponse. */
+        interface $Properties {
+
+            /** EvictDiskReplicasResponse errorCode */
+            errorCode?: (number|null);
+
+            /** EvictDiskReplicasResponse dropped */
+            dropped?: (number|null);
+
+            /** Unknown fields preserved while decoding when enabled */
+            $unknowns?: Uint8Array[];
+        }
+
+        /** Shape of an EvictDiskReplicasResponse. */
+        type $Shape = mooncake.EvictDiskReplicasResponse.$Properties;
+    }
+
+    /**
+     * Properties of a StageDiskObjectsRequest.
+     * @deprecated Use mooncake.StageDiskObjectsRequest.$Properties instead.
+     */
+    interface IStageDiskObjectsRequest extends mooncake.StageDiskObjectsRequest.$Properties {
+    }
+
+    /** Represents a StageDiskObjectsRequest. */
+    class StageDiskObjectsRequest {
+
+        /**
+         * Constructs a new StageDiskObjectsRequest.
+         * @param [properties] Properties to set
+         */
+        constructor(properties?: mooncake.StageDiskObjectsRequest.$Properties);
+
+        /** Unknown fields preserved while decoding when enabled */
+        $unknowns?: Uint8Array[];
+
+        /** StageDiskObjectsRequest keys. */
+        keys: string[];
+
+        /**
+         * Creates a new StageDiskObjectsRequest instance using the specified properties.
+         * @param [properties] Properties to set
+         * @returns StageDiskObjectsRequest instance
+         */
+        static create(properties: mooncake.StageDiskObjectsRequest.$Shape): mooncake.StageDiskObjectsRequest & mooncake.StageDiskObjectsRequest.$Shape;
+        static create(properties?: mooncake.StageDiskObjectsRequest.$Properties): mooncake.StageDiskObjectsRequest;
+
+        /**
+         * Encodes the specified StageDiskObjectsRequest message. Does not implicitly {@link mooncake.StageDiskObjectsRequest.verify|verify} messages.
+         * @param message StageDiskObjectsRequest message or plain object to encode
+         * @param [writer] Writer to encode to
+         * @returns Writer
+         */
+        static encode(message: mooncake.StageDiskObjectsRequest.$Properties, writer?: $protobuf.Writer): $protobuf.Writer;
+
+        /**
+         * Decodes a StageDiskObjectsRequest message from the specified reader or buffer.
+         * @param reader Reader or buffer to decode from
+         * @param [length] Message length if known beforehand
+         * @returns {mooncake.StageDiskObjectsRequest & mooncake.StageDiskObjectsRequest.$Shape} StageDiskObjectsRequest
+         * @throws {Error} If the payload is not a reader or valid buffer
+         * @throws {$protobuf.util.ProtocolError} If required fields are missing
+         */
+        static decode(reader: ($protobuf.Reader|Uint8Array), length?: number): mooncake.StageDiskObjectsRequest & mooncake.StageDiskObjectsRequest.$Shape;
+    }
+
+    namespace StageDiskObjectsRequest {
+
+        /** Properties of a StageDiskObjectsRequest. */
+        interface $Properties {
+
+            /** StageDiskObjectsRequest keys */
+            keys?: (string[]|null);
+
+            /** Unknown fields preserved while decoding when enabled */
+            $unknowns?: Uint8Array[];
+        }
+
+        /** Shape of a StageDiskObjectsRequest. */
+        type $Shape = mooncake.StageDiskObjectsRequest.$Properties;
+    }
+
+    /**
+     * Properties of a StagedObject.
+     * @deprecated Use mooncake.StagedObject.$Properties instead.
+     */
+    interface IStagedObject extends mooncake.StagedObject.$Properties {
+    }
+
+    /** Represents a StagedObject. */
+    class StagedObject {
+
+        /**
+         * Constructs a new StagedObject.
+         * @param [properties] Properties to set
+         */
+        constructor(properties?: mooncake.StagedObject.$Properties);
+
+        /** Unknown fields preserved while decoding when enabled */
+        $unknowns?: Uint8Array[];
+
+        /** StagedObject errorCode. */
+        errorCode: number;
+
+        /** the node's transfer-engine segment name */
+        transportEndpoint: string;
+
+        /** StagedObject bufferAddress. */
+        bufferAddress: number;
+
+        /** StagedObject size. */
+        size: number;
+
+        /** StagedObject stageId. */
+        stageId: number;
+
+        /** the staged bytes' value checksum (src/core/checksum.ts) */
+        checksum: number;
+
+        /** the buffer is reused after this even without ReleaseStaged */
+        ttlMs: number;
+
+        /**
+         * Creates a new StagedObject instance using the specified properties.
+         * @param [properties] Properties to set
+         * @returns StagedObject instance
+         */
+        static create(properties: mooncake.StagedObject.$Shape): mooncake.StagedObject & mooncake.StagedObject.$Shape;
+        static create(properties?: mooncake.StagedObject.$Properties): mooncake.StagedObject;
+
+        /**
+         * Encodes the specified StagedObject message. Does not implicitly {@link mooncake.StagedObject.verify|verify} messages.
+         * @param message StagedObject message or plain object to encode
+         * @param [writer] Writer to encode to
+         * @returns Writer
+         */
+        static encode(message: mooncake.StagedObject.$Properties, writer?: $protobuf.Writer): $protobuf.Writer;
+
+        /**
+         * Decodes a StagedObject message from the specified reader or buffer.
+         * @param reader Reader or buffer to decode from
+         * @param [length] Message length if known beforehand
+         * @returns {mooncake.StagedObject & mooncake.StagedObject.$Shape} StagedObject
+         * @throws {Error} If the payload is not a reader or valid buffer
+         * @throws {$protobuf.util.ProtocolError} If required fields are missing
+         */
+        static decode(reader: ($protobuf.Reader|Uint8Array), length?: number): mooncake.StagedObject & mooncake.StagedObject.$Shape;
+    }
+
+    namespace StagedObject {
+
+        /** Properties of a StagedObject. */
+        interface $Properties {
+
+            /** StagedObject errorCode */
+            errorCode?: (number|null);
+
+            /** the node's transfer-engine segment name */
+            transportEndpoint?: (string|null);
+
+            /** StagedObject bufferAddress */
+            bufferAddress?: (number|null);
+
+            /** StagedObject size */
+            size?: (number|null);
+
+            /** StagedObject stageId */
+            stageId?: (number|null);
+
+            /** the staged bytes' value checksum (src/core/checksum.ts) */
+            checksum?: (number|null);
+
+            /** the buffer is reused after this even without ReleaseStaged */
+            ttlMs?: (number|null);
+
+            /** Unknown fields preserved while decoding when enabled */
+            $unknowns?: Uint8Array[];
+        }
+
+        /** Shape of a StagedObject. */
+        type $Shape = mooncake.StagedObject.$Properties;
+    }
+
+    /**
+     * Properties of a StageDiskObjectsResponse.
+     * @deprecated Use mooncake.StageDiskObjectsResponse.$Properties instead.
+     */
+    interface IStageDiskObjectsResponse extends mooncake.StageDiskObjectsResponse.$Properties {
+    }
+
+    /** Represents a StageDiskObjectsResponse. */
+    class StageDiskObjectsResponse {
+
+        /**
+         * Constructs a new StageDiskObjectsResponse.
+         * @param [properties] Properties to set
+         */
+        constructor(properties?: mooncake.StageDiskObjectsResponse.$Properties);
+
+        /** Unknown fields preserved while decoding when enabled */
+        $unknowns?: Uint8Array[];
+
+        /** StageDiskObjectsResponse errorCode. */
+        errorCode: number;
+
+        /** one per key, in order */
+        results: mooncake.StagedObject.$Properties[];
+
+        /**
+         * Creates a new StageDiskObjectsResponse instance using the specified properties.
+         * @param [properties] Properties to set
+         * @returns StageDiskObjectsResponse instance
+         */
+        static create(properties: mooncake.StageDiskObjectsResponse.$Shape): mooncake.StageDiskObjectsResponse & mooncake.StageDiskObjectsResponse.$Shape;
+        static create(properties?: mooncake.StageDiskObjectsResponse.$Properties): mooncake.StageDiskObjectsResponse;
+
+        /**
+         * Encodes the specified StageDiskObjectsResponse message. Does not implicitly {@link mooncake.StageDiskObjectsResponse.verify|verify} messages.
+         * @param message StageDiskObjectsResponse message or plain object to encode
+         * @param [writer] Writer to encode to
+         * @returns Writer
+         */
+        static encode(message: mooncake.StageDiskObjectsResponse.$Properties, writer?: $protobuf.Writer): $protobuf.Writer;
+
+        /**
+         * Decodes a StageDiskObjectsResponse message from the specified reader or buffer.
+         * @param reader Reader or buffer to decode from
+         * @param [length] Message length if known beforehand
+         * @returns {mooncake.StageDiskObjectsResponse & mooncake.StageDiskObjectsResponse.$Shape} StageDiskObjectsResponse
+         * @throws {Error} If the payload is not a reader or valid buffer
+         * @throws {$protobuf.util.ProtocolError} If required fields are missing
+         */
+        static decode(reader: ($protobuf.Reader|Uint8Array), length?: number): mooncake.StageDiskObjectsResponse & mooncake.StageDiskObjectsResponse.$Shape;
+    }
+
+    namespace StageDiskObjectsResponse {
+
+        /** Properties of a StageDiskObjectsResponse. */
+        interface $Properties {
+
+            /** StageDiskObjectsResponse errorCode */
+            errorCode?: (number|null);
+
+            /** one per key, in order */
+            results?: (mooncake.StagedObject.$Properties[]|null);
+
+            /** Unknown fields preserved while decoding when enabled */
+            $unknowns?: Uint8Array[];
+        }
+
+        /** Shape of a StageDiskObjectsResponse. */
+        type $Shape = mooncake.StageDiskObjectsResponse.$Properties;
+    }
+
+    /**
+     * Properties of a ReleaseStagedRequest.
+     * @deprecated Use mooncake.ReleaseStagedRequest.$Properties instead.
+     */
+    interface IReleaseStagedRequest extends mooncake.ReleaseStagedRequest.$Properties {
+    }
+
+    /** Represents a ReleaseStagedRequest. */
+    class ReleaseStagedRequest {
+
+        /**
+         * Constructs a new ReleaseStagedRequest.
+         * @param [properties] Properties to set
+         */
+        constructor(properties?: mooncake.ReleaseStagedRequest.$Properties);
+
+        /** Unknown fields preserved while decoding when enabled */
+        $unknowns?: Uint8Array[];
+
+        /** ReleaseStagedRequest stageIds. */
+        stageIds: number[];
+
+        /**
+         * Creates a new ReleaseStagedRequest instance using the specified properties.
+         * @param [properties] Properties to set
+         * @returns ReleaseStagedRequest instance
+         */
+        static create(properties: mooncake.ReleaseStagedRequest.$Shape): mooncake.ReleaseStagedRequest & mooncake.ReleaseStagedRequest.$Shape;
+        static create(properties?: mooncake.ReleaseStagedRequest.$Properties): mooncake.ReleaseStagedRequest;
+
+        /**
+         * Encodes the specified ReleaseStagedRequest message. Does not implicitly {@link mooncake.ReleaseStagedRequest.verify|verify} messages.
+         * @param message ReleaseStagedRequest message or plain object to encode
+         * @param [writer] Writer to encode to
+         * @returns Writer
+         */
+        static encode(message: mooncake.ReleaseStagedRequest.$Properties, writer?: $protobuf.Writer): $protobuf.Writer;
+
+        /**
+         * Decodes a ReleaseStagedRequest message from the specified reader or buffer.
+         * @param reader Reader or buffer to decode from
+         * @param [length] Message length if known beforehand
+         * @returns {mooncake.ReleaseStagedRequest & mooncake.ReleaseStagedRequest.$Shape} ReleaseStagedRequest
+         * @throws {Error} If the payload is not a reader or valid buffer
+         * @throws {$protobuf.util.ProtocolError} If required fields are missing
+         */
+        static decode(reader: ($protobuf.Reader|Uint8Array), length?: number): mooncake.ReleaseStagedRequest & mooncake.ReleaseStagedRequest.$Shape;
+    }
+
+    namespace ReleaseStagedRequest {
+
+        /** Properties of a ReleaseStagedRequest. */
+        interface $Properties {
+
+            /** ReleaseStagedRequest stageIds */
+            stageIds?: (number[]|null);
+
+            /** Unknown fields preserved while decoding when enabled */
+            $unknowns?: Uint8Array[];
+        }
+
+        /** Shape of a ReleaseStagedRequest. */
+        type $Shape = mooncake.ReleaseStagedRequest.$Properties;
+    }
+
+    /**
+     * Properties of a ReleaseStagedResponse.
+     * @deprecated Use mooncake.ReleaseStagedResponse.$Properties instead.
+     */
+    interface IReleaseStagedResponse extends mooncake.ReleaseStagedResponse.$Properties {
+    }
+
+    /** Represents a ReleaseStagedResponse. */
+    class ReleaseStagedResponse {
+
+        /**
+         * Constructs a new ReleaseStagedResponse.
+         * @param [properties] Properties to set
+         */
+        constructor(properties?: mooncake.ReleaseStagedResponse.$Properties);
+
+        /** Unknown fields preserved while decoding when enabled */
+        $unknowns?: Uint8Array[];
+
+        /** ReleaseStagedResponse errorCode. */
+        errorCode: number;
+
+        /**
+         * Creates a new ReleaseStagedResponse instance using the specified properties.
+         * @param [properties] Properties to set
+         * @returns ReleaseStagedResponse instance
+         */
+        static create(properties: mooncake.ReleaseStagedResponse.$Shape): mooncake.ReleaseStagedResponse & mooncake.ReleaseStagedResponse.$Shape;
+        static create(properties?: mooncake.ReleaseStagedResponse.$Properties): mooncake.ReleaseStagedResponse;
+
+        /**
+         * Encodes the specified ReleaseStagedResponse message. Does not implicitly {@link mooncake.ReleaseStagedResponse.verify|verify} messages.
+         * @param message ReleaseStagedResponse message or plain object to encode
+         * @param [writer] Writer to encode to
+         * @returns Writer
+         */
+        static encode(message: mooncake.ReleaseStagedResponse.$Properties, writer?: $protobuf.Writer): $protobuf.Writer;
+
+        /**
+         * Decodes a ReleaseStagedResponse message from the specified reader or buffer.
+         * @param reader Reader or buffer to decode from
+         * @param [length] Message length if known beforehand
+         * @returns {mooncake.ReleaseStagedResponse & mooncake.ReleaseStagedResponse.$Shape} ReleaseStagedResponse
+         * @throws {Error} If the payload is not a reader or valid buffer
+         * @throws {$protobuf.util.ProtocolError} If required fields are missing
+         */
+        static decode(reader: ($protobuf.Reader|Uint8Array), length?: number): mooncake.ReleaseStagedResponse & mooncake.ReleaseStagedResponse.$Shape;
+    }
+
+    namespace ReleaseStagedResponse {
+
+        /** Properties of a ReleaseStagedResponse. */
+        interface $Properties {
+
+            /** ReleaseStagedResponse errorCode */
+            errorCode?: (number|null);
+
+            /** Unknown fields preserved while decoding when enabled */
+            $unknowns?: Uint8Array[];
+        }
+
+        /** Shape of a ReleaseStagedResponse. */
+        type $Shape = mooncake.ReleaseStagedResponse.$Properties;
     }
 }

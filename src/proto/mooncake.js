@@ -58,6 +58,12 @@ export const mooncake = $root.mooncake = (() => {
      * @property {number} PUT_RESERVE=29 ours: the small-value put path (a range to write several values into)
      * @property {number} PUT_COMMIT=30 ours: values written into a reservation become objects
      * @property {number} PUT_RELEASE=31 ours: a reservation's unused bytes go back
+     * @property {number} REGISTER_DISK_REPLICAS=32 The disk tier (issue 18; ours, not Mooncake's: its SSD offload RPCs are coro_rpc on the client).
+     * @property {number} OFFLOAD_HEARTBEAT=33 a store node asks what to copy to disk and what to forget
+     * @property {number} NOTIFY_OFFLOAD=34 values a store node has written to its disk
+     * @property {number} EVICT_DISK_REPLICAS=35 values a store node is about to delete from its disk
+     * @property {number} STAGE_DISK_OBJECTS=36 served by store nodes: read values from disk into a staging buffer
+     * @property {number} RELEASE_STAGED=37 served by store nodes: a reader is done with staged values
      */
     mooncake.MethodId = (function() {
         const valuesById = $Object.create(null), values = $Object.create(valuesById);
@@ -93,6 +99,12 @@ export const mooncake = $root.mooncake = (() => {
         values[valuesById[29] = "PUT_RESERVE"] = 29;
         values[valuesById[30] = "PUT_COMMIT"] = 30;
         values[valuesById[31] = "PUT_RELEASE"] = 31;
+        values[valuesById[32] = "REGISTER_DISK_REPLICAS"] = 32;
+        values[valuesById[33] = "OFFLOAD_HEARTBEAT"] = 33;
+        values[valuesById[34] = "NOTIFY_OFFLOAD"] = 34;
+        values[valuesById[35] = "EVICT_DISK_REPLICAS"] = 35;
+        values[valuesById[36] = "STAGE_DISK_OBJECTS"] = 36;
+        values[valuesById[37] = "RELEASE_STAGED"] = 37;
         return values;
     })();
 
@@ -13587,6 +13599,3032 @@ export const mooncake = $root.mooncake = (() => {
         };
 
         return PutReleaseResponse;
+    })();
+
+    mooncake.DiskEntry = (function() {
+
+        /**
+         * Properties of a DiskEntry.
+         * @typedef {Object} mooncake.DiskEntry.$Properties
+         * @property {string|null} [key] DiskEntry key
+         * @property {number|null} [size] bytes
+         * @property {Array.<Uint8Array>} [$unknowns] Unknown fields preserved while decoding when enabled
+         */
+
+        /**
+         * Properties of a DiskEntry.
+         * @memberof mooncake
+         * @interface IDiskEntry
+         * @augments mooncake.DiskEntry.$Properties
+         * @deprecated Use mooncake.DiskEntry.$Properties instead.
+         */
+
+        /**
+         * Shape of a DiskEntry.
+         * @typedef {mooncake.DiskEntry.$Properties} mooncake.DiskEntry.$Shape
+         */
+
+        /**
+         * Constructs a new DiskEntry.
+         * @memberof mooncake
+         * @classdesc Represents a DiskEntry.
+         * @constructor
+         * @param {mooncake.DiskEntry.$Properties=} [properties] Properties to set
+         * @property {Array.<Uint8Array>} [$unknowns] Unknown fields preserved while decoding when enabled
+         */
+        const DiskEntry = function (properties) {
+            if (properties)
+                for (let keys = $Object.keys(properties), i = 0; i < keys.length; ++i)
+                    if (properties[keys[i]] != null && keys[i] !== "__proto__")
+                        this[keys[i]] = properties[keys[i]];
+        };
+
+        /**
+         * DiskEntry key.
+         * @member {string} key
+         * @memberof mooncake.DiskEntry
+         * @instance
+         */
+        DiskEntry.prototype.key = "";
+
+        /**
+         * bytes
+         * @member {number} size
+         * @memberof mooncake.DiskEntry
+         * @instance
+         */
+        DiskEntry.prototype.size = $util.Long ? $util.Long.fromBits(0,0,true) : 0;
+
+        /**
+         * Creates a new DiskEntry instance using the specified properties.
+         * @function create
+         * @memberof mooncake.DiskEntry
+         * @static
+         * @param {mooncake.DiskEntry.$Properties=} [properties] Properties to set
+         * @returns {mooncake.DiskEntry} DiskEntry instance
+         * @type {{
+         *   (properties: mooncake.DiskEntry.$Shape): mooncake.DiskEntry & mooncake.DiskEntry.$Shape;
+         *   (properties?: mooncake.DiskEntry.$Properties): mooncake.DiskEntry;
+         * }}
+         */
+        DiskEntry.create = function(properties) {
+            return new DiskEntry(properties);
+        };
+
+        /**
+         * Encodes the specified DiskEntry message. Does not implicitly {@link mooncake.DiskEntry.verify|verify} messages.
+         * @function encode
+         * @memberof mooncake.DiskEntry
+         * @static
+         * @param {mooncake.DiskEntry.$Properties} message DiskEntry message or plain object to encode
+         * @param {$protobuf.Writer} [writer] Writer to encode to
+         * @returns {$protobuf.Writer} Writer
+         */
+        DiskEntry.encode = function (message, writer, _depth) {
+            if (!writer)
+                writer = $Writer.create();
+            if (_depth === $undefined)
+                _depth = 0;
+            if (_depth > $util.recursionLimit)
+                throw $Error("max depth exceeded");
+            if (message.key != null && $Object.hasOwnProperty.call(message, "key") && message.key !== "")
+                writer.uint32(/* id 1, wireType 2 =*/10).string(message.key);
+            if (message.size != null && $Object.hasOwnProperty.call(message, "size") && (typeof message.size === "object" ? message.size.low || message.size.high : message.size !== 0))
+                writer.uint32(/* id 2, wireType 0 =*/16).uint64(message.size);
+            if (message.$unknowns != null && $Object.hasOwnProperty.call(message, "$unknowns"))
+                for (let i = 0; i < message.$unknowns.length; ++i)
+                    writer.raw(message.$unknowns[i]);
+            return writer;
+        };
+
+        /**
+         * Decodes a DiskEntry message from the specified reader or buffer.
+         * @function decode
+         * @memberof mooncake.DiskEntry
+         * @static
+         * @param {$protobuf.Reader|Uint8Array} reader Reader or buffer to decode from
+         * @param {number} [length] Message length if known beforehand
+         * @returns {mooncake.DiskEntry & mooncake.DiskEntry.$Shape} DiskEntry
+         * @throws {Error} If the payload is not a reader or valid buffer
+         * @throws {$protobuf.util.ProtocolError} If required fields are missing
+         */
+        DiskEntry.decode = function (reader, length, _end, _depth, _target) {
+            if (!(reader instanceof $Reader))
+                reader = $Reader.create(reader);
+            if (_depth === $undefined)
+                _depth = 0;
+            if (_depth > $Reader.recursionLimit)
+                throw $Error("max depth exceeded");
+            let end, message, value;
+            if (length === $undefined)
+                end = reader.len;
+            else {
+                end = reader.pos + length;
+                if (end > reader.len)
+                    throw $RangeError("index out of range");
+                length = reader.len;
+                reader.len = end;
+            }
+            message = _target || new $root.mooncake.DiskEntry();
+            while (reader.pos < end) {
+                let start = reader.pos;
+                let tag = reader.tag();
+                if (tag === _end) {
+                    _end = $undefined;
+                    break;
+                }
+                let wireType = tag & 7;
+                switch (tag >>>= 3) {
+                case 1: {
+                        if (wireType !== 2)
+                            break;
+                        if ((value = reader.stringVerify()).length)
+                            message.key = value;
+                        else
+                            delete message.key;
+                        continue;
+                    }
+                case 2: {
+                        if (wireType !== 0)
+                            break;
+                        if (typeof (value = reader.uint64()) === "object" ? value.low || value.high : value !== 0)
+                            message.size = value;
+                        else
+                            delete message.size;
+                        continue;
+                    }
+                }
+                reader.skipType(wireType, _depth, tag);
+                if (!reader.discardUnknown) {
+                    $util.makeProp(message, "$unknowns", false);
+                    (message.$unknowns || (message.$unknowns = [])).push(reader.raw(start, reader.pos));
+                }
+            }
+            if (length !== $undefined) {
+                if (reader.pos !== end)
+                    throw $RangeError("index out of range");
+                reader.len = length;
+            }
+            if (_end !== $undefined)
+                throw $Error("missing end group");
+            return message;
+        };
+
+        return DiskEntry;
+    })();
+
+    mooncake.RegisterDiskReplicasRequest = (function() {
+
+        /**
+         * Properties of a RegisterDiskReplicasRequest.
+         * @typedef {Object} mooncake.RegisterDiskReplicasRequest.$Properties
+         * @property {mooncake.UUID.$Properties|null} [clientId] RegisterDiskReplicasRequest clientId
+         * @property {string|null} [nodeName] the node's segment name (local_hostname)
+         * @property {string|null} [stageEndpoint] "host:port" of the node's RPC port, where readers stage values
+         * @property {number|null} [capacityBytes] RegisterDiskReplicasRequest capacityBytes
+         * @property {boolean|null} [reset] RegisterDiskReplicasRequest reset
+         * @property {Array.<mooncake.DiskEntry.$Properties>|null} [entries] RegisterDiskReplicasRequest entries
+         * @property {Array.<Uint8Array>} [$unknowns] Unknown fields preserved while decoding when enabled
+         */
+
+        /**
+         * Properties of a RegisterDiskReplicasRequest.
+         * @memberof mooncake
+         * @interface IRegisterDiskReplicasRequest
+         * @augments mooncake.RegisterDiskReplicasRequest.$Properties
+         * @deprecated Use mooncake.RegisterDiskReplicasRequest.$Properties instead.
+         */
+
+        /**
+         * Shape of a RegisterDiskReplicasRequest.
+         * @typedef {mooncake.RegisterDiskReplicasRequest.$Properties} mooncake.RegisterDiskReplicasRequest.$Shape
+         */
+
+        /**
+         * Constructs a new RegisterDiskReplicasRequest.
+         * @memberof mooncake
+         * @classdesc RegisterDiskReplicas: `reset` (first batch after a (re)mount) forgets every disk replica this node
+         * had; then each entry becomes a disk replica unless the key is held elsewhere or with another size.
+         * @constructor
+         * @param {mooncake.RegisterDiskReplicasRequest.$Properties=} [properties] Properties to set
+         * @property {Array.<Uint8Array>} [$unknowns] Unknown fields preserved while decoding when enabled
+         */
+        const RegisterDiskReplicasRequest = function (properties) {
+            this.entries = [];
+            if (properties)
+                for (let keys = $Object.keys(properties), i = 0; i < keys.length; ++i)
+                    if (properties[keys[i]] != null && keys[i] !== "__proto__")
+                        this[keys[i]] = properties[keys[i]];
+        };
+
+        /**
+         * RegisterDiskReplicasRequest clientId.
+         * @member {mooncake.UUID.$Properties|null|undefined} clientId
+         * @memberof mooncake.RegisterDiskReplicasRequest
+         * @instance
+         */
+        RegisterDiskReplicasRequest.prototype.clientId = null;
+
+        /**
+         * the node's segment name (local_hostname)
+         * @member {string} nodeName
+         * @memberof mooncake.RegisterDiskReplicasRequest
+         * @instance
+         */
+        RegisterDiskReplicasRequest.prototype.nodeName = "";
+
+        /**
+         * "host:port" of the node's RPC port, where readers stage values
+         * @member {string} stageEndpoint
+         * @memberof mooncake.RegisterDiskReplicasRequest
+         * @instance
+         */
+        RegisterDiskReplicasRequest.prototype.stageEndpoint = "";
+
+        /**
+         * RegisterDiskReplicasRequest capacityBytes.
+         * @member {number} capacityBytes
+         * @memberof mooncake.RegisterDiskReplicasRequest
+         * @instance
+         */
+        RegisterDiskReplicasRequest.prototype.capacityBytes = $util.Long ? $util.Long.fromBits(0,0,true) : 0;
+
+        /**
+         * RegisterDiskReplicasRequest reset.
+         * @member {boolean} reset
+         * @memberof mooncake.RegisterDiskReplicasRequest
+         * @instance
+         */
+        RegisterDiskReplicasRequest.prototype.reset = false;
+
+        /**
+         * RegisterDiskReplicasRequest entries.
+         * @member {Array.<mooncake.DiskEntry.$Properties>} entries
+         * @memberof mooncake.RegisterDiskReplicasRequest
+         * @instance
+         */
+        RegisterDiskReplicasRequest.prototype.entries = $util.emptyArray;
+
+        /**
+         * Creates a new RegisterDiskReplicasRequest instance using the specified properties.
+         * @function create
+         * @memberof mooncake.RegisterDiskReplicasRequest
+         * @static
+         * @param {mooncake.RegisterDiskReplicasRequest.$Properties=} [properties] Properties to set
+         * @returns {mooncake.RegisterDiskReplicasRequest} RegisterDiskReplicasRequest instance
+         * @type {{
+         *   (properties: mooncake.RegisterDiskReplicasRequest.$Shape): mooncake.RegisterDiskReplicasRequest & mooncake.RegisterDiskReplicasRequest.$Shape;
+         *   (properties?: mooncake.RegisterDiskReplicasRequest.$Properties): mooncake.RegisterDiskReplicasRequest;
+         * }}
+         */
+        RegisterDiskReplicasRequest.create = function(properties) {
+            return new RegisterDiskReplicasRequest(properties);
+        };
+
+        /**
+         * Encodes the specified RegisterDiskReplicasRequest message. Does not implicitly {@link mooncake.RegisterDiskReplicasRequest.verify|verify} messages.
+         * @function encode
+         * @memberof mooncake.RegisterDiskReplicasRequest
+         * @static
+         * @param {mooncake.RegisterDiskReplicasRequest.$Properties} message RegisterDiskReplicasRequest message or plain object to encode
+         * @param {$protobuf.Writer} [writer] Writer to encode to
+         * @returns {$protobuf.Writer} Writer
+         */
+        RegisterDiskReplicasRequest.encode = function (message, writer, _depth) {
+            if (!writer)
+                writer = $Writer.create();
+            if (_depth === $undefined)
+                _depth = 0;
+            if (_depth > $util.recursionLimit)
+                throw $Error("max depth exceeded");
+            if (message.clientId != null && $Object.hasOwnProperty.call(message, "clientId"))
+                $root.mooncake.UUID.encode(message.clientId, writer.uint32(/* id 1, wireType 2 =*/10).fork(), _depth + 1).ldelim();
+            if (message.nodeName != null && $Object.hasOwnProperty.call(message, "nodeName") && message.nodeName !== "")
+                writer.uint32(/* id 2, wireType 2 =*/18).string(message.nodeName);
+            if (message.stageEndpoint != null && $Object.hasOwnProperty.call(message, "stageEndpoint") && message.stageEndpoint !== "")
+                writer.uint32(/* id 3, wireType 2 =*/26).string(message.stageEndpoint);
+            if (message.capacityBytes != null && $Object.hasOwnProperty.call(message, "capacityBytes") && (typeof message.capacityBytes === "object" ? message.capacityBytes.low || message.capacityBytes.high : message.capacityBytes !== 0))
+                writer.uint32(/* id 4, wireType 0 =*/32).uint64(message.capacityBytes);
+            if (message.reset != null && $Object.hasOwnProperty.call(message, "reset") && message.reset !== false)
+                writer.uint32(/* id 5, wireType 0 =*/40).bool(message.reset);
+            if (message.entries != null && message.entries.length)
+                for (let i = 0; i < message.entries.length; ++i)
+                    $root.mooncake.DiskEntry.encode(message.entries[i], writer.uint32(/* id 6, wireType 2 =*/50).fork(), _depth + 1).ldelim();
+            if (message.$unknowns != null && $Object.hasOwnProperty.call(message, "$unknowns"))
+                for (let i = 0; i < message.$unknowns.length; ++i)
+                    writer.raw(message.$unknowns[i]);
+            return writer;
+        };
+
+        /**
+         * Decodes a RegisterDiskReplicasRequest message from the specified reader or buffer.
+         * @function decode
+         * @memberof mooncake.RegisterDiskReplicasRequest
+         * @static
+         * @param {$protobuf.Reader|Uint8Array} reader Reader or buffer to decode from
+         * @param {number} [length] Message length if known beforehand
+         * @returns {mooncake.RegisterDiskReplicasRequest & mooncake.RegisterDiskReplicasRequest.$Shape} RegisterDiskReplicasRequest
+         * @throws {Error} If the payload is not a reader or valid buffer
+         * @throws {$protobuf.util.ProtocolError} If required fields are missing
+         */
+        RegisterDiskReplicasRequest.decode = function (reader, length, _end, _depth, _target) {
+            if (!(reader instanceof $Reader))
+                reader = $Reader.create(reader);
+            if (_depth === $undefined)
+                _depth = 0;
+            if (_depth > $Reader.recursionLimit)
+                throw $Error("max depth exceeded");
+            let end, message, value;
+            if (length === $undefined)
+                end = reader.len;
+            else {
+                end = reader.pos + length;
+                if (end > reader.len)
+                    throw $RangeError("index out of range");
+                length = reader.len;
+                reader.len = end;
+            }
+            message = _target || new $root.mooncake.RegisterDiskReplicasRequest();
+            while (reader.pos < end) {
+                let start = reader.pos;
+                let tag = reader.tag();
+                if (tag === _end) {
+                    _end = $undefined;
+                    break;
+                }
+                let wireType = tag & 7;
+                switch (tag >>>= 3) {
+                case 1: {
+                        if (wireType !== 2)
+                            break;
+                        message.clientId = $root.mooncake.UUID.decode(reader, reader.size(), $undefined, _depth + 1, message.clientId);
+                        continue;
+                    }
+                case 2: {
+                        if (wireType !== 2)
+                            break;
+                        if ((value = reader.stringVerify()).length)
+                            message.nodeName = value;
+                        else
+                            delete message.nodeName;
+                        continue;
+                    }
+                case 3: {
+                        if (wireType !== 2)
+                            break;
+                        if ((value = reader.stringVerify()).length)
+                            message.stageEndpoint = value;
+                        else
+                            delete message.stageEndpoint;
+                        continue;
+                    }
+                case 4: {
+                        if (wireType !== 0)
+                            break;
+                        if (typeof (value = reader.uint64()) === "object" ? value.low || value.high : value !== 0)
+                            message.capacityBytes = value;
+                        else
+                            delete message.capacityBytes;
+                        continue;
+                    }
+                case 5: {
+                        if (wireType !== 0)
+                            break;
+                        if (value = reader.bool())
+                            message.reset = value;
+                        else
+                            delete message.reset;
+                        continue;
+                    }
+                case 6: {
+                        if (wireType !== 2)
+                            break;
+                        if (!(message.entries && message.entries.length))
+                            message.entries = [];
+                        message.entries.push($root.mooncake.DiskEntry.decode(reader, reader.size(), $undefined, _depth + 1));
+                        continue;
+                    }
+                }
+                reader.skipType(wireType, _depth, tag);
+                if (!reader.discardUnknown) {
+                    $util.makeProp(message, "$unknowns", false);
+                    (message.$unknowns || (message.$unknowns = [])).push(reader.raw(start, reader.pos));
+                }
+            }
+            if (length !== $undefined) {
+                if (reader.pos !== end)
+                    throw $RangeError("index out of range");
+                reader.len = length;
+            }
+            if (_end !== $undefined)
+                throw $Error("missing end group");
+            return message;
+        };
+
+        return RegisterDiskReplicasRequest;
+    })();
+
+    mooncake.RegisterDiskReplicasResponse = (function() {
+
+        /**
+         * Properties of a RegisterDiskReplicasResponse.
+         * @typedef {Object} mooncake.RegisterDiskReplicasResponse.$Properties
+         * @property {number|null} [errorCode] RegisterDiskReplicasResponse errorCode
+         * @property {Array.<number>|null} [codes] one per entry: OK, or why the node should drop it
+         * @property {Array.<Uint8Array>} [$unknowns] Unknown fields preserved while decoding when enabled
+         */
+
+        /**
+         * Properties of a RegisterDiskReplicasResponse.
+         * @memberof mooncake
+         * @interface IRegisterDiskReplicasResponse
+         * @augments mooncake.RegisterDiskReplicasResponse.$Properties
+         * @deprecated Use mooncake.RegisterDiskReplicasResponse.$Properties instead.
+         */
+
+        /**
+         * Shape of a RegisterDiskReplicasResponse.
+         * @typedef {mooncake.RegisterDiskReplicasResponse.$Properties} mooncake.RegisterDiskReplicasResponse.$Shape
+         */
+
+        /**
+         * Constructs a new RegisterDiskReplicasResponse.
+         * @memberof mooncake
+         * @classdesc Represents a RegisterDiskReplicasResponse.
+         * @constructor
+         * @param {mooncake.RegisterDiskReplicasResponse.$Properties=} [properties] Properties to set
+         * @property {Array.<Uint8Array>} [$unknowns] Unknown fields preserved while decoding when enabled
+         */
+        const RegisterDiskReplicasResponse = function (properties) {
+            this.codes = [];
+            if (properties)
+                for (let keys = $Object.keys(properties), i = 0; i < keys.length; ++i)
+                    if (properties[keys[i]] != null && keys[i] !== "__proto__")
+                        this[keys[i]] = properties[keys[i]];
+        };
+
+        /**
+         * RegisterDiskReplicasResponse errorCode.
+         * @member {number} errorCode
+         * @memberof mooncake.RegisterDiskReplicasResponse
+         * @instance
+         */
+        RegisterDiskReplicasResponse.prototype.errorCode = 0;
+
+        /**
+         * one per entry: OK, or why the node should drop it
+         * @member {Array.<number>} codes
+         * @memberof mooncake.RegisterDiskReplicasResponse
+         * @instance
+         */
+        RegisterDiskReplicasResponse.prototype.codes = $util.emptyArray;
+
+        /**
+         * Creates a new RegisterDiskReplicasResponse instance using the specified properties.
+         * @function create
+         * @memberof mooncake.RegisterDiskReplicasResponse
+         * @static
+         * @param {mooncake.RegisterDiskReplicasResponse.$Properties=} [properties] Properties to set
+         * @returns {mooncake.RegisterDiskReplicasResponse} RegisterDiskReplicasResponse instance
+         * @type {{
+         *   (properties: mooncake.RegisterDiskReplicasResponse.$Shape): mooncake.RegisterDiskReplicasResponse & mooncake.RegisterDiskReplicasResponse.$Shape;
+         *   (properties?: mooncake.RegisterDiskReplicasResponse.$Properties): mooncake.RegisterDiskReplicasResponse;
+         * }}
+         */
+        RegisterDiskReplicasResponse.create = function(properties) {
+            return new RegisterDiskReplicasResponse(properties);
+        };
+
+        /**
+         * Encodes the specified RegisterDiskReplicasResponse message. Does not implicitly {@link mooncake.RegisterDiskReplicasResponse.verify|verify} messages.
+         * @function encode
+         * @memberof mooncake.RegisterDiskReplicasResponse
+         * @static
+         * @param {mooncake.RegisterDiskReplicasResponse.$Properties} message RegisterDiskReplicasResponse message or plain object to encode
+         * @param {$protobuf.Writer} [writer] Writer to encode to
+         * @returns {$protobuf.Writer} Writer
+         */
+        RegisterDiskReplicasResponse.encode = function (message, writer, _depth) {
+            if (!writer)
+                writer = $Writer.create();
+            if (_depth === $undefined)
+                _depth = 0;
+            if (_depth > $util.recursionLimit)
+                throw $Error("max depth exceeded");
+            if (message.errorCode != null && $Object.hasOwnProperty.call(message, "errorCode") && message.errorCode !== 0)
+                writer.uint32(/* id 1, wireType 0 =*/8).int32(message.errorCode);
+            if (message.codes != null && message.codes.length)
+                writer.uint32(/* id 2, wireType 2 =*/18).int32s(message.codes);
+            if (message.$unknowns != null && $Object.hasOwnProperty.call(message, "$unknowns"))
+                for (let i = 0; i < message.$unknowns.length; ++i)
+                    writer.raw(message.$unknowns[i]);
+            return writer;
+        };
+
+        /**
+         * Decodes a RegisterDiskReplicasResponse message from the specified reader or buffer.
+         * @function decode
+         * @memberof mooncake.RegisterDiskReplicasResponse
+         * @static
+         * @param {$protobuf.Reader|Uint8Array} reader Reader or buffer to decode from
+         * @param {number} [length] Message length if known beforehand
+         * @returns {mooncake.RegisterDiskReplicasResponse & mooncake.RegisterDiskReplicasResponse.$Shape} RegisterDiskReplicasResponse
+         * @throws {Error} If the payload is not a reader or valid buffer
+         * @throws {$protobuf.util.ProtocolError} If required fields are missing
+         */
+        RegisterDiskReplicasResponse.decode = function (reader, length, _end, _depth, _target) {
+            if (!(reader instanceof $Reader))
+                reader = $Reader.create(reader);
+            if (_depth === $undefined)
+                _depth = 0;
+            if (_depth > $Reader.recursionLimit)
+                throw $Error("max depth exceeded");
+            let end, message, value;
+            if (length === $undefined)
+                end = reader.len;
+            else {
+                end = reader.pos + length;
+                if (end > reader.len)
+                    throw $RangeError("index out of range");
+                length = reader.len;
+                reader.len = end;
+            }
+            message = _target || new $root.mooncake.RegisterDiskReplicasResponse();
+            while (reader.pos < end) {
+                let start = reader.pos;
+                let tag = reader.tag();
+                if (tag === _end) {
+                    _end = $undefined;
+                    break;
+                }
+                let wireType = tag & 7;
+                switch (tag >>>= 3) {
+                case 1: {
+                        if (wireType !== 0)
+                            break;
+                        if (value = reader.int32())
+                            message.errorCode = value;
+                        else
+                            delete message.errorCode;
+                        continue;
+                    }
+                case 2: {
+                        if (wireType === 2) {
+                            if (!(message.codes && message.codes.length))
+                                message.codes = [];
+                            reader.int32s(message.codes);
+                            continue;
+                        }
+                        if (wireType !== 0)
+                            break;
+                        if (!(message.codes && message.codes.length))
+                            message.codes = [];
+                        message.codes.push(reader.int32());
+                        continue;
+                    }
+                }
+                reader.skipType(wireType, _depth, tag);
+                if (!reader.discardUnknown) {
+                    $util.makeProp(message, "$unknowns", false);
+                    (message.$unknowns || (message.$unknowns = [])).push(reader.raw(start, reader.pos));
+                }
+            }
+            if (length !== $undefined) {
+                if (reader.pos !== end)
+                    throw $RangeError("index out of range");
+                reader.len = length;
+            }
+            if (_end !== $undefined)
+                throw $Error("missing end group");
+            return message;
+        };
+
+        return RegisterDiskReplicasResponse;
+    })();
+
+    mooncake.OffloadTask = (function() {
+
+        /**
+         * Properties of an OffloadTask.
+         * @typedef {Object} mooncake.OffloadTask.$Properties
+         * @property {string|null} [key] OffloadTask key
+         * @property {number|null} [replicaId] OffloadTask replicaId
+         * @property {number|null} [bufferAddress] in the node's own segment
+         * @property {number|null} [size] bytes
+         * @property {Array.<Uint8Array>} [$unknowns] Unknown fields preserved while decoding when enabled
+         */
+
+        /**
+         * Properties of an OffloadTask.
+         * @memberof mooncake
+         * @interface IOffloadTask
+         * @augments mooncake.OffloadTask.$Properties
+         * @deprecated Use mooncake.OffloadTask.$Properties instead.
+         */
+
+        /**
+         * Shape of an OffloadTask.
+         * @typedef {mooncake.OffloadTask.$Properties} mooncake.OffloadTask.$Shape
+         */
+
+        /**
+         * Constructs a new OffloadTask.
+         * @memberof mooncake
+         * @classdesc Represents an OffloadTask.
+         * @constructor
+         * @param {mooncake.OffloadTask.$Properties=} [properties] Properties to set
+         * @property {Array.<Uint8Array>} [$unknowns] Unknown fields preserved while decoding when enabled
+         */
+        const OffloadTask = function (properties) {
+            if (properties)
+                for (let keys = $Object.keys(properties), i = 0; i < keys.length; ++i)
+                    if (properties[keys[i]] != null && keys[i] !== "__proto__")
+                        this[keys[i]] = properties[keys[i]];
+        };
+
+        /**
+         * OffloadTask key.
+         * @member {string} key
+         * @memberof mooncake.OffloadTask
+         * @instance
+         */
+        OffloadTask.prototype.key = "";
+
+        /**
+         * OffloadTask replicaId.
+         * @member {number} replicaId
+         * @memberof mooncake.OffloadTask
+         * @instance
+         */
+        OffloadTask.prototype.replicaId = $util.Long ? $util.Long.fromBits(0,0,true) : 0;
+
+        /**
+         * in the node's own segment
+         * @member {number} bufferAddress
+         * @memberof mooncake.OffloadTask
+         * @instance
+         */
+        OffloadTask.prototype.bufferAddress = $util.Long ? $util.Long.fromBits(0,0,true) : 0;
+
+        /**
+         * bytes
+         * @member {number} size
+         * @memberof mooncake.OffloadTask
+         * @instance
+         */
+        OffloadTask.prototype.size = $util.Long ? $util.Long.fromBits(0,0,true) : 0;
+
+        /**
+         * Creates a new OffloadTask instance using the specified properties.
+         * @function create
+         * @memberof mooncake.OffloadTask
+         * @static
+         * @param {mooncake.OffloadTask.$Properties=} [properties] Properties to set
+         * @returns {mooncake.OffloadTask} OffloadTask instance
+         * @type {{
+         *   (properties: mooncake.OffloadTask.$Shape): mooncake.OffloadTask & mooncake.OffloadTask.$Shape;
+         *   (properties?: mooncake.OffloadTask.$Properties): mooncake.OffloadTask;
+         * }}
+         */
+        OffloadTask.create = function(properties) {
+            return new OffloadTask(properties);
+        };
+
+        /**
+         * Encodes the specified OffloadTask message. Does not implicitly {@link mooncake.OffloadTask.verify|verify} messages.
+         * @function encode
+         * @memberof mooncake.OffloadTask
+         * @static
+         * @param {mooncake.OffloadTask.$Properties} message OffloadTask message or plain object to encode
+         * @param {$protobuf.Writer} [writer] Writer to encode to
+         * @returns {$protobuf.Writer} Writer
+         */
+        OffloadTask.encode = function (message, writer, _depth) {
+            if (!writer)
+                writer = $Writer.create();
+            if (_depth === $undefined)
+                _depth = 0;
+            if (_depth > $util.recursionLimit)
+                throw $Error("max depth exceeded");
+            if (message.key != null && $Object.hasOwnProperty.call(message, "key") && message.key !== "")
+                writer.uint32(/* id 1, wireType 2 =*/10).string(message.key);
+            if (message.replicaId != null && $Object.hasOwnProperty.call(message, "replicaId") && (typeof message.replicaId === "object" ? message.replicaId.low || message.replicaId.high : message.replicaId !== 0))
+                writer.uint32(/* id 2, wireType 0 =*/16).uint64(message.replicaId);
+            if (message.bufferAddress != null && $Object.hasOwnProperty.call(message, "bufferAddress") && (typeof message.bufferAddress === "object" ? message.bufferAddress.low || message.bufferAddress.high : message.bufferAddress !== 0))
+                writer.uint32(/* id 3, wireType 0 =*/24).uint64(message.bufferAddress);
+            if (message.size != null && $Object.hasOwnProperty.call(message, "size") && (typeof message.size === "object" ? message.size.low || message.size.high : message.size !== 0))
+                writer.uint32(/* id 4, wireType 0 =*/32).uint64(message.size);
+            if (message.$unknowns != null && $Object.hasOwnProperty.call(message, "$unknowns"))
+                for (let i = 0; i < message.$unknowns.length; ++i)
+                    writer.raw(message.$unknowns[i]);
+            return writer;
+        };
+
+        /**
+         * Decodes an OffloadTask message from the specified reader or buffer.
+         * @function decode
+         * @memberof mooncake.OffloadTask
+         * @static
+         * @param {$protobuf.Reader|Uint8Array} reader Reader or buffer to decode from
+         * @param {number} [length] Message length if known beforehand
+         * @returns {mooncake.OffloadTask & mooncake.OffloadTask.$Shape} OffloadTask
+         * @throws {Error} If the payload is not a reader or valid buffer
+         * @throws {$protobuf.util.ProtocolError} If required fields are missing
+         */
+        OffloadTask.decode = function (reader, length, _end, _depth, _target) {
+            if (!(reader instanceof $Reader))
+                reader = $Reader.create(reader);
+            if (_depth === $undefined)
+                _depth = 0;
+            if (_depth > $Reader.recursionLimit)
+                throw $Error("max depth exceeded");
+            let end, message, value;
+            if (length === $undefined)
+                end = reader.len;
+            else {
+                end = reader.pos + length;
+                if (end > reader.len)
+                    throw $RangeError("index out of range");
+                length = reader.len;
+                reader.len = end;
+            }
+            message = _target || new $root.mooncake.OffloadTask();
+            while (reader.pos < end) {
+                let start = reader.pos;
+                let tag = reader.tag();
+                if (tag === _end) {
+                    _end = $undefined;
+                    break;
+                }
+                let wireType = tag & 7;
+                switch (tag >>>= 3) {
+                case 1: {
+                        if (wireType !== 2)
+                            break;
+                        if ((value = reader.stringVerify()).length)
+                            message.key = value;
+                        else
+                            delete message.key;
+                        continue;
+                    }
+                case 2: {
+                        if (wireType !== 0)
+                            break;
+                        if (typeof (value = reader.uint64()) === "object" ? value.low || value.high : value !== 0)
+                            message.replicaId = value;
+                        else
+                            delete message.replicaId;
+                        continue;
+                    }
+                case 3: {
+                        if (wireType !== 0)
+                            break;
+                        if (typeof (value = reader.uint64()) === "object" ? value.low || value.high : value !== 0)
+                            message.bufferAddress = value;
+                        else
+                            delete message.bufferAddress;
+                        continue;
+                    }
+                case 4: {
+                        if (wireType !== 0)
+                            break;
+                        if (typeof (value = reader.uint64()) === "object" ? value.low || value.high : value !== 0)
+                            message.size = value;
+                        else
+                            delete message.size;
+                        continue;
+                    }
+                }
+                reader.skipType(wireType, _depth, tag);
+                if (!reader.discardUnknown) {
+                    $util.makeProp(message, "$unknowns", false);
+                    (message.$unknowns || (message.$unknowns = [])).push(reader.raw(start, reader.pos));
+                }
+            }
+            if (length !== $undefined) {
+                if (reader.pos !== end)
+                    throw $RangeError("index out of range");
+                reader.len = length;
+            }
+            if (_end !== $undefined)
+                throw $Error("missing end group");
+            return message;
+        };
+
+        return OffloadTask;
+    })();
+
+    mooncake.OffloadHeartbeatRequest = (function() {
+
+        /**
+         * Properties of an OffloadHeartbeatRequest.
+         * @typedef {Object} mooncake.OffloadHeartbeatRequest.$Properties
+         * @property {mooncake.UUID.$Properties|null} [clientId] OffloadHeartbeatRequest clientId
+         * @property {number|null} [maxTasks] OffloadHeartbeatRequest maxTasks
+         * @property {number|null} [maxBytes] OffloadHeartbeatRequest maxBytes
+         * @property {boolean|null} [paused] the disk is full: send no tasks (the queued ones are dropped)
+         * @property {number|null} [usedBytes] the tier's bytes on disk, for metrics
+         * @property {Array.<Uint8Array>} [$unknowns] Unknown fields preserved while decoding when enabled
+         */
+
+        /**
+         * Properties of an OffloadHeartbeatRequest.
+         * @memberof mooncake
+         * @interface IOffloadHeartbeatRequest
+         * @augments mooncake.OffloadHeartbeatRequest.$Properties
+         * @deprecated Use mooncake.OffloadHeartbeatRequest.$Properties instead.
+         */
+
+        /**
+         * Shape of an OffloadHeartbeatRequest.
+         * @typedef {mooncake.OffloadHeartbeatRequest.$Properties} mooncake.OffloadHeartbeatRequest.$Shape
+         */
+
+        /**
+         * Constructs a new OffloadHeartbeatRequest.
+         * @memberof mooncake
+         * @classdesc Represents an OffloadHeartbeatRequest.
+         * @constructor
+         * @param {mooncake.OffloadHeartbeatRequest.$Properties=} [properties] Properties to set
+         * @property {Array.<Uint8Array>} [$unknowns] Unknown fields preserved while decoding when enabled
+         */
+        const OffloadHeartbeatRequest = function (properties) {
+            if (properties)
+                for (let keys = $Object.keys(properties), i = 0; i < keys.length; ++i)
+                    if (properties[keys[i]] != null && keys[i] !== "__proto__")
+                        this[keys[i]] = properties[keys[i]];
+        };
+
+        /**
+         * OffloadHeartbeatRequest clientId.
+         * @member {mooncake.UUID.$Properties|null|undefined} clientId
+         * @memberof mooncake.OffloadHeartbeatRequest
+         * @instance
+         */
+        OffloadHeartbeatRequest.prototype.clientId = null;
+
+        /**
+         * OffloadHeartbeatRequest maxTasks.
+         * @member {number} maxTasks
+         * @memberof mooncake.OffloadHeartbeatRequest
+         * @instance
+         */
+        OffloadHeartbeatRequest.prototype.maxTasks = 0;
+
+        /**
+         * OffloadHeartbeatRequest maxBytes.
+         * @member {number} maxBytes
+         * @memberof mooncake.OffloadHeartbeatRequest
+         * @instance
+         */
+        OffloadHeartbeatRequest.prototype.maxBytes = $util.Long ? $util.Long.fromBits(0,0,true) : 0;
+
+        /**
+         * the disk is full: send no tasks (the queued ones are dropped)
+         * @member {boolean} paused
+         * @memberof mooncake.OffloadHeartbeatRequest
+         * @instance
+         */
+        OffloadHeartbeatRequest.prototype.paused = false;
+
+        /**
+         * the tier's bytes on disk, for metrics
+         * @member {number} usedBytes
+         * @memberof mooncake.OffloadHeartbeatRequest
+         * @instance
+         */
+        OffloadHeartbeatRequest.prototype.usedBytes = $util.Long ? $util.Long.fromBits(0,0,true) : 0;
+
+        /**
+         * Creates a new OffloadHeartbeatRequest instance using the specified properties.
+         * @function create
+         * @memberof mooncake.OffloadHeartbeatRequest
+         * @static
+         * @param {mooncake.OffloadHeartbeatRequest.$Properties=} [properties] Properties to set
+         * @returns {mooncake.OffloadHeartbeatRequest} OffloadHeartbeatRequest instance
+         * @type {{
+         *   (properties: mooncake.OffloadHeartbeatRequest.$Shape): mooncake.OffloadHeartbeatRequest & mooncake.OffloadHeartbeatRequest.$Shape;
+         *   (properties?: mooncake.OffloadHeartbeatRequest.$Properties): mooncake.OffloadHeartbeatRequest;
+         * }}
+         */
+        OffloadHeartbeatRequest.create = function(properties) {
+            return new OffloadHeartbeatRequest(properties);
+        };
+
+        /**
+         * Encodes the specified OffloadHeartbeatRequest message. Does not implicitly {@link mooncake.OffloadHeartbeatRequest.verify|verify} messages.
+         * @function encode
+         * @memberof mooncake.OffloadHeartbeatRequest
+         * @static
+         * @param {mooncake.OffloadHeartbeatRequest.$Properties} message OffloadHeartbeatRequest message or plain object to encode
+         * @param {$protobuf.Writer} [writer] Writer to encode to
+         * @returns {$protobuf.Writer} Writer
+         */
+        OffloadHeartbeatRequest.encode = function (message, writer, _depth) {
+            if (!writer)
+                writer = $Writer.create();
+            if (_depth === $undefined)
+                _depth = 0;
+            if (_depth > $util.recursionLimit)
+                throw $Error("max depth exceeded");
+            if (message.clientId != null && $Object.hasOwnProperty.call(message, "clientId"))
+                $root.mooncake.UUID.encode(message.clientId, writer.uint32(/* id 1, wireType 2 =*/10).fork(), _depth + 1).ldelim();
+            if (message.maxTasks != null && $Object.hasOwnProperty.call(message, "maxTasks") && message.maxTasks !== 0)
+                writer.uint32(/* id 2, wireType 0 =*/16).uint32(message.maxTasks);
+            if (message.maxBytes != null && $Object.hasOwnProperty.call(message, "maxBytes") && (typeof message.maxBytes === "object" ? message.maxBytes.low || message.maxBytes.high : message.maxBytes !== 0))
+                writer.uint32(/* id 3, wireType 0 =*/24).uint64(message.maxBytes);
+            if (message.paused != null && $Object.hasOwnProperty.call(message, "paused") && message.paused !== false)
+                writer.uint32(/* id 4, wireType 0 =*/32).bool(message.paused);
+            if (message.usedBytes != null && $Object.hasOwnProperty.call(message, "usedBytes") && (typeof message.usedBytes === "object" ? message.usedBytes.low || message.usedBytes.high : message.usedBytes !== 0))
+                writer.uint32(/* id 5, wireType 0 =*/40).uint64(message.usedBytes);
+            if (message.$unknowns != null && $Object.hasOwnProperty.call(message, "$unknowns"))
+                for (let i = 0; i < message.$unknowns.length; ++i)
+                    writer.raw(message.$unknowns[i]);
+            return writer;
+        };
+
+        /**
+         * Decodes an OffloadHeartbeatRequest message from the specified reader or buffer.
+         * @function decode
+         * @memberof mooncake.OffloadHeartbeatRequest
+         * @static
+         * @param {$protobuf.Reader|Uint8Array} reader Reader or buffer to decode from
+         * @param {number} [length] Message length if known beforehand
+         * @returns {mooncake.OffloadHeartbeatRequest & mooncake.OffloadHeartbeatRequest.$Shape} OffloadHeartbeatRequest
+         * @throws {Error} If the payload is not a reader or valid buffer
+         * @throws {$protobuf.util.ProtocolError} If required fields are missing
+         */
+        OffloadHeartbeatRequest.decode = function (reader, length, _end, _depth, _target) {
+            if (!(reader instanceof $Reader))
+                reader = $Reader.create(reader);
+            if (_depth === $undefined)
+                _depth = 0;
+            if (_depth > $Reader.recursionLimit)
+                throw $Error("max depth exceeded");
+            let end, message, value;
+            if (length === $undefined)
+                end = reader.len;
+            else {
+                end = reader.pos + length;
+                if (end > reader.len)
+                    throw $RangeError("index out of range");
+                length = reader.len;
+                reader.len = end;
+            }
+            message = _target || new $root.mooncake.OffloadHeartbeatRequest();
+            while (reader.pos < end) {
+                let start = reader.pos;
+                let tag = reader.tag();
+                if (tag === _end) {
+                    _end = $undefined;
+                    break;
+                }
+                let wireType = tag & 7;
+                switch (tag >>>= 3) {
+                case 1: {
+                        if (wireType !== 2)
+                            break;
+                        message.clientId = $root.mooncake.UUID.decode(reader, reader.size(), $undefined, _depth + 1, message.clientId);
+                        continue;
+                    }
+                case 2: {
+                        if (wireType !== 0)
+                            break;
+                        if (value = reader.uint32())
+                            message.maxTasks = value;
+                        else
+                            delete message.maxTasks;
+                        continue;
+                    }
+                case 3: {
+                        if (wireType !== 0)
+                            break;
+                        if (typeof (value = reader.uint64()) === "object" ? value.low || value.high : value !== 0)
+                            message.maxBytes = value;
+                        else
+                            delete message.maxBytes;
+                        continue;
+                    }
+                case 4: {
+                        if (wireType !== 0)
+                            break;
+                        if (value = reader.bool())
+                            message.paused = value;
+                        else
+                            delete message.paused;
+                        continue;
+                    }
+                case 5: {
+                        if (wireType !== 0)
+                            break;
+                        if (typeof (value = reader.uint64()) === "object" ? value.low || value.high : value !== 0)
+                            message.usedBytes = value;
+                        else
+                            delete message.usedBytes;
+                        continue;
+                    }
+                }
+                reader.skipType(wireType, _depth, tag);
+                if (!reader.discardUnknown) {
+                    $util.makeProp(message, "$unknowns", false);
+                    (message.$unknowns || (message.$unknowns = [])).push(reader.raw(start, reader.pos));
+                }
+            }
+            if (length !== $undefined) {
+                if (reader.pos !== end)
+                    throw $RangeError("index out of range");
+                reader.len = length;
+            }
+            if (_end !== $undefined)
+                throw $Error("missing end group");
+            return message;
+        };
+
+        return OffloadHeartbeatRequest;
+    })();
+
+    mooncake.OffloadHeartbeatResponse = (function() {
+
+        /**
+         * Properties of an OffloadHeartbeatResponse.
+         * @typedef {Object} mooncake.OffloadHeartbeatResponse.$Properties
+         * @property {number|null} [errorCode] OffloadHeartbeatResponse errorCode
+         * @property {Array.<mooncake.OffloadTask.$Properties>|null} [tasks] OffloadHeartbeatResponse tasks
+         * @property {Array.<string>|null} [removedKeys] removed at the master: forget them on disk
+         * @property {Array.<Uint8Array>} [$unknowns] Unknown fields preserved while decoding when enabled
+         */
+
+        /**
+         * Properties of an OffloadHeartbeatResponse.
+         * @memberof mooncake
+         * @interface IOffloadHeartbeatResponse
+         * @augments mooncake.OffloadHeartbeatResponse.$Properties
+         * @deprecated Use mooncake.OffloadHeartbeatResponse.$Properties instead.
+         */
+
+        /**
+         * Shape of an OffloadHeartbeatResponse.
+         * @typedef {mooncake.OffloadHeartbeatResponse.$Properties} mooncake.OffloadHeartbeatResponse.$Shape
+         */
+
+        /**
+         * Constructs a new OffloadHeartbeatResponse.
+         * @memberof mooncake
+         * @classdesc Represents an OffloadHeartbeatResponse.
+         * @constructor
+         * @param {mooncake.OffloadHeartbeatResponse.$Properties=} [properties] Properties to set
+         * @property {Array.<Uint8Array>} [$unknowns] Unknown fields preserved while decoding when enabled
+         */
+        const OffloadHeartbeatResponse = function (properties) {
+            this.tasks = [];
+            this.removedKeys = [];
+            if (properties)
+                for (let keys = $Object.keys(properties), i = 0; i < keys.length; ++i)
+                    if (properties[keys[i]] != null && keys[i] !== "__proto__")
+                        this[keys[i]] = properties[keys[i]];
+        };
+
+        /**
+         * OffloadHeartbeatResponse errorCode.
+         * @member {number} errorCode
+         * @memberof mooncake.OffloadHeartbeatResponse
+         * @instance
+         */
+        OffloadHeartbeatResponse.prototype.errorCode = 0;
+
+        /**
+         * OffloadHeartbeatResponse tasks.
+         * @member {Array.<mooncake.OffloadTask.$Properties>} tasks
+         * @memberof mooncake.OffloadHeartbeatResponse
+         * @instance
+         */
+        OffloadHeartbeatResponse.prototype.tasks = $util.emptyArray;
+
+        /**
+         * removed at the master: forget them on disk
+         * @member {Array.<string>} removedKeys
+         * @memberof mooncake.OffloadHeartbeatResponse
+         * @instance
+         */
+        OffloadHeartbeatResponse.prototype.removedKeys = $util.emptyArray;
+
+        /**
+         * Creates a new OffloadHeartbeatResponse instance using the specified properties.
+         * @function create
+         * @memberof mooncake.OffloadHeartbeatResponse
+         * @static
+         * @param {mooncake.OffloadHeartbeatResponse.$Properties=} [properties] Properties to set
+         * @returns {mooncake.OffloadHeartbeatResponse} OffloadHeartbeatResponse instance
+         * @type {{
+         *   (properties: mooncake.OffloadHeartbeatResponse.$Shape): mooncake.OffloadHeartbeatResponse & mooncake.OffloadHeartbeatResponse.$Shape;
+         *   (properties?: mooncake.OffloadHeartbeatResponse.$Properties): mooncake.OffloadHeartbeatResponse;
+         * }}
+         */
+        OffloadHeartbeatResponse.create = function(properties) {
+            return new OffloadHeartbeatResponse(properties);
+        };
+
+        /**
+         * Encodes the specified OffloadHeartbeatResponse message. Does not implicitly {@link mooncake.OffloadHeartbeatResponse.verify|verify} messages.
+         * @function encode
+         * @memberof mooncake.OffloadHeartbeatResponse
+         * @static
+         * @param {mooncake.OffloadHeartbeatResponse.$Properties} message OffloadHeartbeatResponse message or plain object to encode
+         * @param {$protobuf.Writer} [writer] Writer to encode to
+         * @returns {$protobuf.Writer} Writer
+         */
+        OffloadHeartbeatResponse.encode = function (message, writer, _depth) {
+            if (!writer)
+                writer = $Writer.create();
+            if (_depth === $undefined)
+                _depth = 0;
+            if (_depth > $util.recursionLimit)
+                throw $Error("max depth exceeded");
+            if (message.errorCode != null && $Object.hasOwnProperty.call(message, "errorCode") && message.errorCode !== 0)
+                writer.uint32(/* id 1, wireType 0 =*/8).int32(message.errorCode);
+            if (message.tasks != null && message.tasks.length)
+                for (let i = 0; i < message.tasks.length; ++i)
+                    $root.mooncake.OffloadTask.encode(message.tasks[i], writer.uint32(/* id 2, wireType 2 =*/18).fork(), _depth + 1).ldelim();
+            if (message.removedKeys != null && message.removedKeys.length)
+                for (let i = 0; i < message.removedKeys.length; ++i)
+                    writer.uint32(/* id 3, wireType 2 =*/26).string(message.removedKeys[i]);
+            if (message.$unknowns != null && $Object.hasOwnProperty.call(message, "$unknowns"))
+                for (let i = 0; i < message.$unknowns.length; ++i)
+                    writer.raw(message.$unknowns[i]);
+            return writer;
+        };
+
+        /**
+         * Decodes an OffloadHeartbeatResponse message from the specified reader or buffer.
+         * @function decode
+         * @memberof mooncake.OffloadHeartbeatResponse
+         * @static
+         * @param {$protobuf.Reader|Uint8Array} reader Reader or buffer to decode from
+         * @param {number} [length] Message length if known beforehand
+         * @returns {mooncake.OffloadHeartbeatResponse & mooncake.OffloadHeartbeatResponse.$Shape} OffloadHeartbeatResponse
+         * @throws {Error} If the payload is not a reader or valid buffer
+         * @throws {$protobuf.util.ProtocolError} If required fields are missing
+         */
+        OffloadHeartbeatResponse.decode = function (reader, length, _end, _depth, _target) {
+            if (!(reader instanceof $Reader))
+                reader = $Reader.create(reader);
+            if (_depth === $undefined)
+                _depth = 0;
+            if (_depth > $Reader.recursionLimit)
+                throw $Error("max depth exceeded");
+            let end, message, value;
+            if (length === $undefined)
+                end = reader.len;
+            else {
+                end = reader.pos + length;
+                if (end > reader.len)
+                    throw $RangeError("index out of range");
+                length = reader.len;
+                reader.len = end;
+            }
+            message = _target || new $root.mooncake.OffloadHeartbeatResponse();
+            while (reader.pos < end) {
+                let start = reader.pos;
+                let tag = reader.tag();
+                if (tag === _end) {
+                    _end = $undefined;
+                    break;
+                }
+                let wireType = tag & 7;
+                switch (tag >>>= 3) {
+                case 1: {
+                        if (wireType !== 0)
+                            break;
+                        if (value = reader.int32())
+                            message.errorCode = value;
+                        else
+                            delete message.errorCode;
+                        continue;
+                    }
+                case 2: {
+                        if (wireType !== 2)
+                            break;
+                        if (!(message.tasks && message.tasks.length))
+                            message.tasks = [];
+                        message.tasks.push($root.mooncake.OffloadTask.decode(reader, reader.size(), $undefined, _depth + 1));
+                        continue;
+                    }
+                case 3: {
+                        if (wireType !== 2)
+                            break;
+                        if (!(message.removedKeys && message.removedKeys.length))
+                            message.removedKeys = [];
+                        message.removedKeys.push(reader.stringVerify());
+                        continue;
+                    }
+                }
+                reader.skipType(wireType, _depth, tag);
+                if (!reader.discardUnknown) {
+                    $util.makeProp(message, "$unknowns", false);
+                    (message.$unknowns || (message.$unknowns = [])).push(reader.raw(start, reader.pos));
+                }
+            }
+            if (length !== $undefined) {
+                if (reader.pos !== end)
+                    throw $RangeError("index out of range");
+                reader.len = length;
+            }
+            if (_end !== $undefined)
+                throw $Error("missing end group");
+            return message;
+        };
+
+        return OffloadHeartbeatResponse;
+    })();
+
+    mooncake.OffloadResult = (function() {
+
+        /**
+         * Properties of an OffloadResult.
+         * @typedef {Object} mooncake.OffloadResult.$Properties
+         * @property {string|null} [key] OffloadResult key
+         * @property {number|null} [replicaId] OffloadResult replicaId
+         * @property {boolean|null} [written] OffloadResult written
+         * @property {Array.<Uint8Array>} [$unknowns] Unknown fields preserved while decoding when enabled
+         */
+
+        /**
+         * Properties of an OffloadResult.
+         * @memberof mooncake
+         * @interface IOffloadResult
+         * @augments mooncake.OffloadResult.$Properties
+         * @deprecated Use mooncake.OffloadResult.$Properties instead.
+         */
+
+        /**
+         * Shape of an OffloadResult.
+         * @typedef {mooncake.OffloadResult.$Properties} mooncake.OffloadResult.$Shape
+         */
+
+        /**
+         * Constructs a new OffloadResult.
+         * @memberof mooncake
+         * @classdesc Represents an OffloadResult.
+         * @constructor
+         * @param {mooncake.OffloadResult.$Properties=} [properties] Properties to set
+         * @property {Array.<Uint8Array>} [$unknowns] Unknown fields preserved while decoding when enabled
+         */
+        const OffloadResult = function (properties) {
+            if (properties)
+                for (let keys = $Object.keys(properties), i = 0; i < keys.length; ++i)
+                    if (properties[keys[i]] != null && keys[i] !== "__proto__")
+                        this[keys[i]] = properties[keys[i]];
+        };
+
+        /**
+         * OffloadResult key.
+         * @member {string} key
+         * @memberof mooncake.OffloadResult
+         * @instance
+         */
+        OffloadResult.prototype.key = "";
+
+        /**
+         * OffloadResult replicaId.
+         * @member {number} replicaId
+         * @memberof mooncake.OffloadResult
+         * @instance
+         */
+        OffloadResult.prototype.replicaId = $util.Long ? $util.Long.fromBits(0,0,true) : 0;
+
+        /**
+         * OffloadResult written.
+         * @member {boolean} written
+         * @memberof mooncake.OffloadResult
+         * @instance
+         */
+        OffloadResult.prototype.written = false;
+
+        /**
+         * Creates a new OffloadResult instance using the specified properties.
+         * @function create
+         * @memberof mooncake.OffloadResult
+         * @static
+         * @param {mooncake.OffloadResult.$Properties=} [properties] Properties to set
+         * @returns {mooncake.OffloadResult} OffloadResult instance
+         * @type {{
+         *   (properties: mooncake.OffloadResult.$Shape): mooncake.OffloadResult & mooncake.OffloadResult.$Shape;
+         *   (properties?: mooncake.OffloadResult.$Properties): mooncake.OffloadResult;
+         * }}
+         */
+        OffloadResult.create = function(properties) {
+            return new OffloadResult(properties);
+        };
+
+        /**
+         * Encodes the specified OffloadResult message. Does not implicitly {@link mooncake.OffloadResult.verify|verify} messages.
+         * @function encode
+         * @memberof mooncake.OffloadResult
+         * @static
+         * @param {mooncake.OffloadResult.$Properties} message OffloadResult message or plain object to encode
+         * @param {$protobuf.Writer} [writer] Writer to encode to
+         * @returns {$protobuf.Writer} Writer
+         */
+        OffloadResult.encode = function (message, writer, _depth) {
+            if (!writer)
+                writer = $Writer.create();
+            if (_depth === $undefined)
+                _depth = 0;
+            if (_depth > $util.recursionLimit)
+                throw $Error("max depth exceeded");
+            if (message.key != null && $Object.hasOwnProperty.call(message, "key") && message.key !== "")
+                writer.uint32(/* id 1, wireType 2 =*/10).string(message.key);
+            if (message.replicaId != null && $Object.hasOwnProperty.call(message, "replicaId") && (typeof message.replicaId === "object" ? message.replicaId.low || message.replicaId.high : message.replicaId !== 0))
+                writer.uint32(/* id 2, wireType 0 =*/16).uint64(message.replicaId);
+            if (message.written != null && $Object.hasOwnProperty.call(message, "written") && message.written !== false)
+                writer.uint32(/* id 3, wireType 0 =*/24).bool(message.written);
+            if (message.$unknowns != null && $Object.hasOwnProperty.call(message, "$unknowns"))
+                for (let i = 0; i < message.$unknowns.length; ++i)
+                    writer.raw(message.$unknowns[i]);
+            return writer;
+        };
+
+        /**
+         * Decodes an OffloadResult message from the specified reader or buffer.
+         * @function decode
+         * @memberof mooncake.OffloadResult
+         * @static
+         * @param {$protobuf.Reader|Uint8Array} reader Reader or buffer to decode from
+         * @param {number} [length] Message length if known beforehand
+         * @returns {mooncake.OffloadResult & mooncake.OffloadResult.$Shape} OffloadResult
+         * @throws {Error} If the payload is not a reader or valid buffer
+         * @throws {$protobuf.util.ProtocolError} If required fields are missing
+         */
+        OffloadResult.decode = function (reader, length, _end, _depth, _target) {
+            if (!(reader instanceof $Reader))
+                reader = $Reader.create(reader);
+            if (_depth === $undefined)
+                _depth = 0;
+            if (_depth > $Reader.recursionLimit)
+                throw $Error("max depth exceeded");
+            let end, message, value;
+            if (length === $undefined)
+                end = reader.len;
+            else {
+                end = reader.pos + length;
+                if (end > reader.len)
+                    throw $RangeError("index out of range");
+                length = reader.len;
+                reader.len = end;
+            }
+            message = _target || new $root.mooncake.OffloadResult();
+            while (reader.pos < end) {
+                let start = reader.pos;
+                let tag = reader.tag();
+                if (tag === _end) {
+                    _end = $undefined;
+                    break;
+                }
+                let wireType = tag & 7;
+                switch (tag >>>= 3) {
+                case 1: {
+                        if (wireType !== 2)
+                            break;
+                        if ((value = reader.stringVerify()).length)
+                            message.key = value;
+                        else
+                            delete message.key;
+                        continue;
+                    }
+                case 2: {
+                        if (wireType !== 0)
+                            break;
+                        if (typeof (value = reader.uint64()) === "object" ? value.low || value.high : value !== 0)
+                            message.replicaId = value;
+                        else
+                            delete message.replicaId;
+                        continue;
+                    }
+                case 3: {
+                        if (wireType !== 0)
+                            break;
+                        if (value = reader.bool())
+                            message.written = value;
+                        else
+                            delete message.written;
+                        continue;
+                    }
+                }
+                reader.skipType(wireType, _depth, tag);
+                if (!reader.discardUnknown) {
+                    $util.makeProp(message, "$unknowns", false);
+                    (message.$unknowns || (message.$unknowns = [])).push(reader.raw(start, reader.pos));
+                }
+            }
+            if (length !== $undefined) {
+                if (reader.pos !== end)
+                    throw $RangeError("index out of range");
+                reader.len = length;
+            }
+            if (_end !== $undefined)
+                throw $Error("missing end group");
+            return message;
+        };
+
+        return OffloadResult;
+    })();
+
+    mooncake.NotifyOffloadRequest = (function() {
+
+        /**
+         * Properties of a NotifyOffloadRequest.
+         * @typedef {Object} mooncake.NotifyOffloadRequest.$Properties
+         * @property {mooncake.UUID.$Properties|null} [clientId] NotifyOffloadRequest clientId
+         * @property {Array.<mooncake.OffloadResult.$Properties>|null} [results] NotifyOffloadRequest results
+         * @property {Array.<Uint8Array>} [$unknowns] Unknown fields preserved while decoding when enabled
+         */
+
+        /**
+         * Properties of a NotifyOffloadRequest.
+         * @memberof mooncake
+         * @interface INotifyOffloadRequest
+         * @augments mooncake.NotifyOffloadRequest.$Properties
+         * @deprecated Use mooncake.NotifyOffloadRequest.$Properties instead.
+         */
+
+        /**
+         * Shape of a NotifyOffloadRequest.
+         * @typedef {mooncake.NotifyOffloadRequest.$Properties} mooncake.NotifyOffloadRequest.$Shape
+         */
+
+        /**
+         * Constructs a new NotifyOffloadRequest.
+         * @memberof mooncake
+         * @classdesc Represents a NotifyOffloadRequest.
+         * @constructor
+         * @param {mooncake.NotifyOffloadRequest.$Properties=} [properties] Properties to set
+         * @property {Array.<Uint8Array>} [$unknowns] Unknown fields preserved while decoding when enabled
+         */
+        const NotifyOffloadRequest = function (properties) {
+            this.results = [];
+            if (properties)
+                for (let keys = $Object.keys(properties), i = 0; i < keys.length; ++i)
+                    if (properties[keys[i]] != null && keys[i] !== "__proto__")
+                        this[keys[i]] = properties[keys[i]];
+        };
+
+        /**
+         * NotifyOffloadRequest clientId.
+         * @member {mooncake.UUID.$Properties|null|undefined} clientId
+         * @memberof mooncake.NotifyOffloadRequest
+         * @instance
+         */
+        NotifyOffloadRequest.prototype.clientId = null;
+
+        /**
+         * NotifyOffloadRequest results.
+         * @member {Array.<mooncake.OffloadResult.$Properties>} results
+         * @memberof mooncake.NotifyOffloadRequest
+         * @instance
+         */
+        NotifyOffloadRequest.prototype.results = $util.emptyArray;
+
+        /**
+         * Creates a new NotifyOffloadRequest instance using the specified properties.
+         * @function create
+         * @memberof mooncake.NotifyOffloadRequest
+         * @static
+         * @param {mooncake.NotifyOffloadRequest.$Properties=} [properties] Properties to set
+         * @returns {mooncake.NotifyOffloadRequest} NotifyOffloadRequest instance
+         * @type {{
+         *   (properties: mooncake.NotifyOffloadRequest.$Shape): mooncake.NotifyOffloadRequest & mooncake.NotifyOffloadRequest.$Shape;
+         *   (properties?: mooncake.NotifyOffloadRequest.$Properties): mooncake.NotifyOffloadRequest;
+         * }}
+         */
+        NotifyOffloadRequest.create = function(properties) {
+            return new NotifyOffloadRequest(properties);
+        };
+
+        /**
+         * Encodes the specified NotifyOffloadRequest message. Does not implicitly {@link mooncake.NotifyOffloadRequest.verify|verify} messages.
+         * @function encode
+         * @memberof mooncake.NotifyOffloadRequest
+         * @static
+         * @param {mooncake.NotifyOffloadRequest.$Properties} message NotifyOffloadRequest message or plain object to encode
+         * @param {$protobuf.Writer} [writer] Writer to encode to
+         * @returns {$protobuf.Writer} Writer
+         */
+        NotifyOffloadRequest.encode = function (message, writer, _depth) {
+            if (!writer)
+                writer = $Writer.create();
+            if (_depth === $undefined)
+                _depth = 0;
+            if (_depth > $util.recursionLimit)
+                throw $Error("max depth exceeded");
+            if (message.clientId != null && $Object.hasOwnProperty.call(message, "clientId"))
+                $root.mooncake.UUID.encode(message.clientId, writer.uint32(/* id 1, wireType 2 =*/10).fork(), _depth + 1).ldelim();
+            if (message.results != null && message.results.length)
+                for (let i = 0; i < message.results.length; ++i)
+                    $root.mooncake.OffloadResult.encode(message.results[i], writer.uint32(/* id 2, wireType 2 =*/18).fork(), _depth + 1).ldelim();
+            if (message.$unknowns != null && $Object.hasOwnProperty.call(message, "$unknowns"))
+                for (let i = 0; i < message.$unknowns.length; ++i)
+                    writer.raw(message.$unknowns[i]);
+            return writer;
+        };
+
+        /**
+         * Decodes a NotifyOffloadRequest message from the specified reader or buffer.
+         * @function decode
+         * @memberof mooncake.NotifyOffloadRequest
+         * @static
+         * @param {$protobuf.Reader|Uint8Array} reader Reader or buffer to decode from
+         * @param {number} [length] Message length if known beforehand
+         * @returns {mooncake.NotifyOffloadRequest & mooncake.NotifyOffloadRequest.$Shape} NotifyOffloadRequest
+         * @throws {Error} If the payload is not a reader or valid buffer
+         * @throws {$protobuf.util.ProtocolError} If required fields are missing
+         */
+        NotifyOffloadRequest.decode = function (reader, length, _end, _depth, _target) {
+            if (!(reader instanceof $Reader))
+                reader = $Reader.create(reader);
+            if (_depth === $undefined)
+                _depth = 0;
+            if (_depth > $Reader.recursionLimit)
+                throw $Error("max depth exceeded");
+            let end, message, value;
+            if (length === $undefined)
+                end = reader.len;
+            else {
+                end = reader.pos + length;
+                if (end > reader.len)
+                    throw $RangeError("index out of range");
+                length = reader.len;
+                reader.len = end;
+            }
+            message = _target || new $root.mooncake.NotifyOffloadRequest();
+            while (reader.pos < end) {
+                let start = reader.pos;
+                let tag = reader.tag();
+                if (tag === _end) {
+                    _end = $undefined;
+                    break;
+                }
+                let wireType = tag & 7;
+                switch (tag >>>= 3) {
+                case 1: {
+                        if (wireType !== 2)
+                            break;
+                        message.clientId = $root.mooncake.UUID.decode(reader, reader.size(), $undefined, _depth + 1, message.clientId);
+                        continue;
+                    }
+                case 2: {
+                        if (wireType !== 2)
+                            break;
+                        if (!(message.results && message.results.length))
+                            message.results = [];
+                        message.results.push($root.mooncake.OffloadResult.decode(reader, reader.size(), $undefined, _depth + 1));
+                        continue;
+                    }
+                }
+                reader.skipType(wireType, _depth, tag);
+                if (!reader.discardUnknown) {
+                    $util.makeProp(message, "$unknowns", false);
+                    (message.$unknowns || (message.$unknowns = [])).push(reader.raw(start, reader.pos));
+                }
+            }
+            if (length !== $undefined) {
+                if (reader.pos !== end)
+                    throw $RangeError("index out of range");
+                reader.len = length;
+            }
+            if (_end !== $undefined)
+                throw $Error("missing end group");
+            return message;
+        };
+
+        return NotifyOffloadRequest;
+    })();
+
+    mooncake.NotifyOffloadResponse = (function() {
+
+        /**
+         * Properties of a NotifyOffloadResponse.
+         * @typedef {Object} mooncake.NotifyOffloadResponse.$Properties
+         * @property {number|null} [errorCode] NotifyOffloadResponse errorCode
+         * @property {Array.<number>|null} [codes] one per result: OK, or the copy is stale and must be dropped
+         * @property {Array.<Uint8Array>} [$unknowns] Unknown fields preserved while decoding when enabled
+         */
+
+        /**
+         * Properties of a NotifyOffloadResponse.
+         * @memberof mooncake
+         * @interface INotifyOffloadResponse
+         * @augments mooncake.NotifyOffloadResponse.$Properties
+         * @deprecated Use mooncake.NotifyOffloadResponse.$Properties instead.
+         */
+
+        /**
+         * Shape of a NotifyOffloadResponse.
+         * @typedef {mooncake.NotifyOffloadResponse.$Properties} mooncake.NotifyOffloadResponse.$Shape
+         */
+
+        /**
+         * Constructs a new NotifyOffloadResponse.
+         * @memberof mooncake
+         * @classdesc Represents a NotifyOffloadResponse.
+         * @constructor
+         * @param {mooncake.NotifyOffloadResponse.$Properties=} [properties] Properties to set
+         * @property {Array.<Uint8Array>} [$unknowns] Unknown fields preserved while decoding when enabled
+         */
+        const NotifyOffloadResponse = function (properties) {
+            this.codes = [];
+            if (properties)
+                for (let keys = $Object.keys(properties), i = 0; i < keys.length; ++i)
+                    if (properties[keys[i]] != null && keys[i] !== "__proto__")
+                        this[keys[i]] = properties[keys[i]];
+        };
+
+        /**
+         * NotifyOffloadResponse errorCode.
+         * @member {number} errorCode
+         * @memberof mooncake.NotifyOffloadResponse
+         * @instance
+         */
+        NotifyOffloadResponse.prototype.errorCode = 0;
+
+        /**
+         * one per result: OK, or the copy is stale and must be dropped
+         * @member {Array.<number>} codes
+         * @memberof mooncake.NotifyOffloadResponse
+         * @instance
+         */
+        NotifyOffloadResponse.prototype.codes = $util.emptyArray;
+
+        /**
+         * Creates a new NotifyOffloadResponse instance using the specified properties.
+         * @function create
+         * @memberof mooncake.NotifyOffloadResponse
+         * @static
+         * @param {mooncake.NotifyOffloadResponse.$Properties=} [properties] Properties to set
+         * @returns {mooncake.NotifyOffloadResponse} NotifyOffloadResponse instance
+         * @type {{
+         *   (properties: mooncake.NotifyOffloadResponse.$Shape): mooncake.NotifyOffloadResponse & mooncake.NotifyOffloadResponse.$Shape;
+         *   (properties?: mooncake.NotifyOffloadResponse.$Properties): mooncake.NotifyOffloadResponse;
+         * }}
+         */
+        NotifyOffloadResponse.create = function(properties) {
+            return new NotifyOffloadResponse(properties);
+        };
+
+        /**
+         * Encodes the specified NotifyOffloadResponse message. Does not implicitly {@link mooncake.NotifyOffloadResponse.verify|verify} messages.
+         * @function encode
+         * @memberof mooncake.NotifyOffloadResponse
+         * @static
+         * @param {mooncake.NotifyOffloadResponse.$Properties} message NotifyOffloadResponse message or plain object to encode
+         * @param {$protobuf.Writer} [writer] Writer to encode to
+         * @returns {$protobuf.Writer} Writer
+         */
+        NotifyOffloadResponse.encode = function (message, writer, _depth) {
+            if (!writer)
+                writer = $Writer.create();
+            if (_depth === $undefined)
+                _depth = 0;
+            if (_depth > $util.recursionLimit)
+                throw $Error("max depth exceeded");
+            if (message.errorCode != null && $Object.hasOwnProperty.call(message, "errorCode") && message.errorCode !== 0)
+                writer.uint32(/* id 1, wireType 0 =*/8).int32(message.errorCode);
+            if (message.codes != null && message.codes.length)
+                writer.uint32(/* id 2, wireType 2 =*/18).int32s(message.codes);
+            if (message.$unknowns != null && $Object.hasOwnProperty.call(message, "$unknowns"))
+                for (let i = 0; i < message.$unknowns.length; ++i)
+                    writer.raw(message.$unknowns[i]);
+            return writer;
+        };
+
+        /**
+         * Decodes a NotifyOffloadResponse message from the specified reader or buffer.
+         * @function decode
+         * @memberof mooncake.NotifyOffloadResponse
+         * @static
+         * @param {$protobuf.Reader|Uint8Array} reader Reader or buffer to decode from
+         * @param {number} [length] Message length if known beforehand
+         * @returns {mooncake.NotifyOffloadResponse & mooncake.NotifyOffloadResponse.$Shape} NotifyOffloadResponse
+         * @throws {Error} If the payload is not a reader or valid buffer
+         * @throws {$protobuf.util.ProtocolError} If required fields are missing
+         */
+        NotifyOffloadResponse.decode = function (reader, length, _end, _depth, _target) {
+            if (!(reader instanceof $Reader))
+                reader = $Reader.create(reader);
+            if (_depth === $undefined)
+                _depth = 0;
+            if (_depth > $Reader.recursionLimit)
+                throw $Error("max depth exceeded");
+            let end, message, value;
+            if (length === $undefined)
+                end = reader.len;
+            else {
+                end = reader.pos + length;
+                if (end > reader.len)
+                    throw $RangeError("index out of range");
+                length = reader.len;
+                reader.len = end;
+            }
+            message = _target || new $root.mooncake.NotifyOffloadResponse();
+            while (reader.pos < end) {
+                let start = reader.pos;
+                let tag = reader.tag();
+                if (tag === _end) {
+                    _end = $undefined;
+                    break;
+                }
+                let wireType = tag & 7;
+                switch (tag >>>= 3) {
+                case 1: {
+                        if (wireType !== 0)
+                            break;
+                        if (value = reader.int32())
+                            message.errorCode = value;
+                        else
+                            delete message.errorCode;
+                        continue;
+                    }
+                case 2: {
+                        if (wireType === 2) {
+                            if (!(message.codes && message.codes.length))
+                                message.codes = [];
+                            reader.int32s(message.codes);
+                            continue;
+                        }
+                        if (wireType !== 0)
+                            break;
+                        if (!(message.codes && message.codes.length))
+                            message.codes = [];
+                        message.codes.push(reader.int32());
+                        continue;
+                    }
+                }
+                reader.skipType(wireType, _depth, tag);
+                if (!reader.discardUnknown) {
+                    $util.makeProp(message, "$unknowns", false);
+                    (message.$unknowns || (message.$unknowns = [])).push(reader.raw(start, reader.pos));
+                }
+            }
+            if (length !== $undefined) {
+                if (reader.pos !== end)
+                    throw $RangeError("index out of range");
+                reader.len = length;
+            }
+            if (_end !== $undefined)
+                throw $Error("missing end group");
+            return message;
+        };
+
+        return NotifyOffloadResponse;
+    })();
+
+    mooncake.EvictDiskReplicasRequest = (function() {
+
+        /**
+         * Properties of an EvictDiskReplicasRequest.
+         * @typedef {Object} mooncake.EvictDiskReplicasRequest.$Properties
+         * @property {mooncake.UUID.$Properties|null} [clientId] EvictDiskReplicasRequest clientId
+         * @property {Array.<string>|null} [keys] EvictDiskReplicasRequest keys
+         * @property {Array.<Uint8Array>} [$unknowns] Unknown fields preserved while decoding when enabled
+         */
+
+        /**
+         * Properties of an EvictDiskReplicasRequest.
+         * @memberof mooncake
+         * @interface IEvictDiskReplicasRequest
+         * @augments mooncake.EvictDiskReplicasRequest.$Properties
+         * @deprecated Use mooncake.EvictDiskReplicasRequest.$Properties instead.
+         */
+
+        /**
+         * Shape of an EvictDiskReplicasRequest.
+         * @typedef {mooncake.EvictDiskReplicasRequest.$Properties} mooncake.EvictDiskReplicasRequest.$Shape
+         */
+
+        /**
+         * Constructs a new EvictDiskReplicasRequest.
+         * @memberof mooncake
+         * @classdesc Represents an EvictDiskReplicasRequest.
+         * @constructor
+         * @param {mooncake.EvictDiskReplicasRequest.$Properties=} [properties] Properties to set
+         * @property {Array.<Uint8Array>} [$unknowns] Unknown fields preserved while decoding when enabled
+         */
+        const EvictDiskReplicasRequest = function (properties) {
+            this.keys = [];
+            if (properties)
+                for (let keys = $Object.keys(properties), i = 0; i < keys.length; ++i)
+                    if (properties[keys[i]] != null && keys[i] !== "__proto__")
+                        this[keys[i]] = properties[keys[i]];
+        };
+
+        /**
+         * EvictDiskReplicasRequest clientId.
+         * @member {mooncake.UUID.$Properties|null|undefined} clientId
+         * @memberof mooncake.EvictDiskReplicasRequest
+         * @instance
+         */
+        EvictDiskReplicasRequest.prototype.clientId = null;
+
+        /**
+         * EvictDiskReplicasRequest keys.
+         * @member {Array.<string>} keys
+         * @memberof mooncake.EvictDiskReplicasRequest
+         * @instance
+         */
+        EvictDiskReplicasRequest.prototype.keys = $util.emptyArray;
+
+        /**
+         * Creates a new EvictDiskReplicasRequest instance using the specified properties.
+         * @function create
+         * @memberof mooncake.EvictDiskReplicasRequest
+         * @static
+         * @param {mooncake.EvictDiskReplicasRequest.$Properties=} [properties] Properties to set
+         * @returns {mooncake.EvictDiskReplicasRequest} EvictDiskReplicasRequest instance
+         * @type {{
+         *   (properties: mooncake.EvictDiskReplicasRequest.$Shape): mooncake.EvictDiskReplicasRequest & mooncake.EvictDiskReplicasRequest.$Shape;
+         *   (properties?: mooncake.EvictDiskReplicasRequest.$Properties): mooncake.EvictDiskReplicasRequest;
+         * }}
+         */
+        EvictDiskReplicasRequest.create = function(properties) {
+            return new EvictDiskReplicasRequest(properties);
+        };
+
+        /**
+         * Encodes the specified EvictDiskReplicasRequest message. Does not implicitly {@link mooncake.EvictDiskReplicasRequest.verify|verify} messages.
+         * @function encode
+         * @memberof mooncake.EvictDiskReplicasRequest
+         * @static
+         * @param {mooncake.EvictDiskReplicasRequest.$Properties} message EvictDiskReplicasRequest message or plain object to encode
+         * @param {$protobuf.Writer} [writer] Writer to encode to
+         * @returns {$protobuf.Writer} Writer
+         */
+        EvictDiskReplicasRequest.encode = function (message, writer, _depth) {
+            if (!writer)
+                writer = $Writer.create();
+            if (_depth === $undefined)
+                _depth = 0;
+            if (_depth > $util.recursionLimit)
+                throw $Error("max depth exceeded");
+            if (message.clientId != null && $Object.hasOwnProperty.call(message, "clientId"))
+                $root.mooncake.UUID.encode(message.clientId, writer.uint32(/* id 1, wireType 2 =*/10).fork(), _depth + 1).ldelim();
+            if (message.keys != null && message.keys.length)
+                for (let i = 0; i < message.keys.length; ++i)
+                    writer.uint32(/* id 2, wireType 2 =*/18).string(message.keys[i]);
+            if (message.$unknowns != null && $Object.hasOwnProperty.call(message, "$unknowns"))
+                for (let i = 0; i < message.$unknowns.length; ++i)
+                    writer.raw(message.$unknowns[i]);
+            return writer;
+        };
+
+        /**
+         * Decodes an EvictDiskReplicasRequest message from the specified reader or buffer.
+         * @function decode
+         * @memberof mooncake.EvictDiskReplicasRequest
+         * @static
+         * @param {$protobuf.Reader|Uint8Array} reader Reader or buffer to decode from
+         * @param {number} [length] Message length if known beforehand
+         * @returns {mooncake.EvictDiskReplicasRequest & mooncake.EvictDiskReplicasRequest.$Shape} EvictDiskReplicasRequest
+         * @throws {Error} If the payload is not a reader or valid buffer
+         * @throws {$protobuf.util.ProtocolError} If required fields are missing
+         */
+        EvictDiskReplicasRequest.decode = function (reader, length, _end, _depth, _target) {
+            if (!(reader instanceof $Reader))
+                reader = $Reader.create(reader);
+            if (_depth === $undefined)
+                _depth = 0;
+            if (_depth > $Reader.recursionLimit)
+                throw $Error("max depth exceeded");
+            let end, message, value;
+            if (length === $undefined)
+                end = reader.len;
+            else {
+                end = reader.pos + length;
+                if (end > reader.len)
+                    throw $RangeError("index out of range");
+                length = reader.len;
+                reader.len = end;
+            }
+            message = _target || new $root.mooncake.EvictDiskReplicasRequest();
+            while (reader.pos < end) {
+                let start = reader.pos;
+                let tag = reader.tag();
+                if (tag === _end) {
+                    _end = $undefined;
+                    break;
+                }
+                let wireType = tag & 7;
+                switch (tag >>>= 3) {
+                case 1: {
+                        if (wireType !== 2)
+                            break;
+                        message.clientId = $root.mooncake.UUID.decode(reader, reader.size(), $undefined, _depth + 1, message.clientId);
+                        continue;
+                    }
+                case 2: {
+                        if (wireType !== 2)
+                            break;
+                        if (!(message.keys && message.keys.length))
+                            message.keys = [];
+                        message.keys.push(reader.stringVerify());
+                        continue;
+                    }
+                }
+                reader.skipType(wireType, _depth, tag);
+                if (!reader.discardUnknown) {
+                    $util.makeProp(message, "$unknowns", false);
+                    (message.$unknowns || (message.$unknowns = [])).push(reader.raw(start, reader.pos));
+                }
+            }
+            if (length !== $undefined) {
+                if (reader.pos !== end)
+                    throw $RangeError("index out of range");
+                reader.len = length;
+            }
+            if (_end !== $undefined)
+                throw $Error("missing end group");
+            return message;
+        };
+
+        return EvictDiskReplicasRequest;
+    })();
+
+    mooncake.EvictDiskReplicasResponse = (function() {
+
+        /**
+         * Properties of an EvictDiskReplicasResponse.
+         * @typedef {Object} mooncake.EvictDiskReplicasResponse.$Properties
+         * @property {number|null} [errorCode] EvictDiskReplicasResponse errorCode
+         * @property {number|null} [dropped] EvictDiskReplicasResponse dropped
+         * @property {Array.<Uint8Array>} [$unknowns] Unknown fields preserved while decoding when enabled
+         */
+
+        /**
+         * Properties of an EvictDiskReplicasResponse.
+         * @memberof mooncake
+         * @interface IEvictDiskReplicasResponse
+         * @augments mooncake.EvictDiskReplicasResponse.$Properties
+         * @deprecated Use mooncake.EvictDiskReplicasResponse.$Properties instead.
+         */
+
+        /**
+         * Shape of an EvictDiskReplicasResponse.
+         * @typedef {mooncake.EvictDiskReplicasResponse.$Properties} mooncake.EvictDiskReplicasResponse.$Shape
+         */
+
+        /**
+         * Constructs a new EvictDiskReplicasResponse.
+         * @memberof mooncake
+         * @classdesc Represents an EvictDiskReplicasResponse.
+         * @constructor
+         * @param {mooncake.EvictDiskReplicasResponse.$Properties=} [properties] Properties to set
+         * @property {Array.<Uint8Array>} [$unknowns] Unknown fields preserved while decoding when enabled
+         */
+        const EvictDiskReplicasResponse = function (properties) {
+            if (properties)
+                for (let keys = $Object.keys(properties), i = 0; i < keys.length; ++i)
+                    if (properties[keys[i]] != null && keys[i] !== "__proto__")
+                        this[keys[i]] = properties[keys[i]];
+        };
+
+        /**
+         * EvictDiskReplicasResponse errorCode.
+         * @member {number} errorCode
+         * @memberof mooncake.EvictDiskReplicasResponse
+         * @instance
+         */
+        EvictDiskReplicasResponse.prototype.errorCode = 0;
+
+        /**
+         * EvictDiskReplicasResponse dropped.
+         * @member {number} dropped
+         * @memberof mooncake.EvictDiskReplicasResponse
+         * @instance
+         */
+        EvictDiskReplicasResponse.prototype.dropped = $util.Long ? $util.Long.fromBits(0,0,true) : 0;
+
+        /**
+         * Creates a new EvictDiskReplicasResponse instance using the specified properties.
+         * @function create
+         * @memberof mooncake.EvictDiskReplicasResponse
+         * @static
+         * @param {mooncake.EvictDiskReplicasResponse.$Properties=} [properties] Properties to set
+         * @returns {mooncake.EvictDiskReplicasResponse} EvictDiskReplicasResponse instance
+         * @type {{
+         *   (properties: mooncake.EvictDiskReplicasResponse.$Shape): mooncake.EvictDiskReplicasResponse & mooncake.EvictDiskReplicasResponse.$Shape;
+         *   (properties?: mooncake.EvictDiskReplicasResponse.$Properties): mooncake.EvictDiskReplicasResponse;
+         * }}
+         */
+        EvictDiskReplicasResponse.create = function(properties) {
+            return new EvictDiskReplicasResponse(properties);
+        };
+
+        /**
+         * Encodes the specified EvictDiskReplicasResponse message. Does not implicitly {@link mooncake.EvictDiskReplicasResponse.verify|verify} messages.
+         * @function encode
+         * @memberof mooncake.EvictDiskReplicasResponse
+         * @static
+         * @param {mooncake.EvictDiskReplicasResponse.$Properties} message EvictDiskReplicasResponse message or plain object to encode
+         * @param {$protobuf.Writer} [writer] Writer to encode to
+         * @returns {$protobuf.Writer} Writer
+         */
+        EvictDiskReplicasResponse.encode = function (message, writer, _depth) {
+            if (!writer)
+                writer = $Writer.create();
+            if (_depth === $undefined)
+                _depth = 0;
+            if (_depth > $util.recursionLimit)
+                throw $Error("max depth exceeded");
+            if (message.errorCode != null && $Object.hasOwnProperty.call(message, "errorCode") && message.errorCode !== 0)
+                writer.uint32(/* id 1, wireType 0 =*/8).int32(message.errorCode);
+            if (message.dropped != null && $Object.hasOwnProperty.call(message, "dropped") && (typeof message.dropped === "object" ? message.dropped.low || message.dropped.high : message.dropped !== 0))
+                writer.uint32(/* id 2, wireType 0 =*/16).uint64(message.dropped);
+            if (message.$unknowns != null && $Object.hasOwnProperty.call(message, "$unknowns"))
+                for (let i = 0; i < message.$unknowns.length; ++i)
+                    writer.raw(message.$unknowns[i]);
+            return writer;
+        };
+
+        /**
+         * Decodes an EvictDiskReplicasResponse message from the specified reader or buffer.
+         * @function decode
+         * @memberof mooncake.EvictDiskReplicasResponse
+         * @static
+         * @param {$protobuf.Reader|Uint8Array} reader Reader or buffer to decode from
+         * @param {number} [length] Message length if known beforehand
+         * @returns {mooncake.EvictDiskReplicasResponse & mooncake.EvictDiskReplicasResponse.$Shape} EvictDiskReplicasResponse
+         * @throws {Error} If the payload is not a reader or valid buffer
+         * @throws {$protobuf.util.ProtocolError} If required fields are missing
+         */
+        EvictDiskReplicasResponse.decode = function (reader, length, _end, _depth, _target) {
+            if (!(reader instanceof $Reader))
+                reader = $Reader.create(reader);
+            if (_depth === $undefined)
+                _depth = 0;
+            if (_depth > $Reader.recursionLimit)
+                throw $Error("max depth exceeded");
+            let end, message, value;
+            if (length === $undefined)
+                end = reader.len;
+            else {
+                end = reader.pos + length;
+                if (end > reader.len)
+                    throw $RangeError("index out of range");
+                length = reader.len;
+                reader.len = end;
+            }
+            message = _target || new $root.mooncake.EvictDiskReplicasResponse();
+            while (reader.pos < end) {
+                let start = reader.pos;
+                let tag = reader.tag();
+                if (tag === _end) {
+                    _end = $undefined;
+                    break;
+                }
+                let wireType = tag & 7;
+                switch (tag >>>= 3) {
+                case 1: {
+                        if (wireType !== 0)
+                            break;
+                        if (value = reader.int32())
+                            message.errorCode = value;
+                        else
+                            delete message.errorCode;
+                        continue;
+                    }
+                case 2: {
+                        if (wireType !== 0)
+                            break;
+                        if (typeof (value = reader.uint64()) === "object" ? value.low || value.high : value !== 0)
+                            message.dropped = value;
+                        else
+                            delete message.dropped;
+                        continue;
+                    }
+                }
+                reader.skipType(wireType, _depth, tag);
+                if (!reader.discardUnknown) {
+                    $util.makeProp(message, "$unknowns", false);
+                    (message.$unknowns || (message.$unknowns = [])).push(reader.raw(start, reader.pos));
+                }
+            }
+            if (length !== $undefined) {
+                if (reader.pos !== end)
+                    throw $RangeError("index out of range");
+                reader.len = length;
+            }
+            if (_end !== $undefined)
+                throw $Error("missing end group");
+            return message;
+        };
+
+        return EvictDiskReplicasResponse;
+    })();
+
+    mooncake.StageDiskObjectsRequest = (function() {
+
+        /**
+         * Properties of a StageDiskObjectsRequest.
+         * @typedef {Object} mooncake.StageDiskObjectsRequest.$Properties
+         * @property {Array.<string>|null} [keys] StageDiskObjectsRequest keys
+         * @property {Array.<Uint8Array>} [$unknowns] Unknown fields preserved while decoding when enabled
+         */
+
+        /**
+         * Properties of a StageDiskObjectsRequest.
+         * @memberof mooncake
+         * @interface IStageDiskObjectsRequest
+         * @augments mooncake.StageDiskObjectsRequest.$Properties
+         * @deprecated Use mooncake.StageDiskObjectsRequest.$Properties instead.
+         */
+
+        /**
+         * Shape of a StageDiskObjectsRequest.
+         * @typedef {mooncake.StageDiskObjectsRequest.$Properties} mooncake.StageDiskObjectsRequest.$Shape
+         */
+
+        /**
+         * Constructs a new StageDiskObjectsRequest.
+         * @memberof mooncake
+         * @classdesc Represents a StageDiskObjectsRequest.
+         * @constructor
+         * @param {mooncake.StageDiskObjectsRequest.$Properties=} [properties] Properties to set
+         * @property {Array.<Uint8Array>} [$unknowns] Unknown fields preserved while decoding when enabled
+         */
+        const StageDiskObjectsRequest = function (properties) {
+            this.keys = [];
+            if (properties)
+                for (let keys = $Object.keys(properties), i = 0; i < keys.length; ++i)
+                    if (properties[keys[i]] != null && keys[i] !== "__proto__")
+                        this[keys[i]] = properties[keys[i]];
+        };
+
+        /**
+         * StageDiskObjectsRequest keys.
+         * @member {Array.<string>} keys
+         * @memberof mooncake.StageDiskObjectsRequest
+         * @instance
+         */
+        StageDiskObjectsRequest.prototype.keys = $util.emptyArray;
+
+        /**
+         * Creates a new StageDiskObjectsRequest instance using the specified properties.
+         * @function create
+         * @memberof mooncake.StageDiskObjectsRequest
+         * @static
+         * @param {mooncake.StageDiskObjectsRequest.$Properties=} [properties] Properties to set
+         * @returns {mooncake.StageDiskObjectsRequest} StageDiskObjectsRequest instance
+         * @type {{
+         *   (properties: mooncake.StageDiskObjectsRequest.$Shape): mooncake.StageDiskObjectsRequest & mooncake.StageDiskObjectsRequest.$Shape;
+         *   (properties?: mooncake.StageDiskObjectsRequest.$Properties): mooncake.StageDiskObjectsRequest;
+         * }}
+         */
+        StageDiskObjectsRequest.create = function(properties) {
+            return new StageDiskObjectsRequest(properties);
+        };
+
+        /**
+         * Encodes the specified StageDiskObjectsRequest message. Does not implicitly {@link mooncake.StageDiskObjectsRequest.verify|verify} messages.
+         * @function encode
+         * @memberof mooncake.StageDiskObjectsRequest
+         * @static
+         * @param {mooncake.StageDiskObjectsRequest.$Properties} message StageDiskObjectsRequest message or plain object to encode
+         * @param {$protobuf.Writer} [writer] Writer to encode to
+         * @returns {$protobuf.Writer} Writer
+         */
+        StageDiskObjectsRequest.encode = function (message, writer, _depth) {
+            if (!writer)
+                writer = $Writer.create();
+            if (_depth === $undefined)
+                _depth = 0;
+            if (_depth > $util.recursionLimit)
+                throw $Error("max depth exceeded");
+            if (message.keys != null && message.keys.length)
+                for (let i = 0; i < message.keys.length; ++i)
+                    writer.uint32(/* id 1, wireType 2 =*/10).string(message.keys[i]);
+            if (message.$unknowns != null && $Object.hasOwnProperty.call(message, "$unknowns"))
+                for (let i = 0; i < message.$unknowns.length; ++i)
+                    writer.raw(message.$unknowns[i]);
+            return writer;
+        };
+
+        /**
+         * Decodes a StageDiskObjectsRequest message from the specified reader or buffer.
+         * @function decode
+         * @memberof mooncake.StageDiskObjectsRequest
+         * @static
+         * @param {$protobuf.Reader|Uint8Array} reader Reader or buffer to decode from
+         * @param {number} [length] Message length if known beforehand
+         * @returns {mooncake.StageDiskObjectsRequest & mooncake.StageDiskObjectsRequest.$Shape} StageDiskObjectsRequest
+         * @throws {Error} If the payload is not a reader or valid buffer
+         * @throws {$protobuf.util.ProtocolError} If required fields are missing
+         */
+        StageDiskObjectsRequest.decode = function (reader, length, _end, _depth, _target) {
+            if (!(reader instanceof $Reader))
+                reader = $Reader.create(reader);
+            if (_depth === $undefined)
+                _depth = 0;
+            if (_depth > $Reader.recursionLimit)
+                throw $Error("max depth exceeded");
+            let end, message;
+            if (length === $undefined)
+                end = reader.len;
+            else {
+                end = reader.pos + length;
+                if (end > reader.len)
+                    throw $RangeError("index out of range");
+                length = reader.len;
+                reader.len = end;
+            }
+            message = _target || new $root.mooncake.StageDiskObjectsRequest();
+            while (reader.pos < end) {
+                let start = reader.pos;
+                let tag = reader.tag();
+                if (tag === _end) {
+                    _end = $undefined;
+                    break;
+                }
+                let wireType = tag & 7;
+                switch (tag >>>= 3) {
+                case 1: {
+                        if (wireType !== 2)
+                            break;
+                        if (!(message.keys && message.keys.length))
+                            message.keys = [];
+                        message.keys.push(reader.stringVerify());
+                        continue;
+                    }
+                }
+                reader.skipType(wireType, _depth, tag);
+                if (!reader.discardUnknown) {
+                    $util.makeProp(message, "$unknowns", false);
+                    (message.$unknowns || (message.$unknowns = [])).push(reader.raw(start, reader.pos));
+                }
+            }
+            if (length !== $undefined) {
+                if (reader.pos !== end)
+                    throw $RangeError("index out of range");
+                reader.len = length;
+            }
+            if (_end !== $undefined)
+                throw $Error("missing end group");
+            return message;
+        };
+
+        return StageDiskObjectsRequest;
+    })();
+
+    mooncake.StagedObject = (function() {
+
+        /**
+         * Properties of a StagedObject.
+         * @typedef {Object} mooncake.StagedObject.$Properties
+         * @property {number|null} [errorCode] StagedObject errorCode
+         * @property {string|null} [transportEndpoint] the node's transfer-engine segment name
+         * @property {number|null} [bufferAddress] StagedObject bufferAddress
+         * @property {number|null} [size] StagedObject size
+         * @property {number|null} [stageId] StagedObject stageId
+         * @property {number|null} [checksum] the staged bytes' value checksum (src/core/checksum.ts)
+         * @property {number|null} [ttlMs] the buffer is reused after this even without ReleaseStaged
+         * @property {Array.<Uint8Array>} [$unknowns] Unknown fields preserved while decoding when enabled
+         */
+
+        /**
+         * Properties of a StagedObject.
+         * @memberof mooncake
+         * @interface IStagedObject
+         * @augments mooncake.StagedObject.$Properties
+         * @deprecated Use mooncake.StagedObject.$Properties instead.
+         */
+
+        /**
+         * Shape of a StagedObject.
+         * @typedef {mooncake.StagedObject.$Properties} mooncake.StagedObject.$Shape
+         */
+
+        /**
+         * Constructs a new StagedObject.
+         * @memberof mooncake
+         * @classdesc Represents a StagedObject.
+         * @constructor
+         * @param {mooncake.StagedObject.$Properties=} [properties] Properties to set
+         * @property {Array.<Uint8Array>} [$unknowns] Unknown fields preserved while decoding when enabled
+         */
+        const StagedObject = function (properties) {
+            if (properties)
+                for (let keys = $Object.keys(properties), i = 0; i < keys.length; ++i)
+                    if (properties[keys[i]] != null && keys[i] !== "__proto__")
+                        this[keys[i]] = properties[keys[i]];
+        };
+
+        /**
+         * StagedObject errorCode.
+         * @member {number} errorCode
+         * @memberof mooncake.StagedObject
+         * @instance
+         */
+        StagedObject.prototype.errorCode = 0;
+
+        /**
+         * the node's transfer-engine segment name
+         * @member {string} transportEndpoint
+         * @memberof mooncake.StagedObject
+         * @instance
+         */
+        StagedObject.prototype.transportEndpoint = "";
+
+        /**
+         * StagedObject bufferAddress.
+         * @member {number} bufferAddress
+         * @memberof mooncake.StagedObject
+         * @instance
+         */
+        StagedObject.prototype.bufferAddress = $util.Long ? $util.Long.fromBits(0,0,true) : 0;
+
+        /**
+         * StagedObject size.
+         * @member {number} size
+         * @memberof mooncake.StagedObject
+         * @instance
+         */
+        StagedObject.prototype.size = $util.Long ? $util.Long.fromBits(0,0,true) : 0;
+
+        /**
+         * StagedObject stageId.
+         * @member {number} stageId
+         * @memberof mooncake.StagedObject
+         * @instance
+         */
+        StagedObject.prototype.stageId = $util.Long ? $util.Long.fromBits(0,0,true) : 0;
+
+        /**
+         * the staged bytes' value checksum (src/core/checksum.ts)
+         * @member {number} checksum
+         * @memberof mooncake.StagedObject
+         * @instance
+         */
+        StagedObject.prototype.checksum = $util.Long ? $util.Long.fromBits(0,0,true) : 0;
+
+        /**
+         * the buffer is reused after this even without ReleaseStaged
+         * @member {number} ttlMs
+         * @memberof mooncake.StagedObject
+         * @instance
+         */
+        StagedObject.prototype.ttlMs = $util.Long ? $util.Long.fromBits(0,0,true) : 0;
+
+        /**
+         * Creates a new StagedObject instance using the specified properties.
+         * @function create
+         * @memberof mooncake.StagedObject
+         * @static
+         * @param {mooncake.StagedObject.$Properties=} [properties] Properties to set
+         * @returns {mooncake.StagedObject} StagedObject instance
+         * @type {{
+         *   (properties: mooncake.StagedObject.$Shape): mooncake.StagedObject & mooncake.StagedObject.$Shape;
+         *   (properties?: mooncake.StagedObject.$Properties): mooncake.StagedObject;
+         * }}
+         */
+        StagedObject.create = function(properties) {
+            return new StagedObject(properties);
+        };
+
+        /**
+         * Encodes the specified StagedObject message. Does not implicitly {@link mooncake.StagedObject.verify|verify} messages.
+         * @function encode
+         * @memberof mooncake.StagedObject
+         * @static
+         * @param {mooncake.StagedObject.$Properties} message StagedObject message or plain object to encode
+         * @param {$protobuf.Writer} [writer] Writer to encode to
+         * @returns {$protobuf.Writer} Writer
+         */
+        StagedObject.encode = function (message, writer, _depth) {
+            if (!writer)
+                writer = $Writer.create();
+            if (_depth === $undefined)
+                _depth = 0;
+            if (_depth > $util.recursionLimit)
+                throw $Error("max depth exceeded");
+            if (message.errorCode != null && $Object.hasOwnProperty.call(message, "errorCode") && message.errorCode !== 0)
+                writer.uint32(/* id 1, wireType 0 =*/8).int32(message.errorCode);
+            if (message.transportEndpoint != null && $Object.hasOwnProperty.call(message, "transportEndpoint") && message.transportEndpoint !== "")
+                writer.uint32(/* id 2, wireType 2 =*/18).string(message.transportEndpoint);
+            if (message.bufferAddress != null && $Object.hasOwnProperty.call(message, "bufferAddress") && (typeof message.bufferAddress === "object" ? message.bufferAddress.low || message.bufferAddress.high : message.bufferAddress !== 0))
+                writer.uint32(/* id 3, wireType 0 =*/24).uint64(message.bufferAddress);
+            if (message.size != null && $Object.hasOwnProperty.call(message, "size") && (typeof message.size === "object" ? message.size.low || message.size.high : message.size !== 0))
+                writer.uint32(/* id 4, wireType 0 =*/32).uint64(message.size);
+            if (message.stageId != null && $Object.hasOwnProperty.call(message, "stageId") && (typeof message.stageId === "object" ? message.stageId.low || message.stageId.high : message.stageId !== 0))
+                writer.uint32(/* id 5, wireType 0 =*/40).uint64(message.stageId);
+            if (message.checksum != null && $Object.hasOwnProperty.call(message, "checksum") && (typeof message.checksum === "object" ? message.checksum.low || message.checksum.high : message.checksum !== 0))
+                writer.uint32(/* id 6, wireType 0 =*/48).uint64(message.checksum);
+            if (message.ttlMs != null && $Object.hasOwnProperty.call(message, "ttlMs") && (typeof message.ttlMs === "object" ? message.ttlMs.low || message.ttlMs.high : message.ttlMs !== 0))
+                writer.uint32(/* id 7, wireType 0 =*/56).uint64(message.ttlMs);
+            if (message.$unknowns != null && $Object.hasOwnProperty.call(message, "$unknowns"))
+                for (let i = 0; i < message.$unknowns.length; ++i)
+                    writer.raw(message.$unknowns[i]);
+            return writer;
+        };
+
+        /**
+         * Decodes a StagedObject message from the specified reader or buffer.
+         * @function decode
+         * @memberof mooncake.StagedObject
+         * @static
+         * @param {$protobuf.Reader|Uint8Array} reader Reader or buffer to decode from
+         * @param {number} [length] Message length if known beforehand
+         * @returns {mooncake.StagedObject & mooncake.StagedObject.$Shape} StagedObject
+         * @throws {Error} If the payload is not a reader or valid buffer
+         * @throws {$protobuf.util.ProtocolError} If required fields are missing
+         */
+        StagedObject.decode = function (reader, length, _end, _depth, _target) {
+            if (!(reader instanceof $Reader))
+                reader = $Reader.create(reader);
+            if (_depth === $undefined)
+                _depth = 0;
+            if (_depth > $Reader.recursionLimit)
+                throw $Error("max depth exceeded");
+            let end, message, value;
+            if (length === $undefined)
+                end = reader.len;
+            else {
+                end = reader.pos + length;
+                if (end > reader.len)
+                    throw $RangeError("index out of range");
+                length = reader.len;
+                reader.len = end;
+            }
+            message = _target || new $root.mooncake.StagedObject();
+            while (reader.pos < end) {
+                let start = reader.pos;
+                let tag = reader.tag();
+                if (tag === _end) {
+                    _end = $undefined;
+                    break;
+                }
+                let wireType = tag & 7;
+                switch (tag >>>= 3) {
+                case 1: {
+                        if (wireType !== 0)
+                            break;
+                        if (value = reader.int32())
+                            message.errorCode = value;
+                        else
+                            delete message.errorCode;
+                        continue;
+                    }
+                case 2: {
+                        if (wireType !== 2)
+                            break;
+                        if ((value = reader.stringVerify()).length)
+                            message.transportEndpoint = value;
+                        else
+                            delete message.transportEndpoint;
+                        continue;
+                    }
+                case 3: {
+                        if (wireType !== 0)
+                            break;
+                        if (typeof (value = reader.uint64()) === "object" ? value.low || value.high : value !== 0)
+                            message.bufferAddress = value;
+                        else
+                            delete message.bufferAddress;
+                        continue;
+                    }
+                case 4: {
+                        if (wireType !== 0)
+                            break;
+                        if (typeof (value = reader.uint64()) === "object" ? value.low || value.high : value !== 0)
+                            message.size = value;
+                        else
+                            delete message.size;
+                        continue;
+                    }
+                case 5: {
+                        if (wireType !== 0)
+                            break;
+                        if (typeof (value = reader.uint64()) === "object" ? value.low || value.high : value !== 0)
+                            message.stageId = value;
+                        else
+                            delete message.stageId;
+                        continue;
+                    }
+                case 6: {
+                        if (wireType !== 0)
+                            break;
+                        if (typeof (value = reader.uint64()) === "object" ? value.low || value.high : value !== 0)
+                            message.checksum = value;
+                        else
+                            delete message.checksum;
+                        continue;
+                    }
+                case 7: {
+                        if (wireType !== 0)
+                            break;
+                        if (typeof (value = reader.uint64()) === "object" ? value.low || value.high : value !== 0)
+                            message.ttlMs = value;
+                        else
+                            delete message.ttlMs;
+                        continue;
+                    }
+                }
+                reader.skipType(wireType, _depth, tag);
+                if (!reader.discardUnknown) {
+                    $util.makeProp(message, "$unknowns", false);
+                    (message.$unknowns || (message.$unknowns = [])).push(reader.raw(start, reader.pos));
+                }
+            }
+            if (length !== $undefined) {
+                if (reader.pos !== end)
+                    throw $RangeError("index out of range");
+                reader.len = length;
+            }
+            if (_end !== $undefined)
+                throw $Error("missing end group");
+            return message;
+        };
+
+        return StagedObject;
+    })();
+
+    mooncake.StageDiskObjectsResponse = (function() {
+
+        /**
+         * Properties of a StageDiskObjectsResponse.
+         * @typedef {Object} mooncake.StageDiskObjectsResponse.$Properties
+         * @property {number|null} [errorCode] StageDiskObjectsResponse errorCode
+         * @property {Array.<mooncake.StagedObject.$Properties>|null} [results] one per key, in order
+         * @property {Array.<Uint8Array>} [$unknowns] Unknown fields preserved while decoding when enabled
+         */
+
+        /**
+         * Properties of a StageDiskObjectsResponse.
+         * @memberof mooncake
+         * @interface IStageDiskObjectsResponse
+         * @augments mooncake.StageDiskObjectsResponse.$Properties
+         * @deprecated Use mooncake.StageDiskObjectsResponse.$Properties instead.
+         */
+
+        /**
+         * Shape of a StageDiskObjectsResponse.
+         * @typedef {mooncake.StageDiskObjectsResponse.$Properties} mooncake.StageDiskObjectsResponse.$Shape
+         */
+
+        /**
+         * Constructs a new StageDiskObjectsResponse.
+         * @memberof mooncake
+         * @classdesc Represents a StageDiskObjectsResponse.
+         * @constructor
+         * @param {mooncake.StageDiskObjectsResponse.$Properties=} [properties] Properties to set
+         * @property {Array.<Uint8Array>} [$unknowns] Unknown fields preserved while decoding when enabled
+         */
+        const StageDiskObjectsResponse = function (properties) {
+            this.results = [];
+            if (properties)
+                for (let keys = $Object.keys(properties), i = 0; i < keys.length; ++i)
+                    if (properties[keys[i]] != null && keys[i] !== "__proto__")
+                        this[keys[i]] = properties[keys[i]];
+        };
+
+        /**
+         * StageDiskObjectsResponse errorCode.
+         * @member {number} errorCode
+         * @memberof mooncake.StageDiskObjectsResponse
+         * @instance
+         */
+        StageDiskObjectsResponse.prototype.errorCode = 0;
+
+        /**
+         * one per key, in order
+         * @member {Array.<mooncake.StagedObject.$Properties>} results
+         * @memberof mooncake.StageDiskObjectsResponse
+         * @instance
+         */
+        StageDiskObjectsResponse.prototype.results = $util.emptyArray;
+
+        /**
+         * Creates a new StageDiskObjectsResponse instance using the specified properties.
+         * @function create
+         * @memberof mooncake.StageDiskObjectsResponse
+         * @static
+         * @param {mooncake.StageDiskObjectsResponse.$Properties=} [properties] Properties to set
+         * @returns {mooncake.StageDiskObjectsResponse} StageDiskObjectsResponse instance
+         * @type {{
+         *   (properties: mooncake.StageDiskObjectsResponse.$Shape): mooncake.StageDiskObjectsResponse & mooncake.StageDiskObjectsResponse.$Shape;
+         *   (properties?: mooncake.StageDiskObjectsResponse.$Properties): mooncake.StageDiskObjectsResponse;
+         * }}
+         */
+        StageDiskObjectsResponse.create = function(properties) {
+            return new StageDiskObjectsResponse(properties);
+        };
+
+        /**
+         * Encodes the specified StageDiskObjectsResponse message. Does not implicitly {@link mooncake.StageDiskObjectsResponse.verify|verify} messages.
+         * @function encode
+         * @memberof mooncake.StageDiskObjectsResponse
+         * @static
+         * @param {mooncake.StageDiskObjectsResponse.$Properties} message StageDiskObjectsResponse message or plain object to encode
+         * @param {$protobuf.Writer} [writer] Writer to encode to
+         * @returns {$protobuf.Writer} Writer
+         */
+        StageDiskObjectsResponse.encode = function (message, writer, _depth) {
+            if (!writer)
+                writer = $Writer.create();
+            if (_depth === $undefined)
+                _depth = 0;
+            if (_depth > $util.recursionLimit)
+                throw $Error("max depth exceeded");
+            if (message.errorCode != null && $Object.hasOwnProperty.call(message, "errorCode") && message.errorCode !== 0)
+                writer.uint32(/* id 1, wireType 0 =*/8).int32(message.errorCode);
+            if (message.results != null && message.results.length)
+                for (let i = 0; i < message.results.length; ++i)
+                    $root.mooncake.StagedObject.encode(message.results[i], writer.uint32(/* id 2, wireType 2 =*/18).fork(), _depth + 1).ldelim();
+            if (message.$unknowns != null && $Object.hasOwnProperty.call(message, "$unknowns"))
+                for (let i = 0; i < message.$unknowns.length; ++i)
+                    writer.raw(message.$unknowns[i]);
+            return writer;
+        };
+
+        /**
+         * Decodes a StageDiskObjectsResponse message from the specified reader or buffer.
+         * @function decode
+         * @memberof mooncake.StageDiskObjectsResponse
+         * @static
+         * @param {$protobuf.Reader|Uint8Array} reader Reader or buffer to decode from
+         * @param {number} [length] Message length if known beforehand
+         * @returns {mooncake.StageDiskObjectsResponse & mooncake.StageDiskObjectsResponse.$Shape} StageDiskObjectsResponse
+         * @throws {Error} If the payload is not a reader or valid buffer
+         * @throws {$protobuf.util.ProtocolError} If required fields are missing
+         */
+        StageDiskObjectsResponse.decode = function (reader, length, _end, _depth, _target) {
+            if (!(reader instanceof $Reader))
+                reader = $Reader.create(reader);
+            if (_depth === $undefined)
+                _depth = 0;
+            if (_depth > $Reader.recursionLimit)
+                throw $Error("max depth exceeded");
+            let end, message, value;
+            if (length === $undefined)
+                end = reader.len;
+            else {
+                end = reader.pos + length;
+                if (end > reader.len)
+                    throw $RangeError("index out of range");
+                length = reader.len;
+                reader.len = end;
+            }
+            message = _target || new $root.mooncake.StageDiskObjectsResponse();
+            while (reader.pos < end) {
+                let start = reader.pos;
+                let tag = reader.tag();
+                if (tag === _end) {
+                    _end = $undefined;
+                    break;
+                }
+                let wireType = tag & 7;
+                switch (tag >>>= 3) {
+                case 1: {
+                        if (wireType !== 0)
+                            break;
+                        if (value = reader.int32())
+                            message.errorCode = value;
+                        else
+                            delete message.errorCode;
+                        continue;
+                    }
+                case 2: {
+                        if (wireType !== 2)
+                            break;
+                        if (!(message.results && message.results.length))
+                            message.results = [];
+                        message.results.push($root.mooncake.StagedObject.decode(reader, reader.size(), $undefined, _depth + 1));
+                        continue;
+                    }
+                }
+                reader.skipType(wireType, _depth, tag);
+                if (!reader.discardUnknown) {
+                    $util.makeProp(message, "$unknowns", false);
+                    (message.$unknowns || (message.$unknowns = [])).push(reader.raw(start, reader.pos));
+                }
+            }
+            if (length !== $undefined) {
+                if (reader.pos !== end)
+                    throw $RangeError("index out of range");
+                reader.len = length;
+            }
+            if (_end !== $undefined)
+                throw $Error("missing end group");
+            return message;
+        };
+
+        return StageDiskObjectsResponse;
+    })();
+
+    mooncake.ReleaseStagedRequest = (function() {
+
+        /**
+         * Properties of a ReleaseStagedRequest.
+         * @typedef {Object} mooncake.ReleaseStagedRequest.$Properties
+         * @property {Array.<number>|null} [stageIds] ReleaseStagedRequest stageIds
+         * @property {Array.<Uint8Array>} [$unknowns] Unknown fields preserved while decoding when enabled
+         */
+
+        /**
+         * Properties of a ReleaseStagedRequest.
+         * @memberof mooncake
+         * @interface IReleaseStagedRequest
+         * @augments mooncake.ReleaseStagedRequest.$Properties
+         * @deprecated Use mooncake.ReleaseStagedRequest.$Properties instead.
+         */
+
+        /**
+         * Shape of a ReleaseStagedRequest.
+         * @typedef {mooncake.ReleaseStagedRequest.$Properties} mooncake.ReleaseStagedRequest.$Shape
+         */
+
+        /**
+         * Constructs a new ReleaseStagedRequest.
+         * @memberof mooncake
+         * @classdesc Represents a ReleaseStagedRequest.
+         * @constructor
+         * @param {mooncake.ReleaseStagedRequest.$Properties=} [properties] Properties to set
+         * @property {Array.<Uint8Array>} [$unknowns] Unknown fields preserved while decoding when enabled
+         */
+        const ReleaseStagedRequest = function (properties) {
+            this.stageIds = [];
+            if (properties)
+                for (let keys = $Object.keys(properties), i = 0; i < keys.length; ++i)
+                    if (properties[keys[i]] != null && keys[i] !== "__proto__")
+                        this[keys[i]] = properties[keys[i]];
+        };
+
+        /**
+         * ReleaseStagedRequest stageIds.
+         * @member {Array.<number>} stageIds
+         * @memberof mooncake.ReleaseStagedRequest
+         * @instance
+         */
+        ReleaseStagedRequest.prototype.stageIds = $util.emptyArray;
+
+        /**
+         * Creates a new ReleaseStagedRequest instance using the specified properties.
+         * @function create
+         * @memberof mooncake.ReleaseStagedRequest
+         * @static
+         * @param {mooncake.ReleaseStagedRequest.$Properties=} [properties] Properties to set
+         * @returns {mooncake.ReleaseStagedRequest} ReleaseStagedRequest instance
+         * @type {{
+         *   (properties: mooncake.ReleaseStagedRequest.$Shape): mooncake.ReleaseStagedRequest & mooncake.ReleaseStagedRequest.$Shape;
+         *   (properties?: mooncake.ReleaseStagedRequest.$Properties): mooncake.ReleaseStagedRequest;
+         * }}
+         */
+        ReleaseStagedRequest.create = function(properties) {
+            return new ReleaseStagedRequest(properties);
+        };
+
+        /**
+         * Encodes the specified ReleaseStagedRequest message. Does not implicitly {@link mooncake.ReleaseStagedRequest.verify|verify} messages.
+         * @function encode
+         * @memberof mooncake.ReleaseStagedRequest
+         * @static
+         * @param {mooncake.ReleaseStagedRequest.$Properties} message ReleaseStagedRequest message or plain object to encode
+         * @param {$protobuf.Writer} [writer] Writer to encode to
+         * @returns {$protobuf.Writer} Writer
+         */
+        ReleaseStagedRequest.encode = function (message, writer, _depth) {
+            if (!writer)
+                writer = $Writer.create();
+            if (_depth === $undefined)
+                _depth = 0;
+            if (_depth > $util.recursionLimit)
+                throw $Error("max depth exceeded");
+            if (message.stageIds != null && message.stageIds.length)
+                writer.uint32(/* id 1, wireType 2 =*/10).uint64s(message.stageIds);
+            if (message.$unknowns != null && $Object.hasOwnProperty.call(message, "$unknowns"))
+                for (let i = 0; i < message.$unknowns.length; ++i)
+                    writer.raw(message.$unknowns[i]);
+            return writer;
+        };
+
+        /**
+         * Decodes a ReleaseStagedRequest message from the specified reader or buffer.
+         * @function decode
+         * @memberof mooncake.ReleaseStagedRequest
+         * @static
+         * @param {$protobuf.Reader|Uint8Array} reader Reader or buffer to decode from
+         * @param {number} [length] Message length if known beforehand
+         * @returns {mooncake.ReleaseStagedRequest & mooncake.ReleaseStagedRequest.$Shape} ReleaseStagedRequest
+         * @throws {Error} If the payload is not a reader or valid buffer
+         * @throws {$protobuf.util.ProtocolError} If required fields are missing
+         */
+        ReleaseStagedRequest.decode = function (reader, length, _end, _depth, _target) {
+            if (!(reader instanceof $Reader))
+                reader = $Reader.create(reader);
+            if (_depth === $undefined)
+                _depth = 0;
+            if (_depth > $Reader.recursionLimit)
+                throw $Error("max depth exceeded");
+            let end, message;
+            if (length === $undefined)
+                end = reader.len;
+            else {
+                end = reader.pos + length;
+                if (end > reader.len)
+                    throw $RangeError("index out of range");
+                length = reader.len;
+                reader.len = end;
+            }
+            message = _target || new $root.mooncake.ReleaseStagedRequest();
+            while (reader.pos < end) {
+                let start = reader.pos;
+                let tag = reader.tag();
+                if (tag === _end) {
+                    _end = $undefined;
+                    break;
+                }
+                let wireType = tag & 7;
+                switch (tag >>>= 3) {
+                case 1: {
+                        if (wireType === 2) {
+                            if (!(message.stageIds && message.stageIds.length))
+                                message.stageIds = [];
+                            reader.uint64s(message.stageIds);
+                            continue;
+                        }
+                        if (wireType !== 0)
+                            break;
+                        if (!(message.stageIds && message.stageIds.length))
+                            message.stageIds = [];
+                        message.stageIds.push(reader.uint64());
+                        continue;
+                    }
+                }
+                reader.skipType(wireType, _depth, tag);
+                if (!reader.discardUnknown) {
+                    $util.makeProp(message, "$unknowns", false);
+                    (message.$unknowns || (message.$unknowns = [])).push(reader.raw(start, reader.pos));
+                }
+            }
+            if (length !== $undefined) {
+                if (reader.pos !== end)
+                    throw $RangeError("index out of range");
+                reader.len = length;
+            }
+            if (_end !== $undefined)
+                throw $Error("missing end group");
+            return message;
+        };
+
+        return ReleaseStagedRequest;
+    })();
+
+    mooncake.ReleaseStagedResponse = (function() {
+
+        /**
+         * Properties of a ReleaseStagedResponse.
+         * @typedef {Object} mooncake.ReleaseStagedResponse.$Properties
+         * @property {number|null} [errorCode] ReleaseStagedResponse errorCode
+         * @property {Array.<Uint8Array>} [$unknowns] Unknown fields preserved while decoding when enabled
+         */
+
+        /**
+         * Properties of a ReleaseStagedResponse.
+         * @memberof mooncake
+         * @interface IReleaseStagedResponse
+         * @augments mooncake.ReleaseStagedResponse.$Properties
+         * @deprecated Use mooncake.ReleaseStagedResponse.$Properties instead.
+         */
+
+        /**
+         * Shape of a ReleaseStagedResponse.
+         * @typedef {mooncake.ReleaseStagedResponse.$Properties} mooncake.ReleaseStagedResponse.$Shape
+         */
+
+        /**
+         * Constructs a new ReleaseStagedResponse.
+         * @memberof mooncake
+         * @classdesc Represents a ReleaseStagedResponse.
+         * @constructor
+         * @param {mooncake.ReleaseStagedResponse.$Properties=} [properties] Properties to set
+         * @property {Array.<Uint8Array>} [$unknowns] Unknown fields preserved while decoding when enabled
+         */
+        const ReleaseStagedResponse = function (properties) {
+            if (properties)
+                for (let keys = $Object.keys(properties), i = 0; i < keys.length; ++i)
+                    if (properties[keys[i]] != null && keys[i] !== "__proto__")
+                        this[keys[i]] = properties[keys[i]];
+        };
+
+        /**
+         * ReleaseStagedResponse errorCode.
+         * @member {number} errorCode
+         * @memberof mooncake.ReleaseStagedResponse
+         * @instance
+         */
+        ReleaseStagedResponse.prototype.errorCode = 0;
+
+        /**
+         * Creates a new ReleaseStagedResponse instance using the specified properties.
+         * @function create
+         * @memberof mooncake.ReleaseStagedResponse
+         * @static
+         * @param {mooncake.ReleaseStagedResponse.$Properties=} [properties] Properties to set
+         * @returns {mooncake.ReleaseStagedResponse} ReleaseStagedResponse instance
+         * @type {{
+         *   (properties: mooncake.ReleaseStagedResponse.$Shape): mooncake.ReleaseStagedResponse & mooncake.ReleaseStagedResponse.$Shape;
+         *   (properties?: mooncake.ReleaseStagedResponse.$Properties): mooncake.ReleaseStagedResponse;
+         * }}
+         */
+        ReleaseStagedResponse.create = function(properties) {
+            return new ReleaseStagedResponse(properties);
+        };
+
+        /**
+         * Encodes the specified ReleaseStagedResponse message. Does not implicitly {@link mooncake.ReleaseStagedResponse.verify|verify} messages.
+         * @function encode
+         * @memberof mooncake.ReleaseStagedResponse
+         * @static
+         * @param {mooncake.ReleaseStagedResponse.$Properties} message ReleaseStagedResponse message or plain object to encode
+         * @param {$protobuf.Writer} [writer] Writer to encode to
+         * @returns {$protobuf.Writer} Writer
+         */
+        ReleaseStagedResponse.encode = function (message, writer, _depth) {
+            if (!writer)
+                writer = $Writer.create();
+            if (_depth === $undefined)
+                _depth = 0;
+            if (_depth > $util.recursionLimit)
+                throw $Error("max depth exceeded");
+            if (message.errorCode != null && $Object.hasOwnProperty.call(message, "errorCode") && message.errorCode !== 0)
+                writer.uint32(/* id 1, wireType 0 =*/8).int32(message.errorCode);
+            if (message.$unknowns != null && $Object.hasOwnProperty.call(message, "$unknowns"))
+                for (let i = 0; i < message.$unknowns.length; ++i)
+                    writer.raw(message.$unknowns[i]);
+            return writer;
+        };
+
+        /**
+         * Decodes a ReleaseStagedResponse message from the specified reader or buffer.
+         * @function decode
+         * @memberof mooncake.ReleaseStagedResponse
+         * @static
+         * @param {$protobuf.Reader|Uint8Array} reader Reader or buffer to decode from
+         * @param {number} [length] Message length if known beforehand
+         * @returns {mooncake.ReleaseStagedResponse & mooncake.ReleaseStagedResponse.$Shape} ReleaseStagedResponse
+         * @throws {Error} If the payload is not a reader or valid buffer
+         * @throws {$protobuf.util.ProtocolError} If required fields are missing
+         */
+        ReleaseStagedResponse.decode = function (reader, length, _end, _depth, _target) {
+            if (!(reader instanceof $Reader))
+                reader = $Reader.create(reader);
+            if (_depth === $undefined)
+                _depth = 0;
+            if (_depth > $Reader.recursionLimit)
+                throw $Error("max depth exceeded");
+            let end, message, value;
+            if (length === $undefined)
+                end = reader.len;
+            else {
+                end = reader.pos + length;
+                if (end > reader.len)
+                    throw $RangeError("index out of range");
+                length = reader.len;
+                reader.len = end;
+            }
+            message = _target || new $root.mooncake.ReleaseStagedResponse();
+            while (reader.pos < end) {
+                let start = reader.pos;
+                let tag = reader.tag();
+                if (tag === _end) {
+                    _end = $undefined;
+                    break;
+                }
+                let wireType = tag & 7;
+                switch (tag >>>= 3) {
+                case 1: {
+                        if (wireType !== 0)
+                            break;
+                        if (value = reader.int32())
+                            message.errorCode = value;
+                        else
+                            delete message.errorCode;
+                        continue;
+                    }
+                }
+                reader.skipType(wireType, _depth, tag);
+                if (!reader.discardUnknown) {
+                    $util.makeProp(message, "$unknowns", false);
+                    (message.$unknowns || (message.$unknowns = [])).push(reader.raw(start, reader.pos));
+                }
+            }
+            if (length !== $undefined) {
+                if (reader.pos !== end)
+                    throw $RangeError("index out of range");
+                reader.len = length;
+            }
+            if (_end !== $undefined)
+                throw $Error("missing end group");
+            return message;
+        };
+
+        return ReleaseStagedResponse;
     })();
 
     return mooncake;

@@ -37,6 +37,14 @@ export interface MasterConfig {
   /** enable_disk_eviction and quota_bytes: reported by GetStorageConfig only. */
   enableDiskEviction: boolean;
   quotaBytes: number;
+  /**
+   * Disk tier (disk-tier.ts): false (default, Mooncake's default) copies every object to its node's
+   * disk when its put ends; true copies it only when eviction picks it (offload_on_evict), and
+   * eviction then waits for the copy.
+   */
+  offloadOnEvict: boolean;
+  /** offloading_queue_limit: offload tasks queued per node; beyond it a put is not offloaded. */
+  offloadQueueLimit: number;
 }
 
 export const DEFAULT_MASTER_CONFIG: Readonly<MasterConfig> = Object.freeze({
@@ -55,6 +63,8 @@ export const DEFAULT_MASTER_CONFIG: Readonly<MasterConfig> = Object.freeze({
   clusterId: "mooncake_cluster",
   enableDiskEviction: true,
   quotaBytes: 0,
+  offloadOnEvict: false,
+  offloadQueueLimit: 50_000,
 });
 
 /**
@@ -72,6 +82,7 @@ export function makeMasterConfig(overrides: Partial<MasterConfig> = {}): MasterC
     "putStartDiscardTimeoutMs",
     "putStartReleaseTimeoutMs",
     "quotaBytes",
+    "offloadQueueLimit",
   ];
   for (const name of nonNegative) {
     const v = config[name];

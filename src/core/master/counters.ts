@@ -72,6 +72,9 @@ export interface MasterCounters {
   /** Successful memory reads (GetReplicaList hits) and their object bytes. */
   memCacheHits: number;
   memCacheHitBytes: number;
+  /** GetReplicaList answers that sent the reader to a node's disk tier, and their object bytes. */
+  diskCacheHits: number;
+  diskCacheHitBytes: number;
   /** Histogram of PutStart sizes: counts per VALUE_SIZE_BUCKETS slot, plus one overflow slot. */
   valueSizeBuckets: number[];
   valueSizeSum: number;
@@ -96,6 +99,8 @@ export function newCounters(): MasterCounters {
     corruptReplicasDropped: 0,
     memCacheHits: 0,
     memCacheHitBytes: 0,
+    diskCacheHits: 0,
+    diskCacheHitBytes: 0,
     valueSizeBuckets: new Array<number>(VALUE_SIZE_BUCKETS.length + 1).fill(0),
     valueSizeSum: 0,
   };

@@ -14,8 +14,8 @@
 //   Expired discarded (preempted PutStart) buffers are then released.
 //   Pass 2, if evicted + released < ceil(base × lowerbound), evicts the remaining non-pinned
 //   candidates and then, when allowEvictSoftPinnedObjects, soft-pinned ones, oldest lease first.
-// Evicting an object frees all its replicas and erases it (this master has no disk tier that could
-// keep it alive). Hard-pinned objects are never candidates.
+// Evicting an object frees all its memory replicas and erases it from the memory table; a copy on a
+// store node's disk tier (disk-tier.ts) stays readable. Hard-pinned objects are never candidates.
 //
 // Which objects are candidates — and the fix for Mooncake issue #2187.
 // In Mooncake any lease blocks eviction, and ExistKey/BatchExistKey grant the same 10 s lease as
@@ -55,6 +55,8 @@ export interface EvictionReport {
   discardedProcessing: number;
   /** Objects eligible for eviction in principle (not hard pinned, with a live COMPLETE replica). */
   evictionBase: number;
+  /** offloadOnEvict: objects kept this cycle because their copy to disk is queued or under way. */
+  offloadsQueued: number;
 }
 
 function triggered(state: MasterState): boolean {
@@ -85,6 +87,7 @@ export function runEvictionCycle(state: MasterState, nowMs: number): EvictionRep
     releasedDiscarded: 0,
     discardedProcessing: 0,
     evictionBase: 0,
+    offloadsQueued: 0,
   };
   if (triggered(state)) {
     const { evictionHighWatermarkRatio: hwm, evictionRatio: ratio } = state.config;
@@ -185,10 +188,21 @@ function batchEvict(state: MasterState, nowMs: number, target: number, lowerboun
   }
 }
 
-/** Evicts the object at key-table id `id`. */
+/**
+ * Evicts the object at key-table id `id`. With offloadOnEvict, an object not yet on disk whose
+ * node has a disk tier is first copied there: it stays in DRAM until its node has written it
+ * (a later cycle evicts it then), unless that node's offload queue is full.
+ */
 function evict(state: MasterState, id: number, o: ObjectMeta, report: EvictionReport): void {
+  const key = state.objects.keyAt(id);
+  if (state.config.offloadOnEvict && state.disk.tiers.size > 0 && !state.disk.has(key)) {
+    if (state.disk.pendingAnywhere(key) || state.queueOffload(key, o)) {
+      report.offloadsQueued++;
+      return;
+    }
+  }
   const bytes = o.sizeBytes * o.replicaCount;
-  state.eraseObject(state.objects.keyAt(id), o, true);
+  state.eraseObject(key, o, true);
   report.evictedKeys++;
   report.evictedBytes += bytes;
   state.counters.evictedKeys++;

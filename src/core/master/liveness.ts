@@ -157,6 +157,9 @@ export function expireClients(state: MasterState, nowMs: number): ExpiryReport {
   for (const clientId of expiredClients) {
     state.clientDeadlines.delete(clientId);
     state.okClients.delete(clientId);
+    // Its disk replicas go too (spec §3.9): a reader would be sent to a node that does not answer.
+    // The node registers them again when it comes back and remounts.
+    state.disk.dropOwner(clientId);
     for (const seg of [...(state.segments.byClient.get(clientId) ?? [])]) {
       if (state.segments.prepareUnmount(seg.id).ok) dying.push(seg);
     }

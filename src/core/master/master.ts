@@ -57,7 +57,7 @@ function refusal(op: Op, code: ErrorCodeValue): OpResults[OpName] {
     case "expireClients":
       return { expiredClients: [], deadSegmentNames: [], erasedKeys: 0 };
     case "evict":
-      return { kind: "idle", evictedKeys: 0, evictedBytes: 0, releasedDiscarded: 0, discardedProcessing: 0, evictionBase: 0 };
+      return { kind: "idle", evictedKeys: 0, evictedBytes: 0, releasedDiscarded: 0, discardedProcessing: 0, evictionBase: 0, offloadsQueued: 0 };
     case "expireSoftPins":
       return 0;
     default:

@@ -27,6 +27,8 @@ import {
   reportUnreachable,
   unmountSegment,
 } from "./liveness.ts";
+import type { ErrorCodeValue } from "../errors.ts";
+import type { OffloadTask } from "./disk-tier.ts";
 import type { CommitItem, ReservationGrant } from "./reservations.ts";
 import type { MasterState } from "./state.ts";
 import type {
@@ -76,6 +78,19 @@ export type Op = Stamp &
     | { op: "reportUnreachable"; clientId: string; endpoints: string[] }
     /** A reader found this replica not matching the object's checksum: drop it. */
     | { op: "reportCorruptReplica"; clientId: string; key: string; endpoint: string; address: number }
+    /** Disk tiers (disk-tier.ts): a node's tier and keys; its heartbeat; its copies; its evictions. */
+    | {
+        op: "registerDiskReplicas";
+        clientId: string;
+        nodeName: string;
+        stageEndpoint: string;
+        capacityBytes: number;
+        reset: boolean;
+        entries: { key: string; sizeBytes: number }[];
+      }
+    | { op: "offloadHeartbeat"; clientId: string; maxTasks: number; maxBytes: number; paused: boolean; usedBytes: number }
+    | { op: "notifyOffload"; clientId: string; results: { key: string; replicaId: number; written: boolean }[] }
+    | { op: "evictDiskReplicas"; clientId: string; keys: string[] }
     /** The liveness monitor's tick: expire clients whose TTL ran out. */
     | { op: "expireClients" }
     /** The eviction thread's tick (eviction.ts); apply when evictionDue() says so. */
@@ -114,6 +129,10 @@ export interface OpResults {
   ping: Result<PingResponse>;
   reportUnreachable: Result<number>;
   reportCorruptReplica: Result<number>;
+  registerDiskReplicas: Result<ErrorCodeValue[]>;
+  offloadHeartbeat: Result<{ tasks: OffloadTask[]; removedKeys: string[] }>;
+  notifyOffload: Result<ErrorCodeValue[]>;
+  evictDiskReplicas: Result<number>;
   expireClients: ExpiryReport;
   evict: EvictionReport;
   expireSoftPins: number;
@@ -190,6 +209,14 @@ function applyAny(state: MasterState, op: Op): OpResults[OpName] {
       return reportUnreachable(state, op.endpoints);
     case "reportCorruptReplica":
       return state.dropCorruptReplica(op.key, op.endpoint, op.address);
+    case "registerDiskReplicas":
+      return state.registerDiskReplicas(op.clientId, op.nodeName, op.stageEndpoint, op.capacityBytes, op.reset, op.entries);
+    case "offloadHeartbeat":
+      return state.offloadHeartbeat(op.clientId, op.maxTasks, op.maxBytes, op.paused, op.usedBytes, now);
+    case "notifyOffload":
+      return state.notifyOffload(op.clientId, op.results);
+    case "evictDiskReplicas":
+      return state.evictDiskReplicas(op.clientId, op.keys);
     case "expireClients":
       return expireClients(state, now);
     case "evict":

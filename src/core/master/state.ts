@@ -9,7 +9,7 @@
 // - Expected failures return a Result with a Mooncake ErrorCode; a thrown error means a bug.
 // - Callers go through operations.ts `apply()`; these methods are its implementation.
 
-import { ErrorCode } from "../errors.ts";
+import { ErrorCode, type ErrorCodeValue } from "../errors.ts";
 import { alignedSize } from "./allocator.ts";
 import type { MasterConfig } from "./config.ts";
 import { countBatch, type MasterCounters, newCounters, observeValueSize, type OpCounterName } from "./counters.ts";
@@ -24,6 +24,7 @@ import {
   isValidKey,
   ObjectMeta,
 } from "./objects.ts";
+import { DiskTiers, type DiskTierInfo, MAX_DISK_BATCH, type OffloadTask } from "./disk-tier.ts";
 import { KeyTable } from "./key-table.ts";
 import { placeReplicas } from "./placement.ts";
 import { compileSafeRegex } from "./regex.ts";
@@ -113,10 +114,13 @@ export class MasterState {
   viewVersion = 0;
   softPinnedKeys = 0;
   readonly counters: MasterCounters = newCounters();
+  /** The store nodes' disk tiers and the keys they hold (disk-tier.ts); not durable. */
+  readonly disk: DiskTiers;
 
   constructor(config: MasterConfig, random: () => number) {
     this.config = config;
     this.random = random;
+    this.disk = new DiskTiers(config.offloadQueueLimit, config.offloadOnEvict);
   }
 
   /** Starts noting what each operation touches (persistence.ts); the caller reads and clears it. */
@@ -226,6 +230,8 @@ export class MasterState {
         return fail(ErrorCode.OBJECT_ALREADY_EXISTS);
       }
       this.#preemptZombie(key, existing);
+    } else if (this.disk.has(key)) {
+      return fail(ErrorCode.OBJECT_ALREADY_EXISTS); // the value is on a node's disk
     }
 
     const placements = placeReplicas(
@@ -303,6 +309,7 @@ export class MasterState {
       this.softPinnedKeys++;
     }
     if (objectChecksum !== undefined) this.checksums.set(key, objectChecksum);
+    if (this.disk.tiers.size > 0) this.#offloadAtPutEnd(key, o);
     // GrantReadLease(0): not a lease (it expires at once), but it stamps the object's recency so
     // eviction's "oldest lease first" treats a fresh put as freshly used.
     if (o.leaseMs < nowMs) o.leaseMs = nowMs;
@@ -379,6 +386,8 @@ export class MasterState {
       if (existing.complete || existing.putStartMs + this.config.putStartDiscardTimeoutMs >= nowMs) {
         return fail(ErrorCode.OBJECT_ALREADY_EXISTS);
       }
+    } else if (this.disk.has(key)) {
+      return fail(ErrorCode.OBJECT_ALREADY_EXISTS);
     }
     if (!r.claim(item.offset, sizeBytes)) return INVALID_PARAMS;
     if (existing !== undefined) this.#preemptZombie(key, existing);
@@ -389,6 +398,7 @@ export class MasterState {
     this.objects.set(key, o);
     this.changes?.keys.set(key, o);
     if (item.objectChecksum !== undefined) this.checksums.set(key, item.objectChecksum);
+    if (this.disk.tiers.size > 0) this.#offloadAtPutEnd(key, o);
     observeValueSize(this.counters, sizeBytes);
     return OK_VOID;
   }
@@ -476,7 +486,7 @@ export class MasterState {
   #existKey(key: string, nowMs: number): Result<boolean> {
     if (!isValidKey(key)) return INVALID_PARAMS;
     const o = this.objects.get(key);
-    if (o === undefined || !o.readable()) return ok(false);
+    if (o === undefined || !o.readable()) return ok(this.disk.locate(key) !== null);
     const until = nowMs + this.config.leaseTtlMs;
     if (o.leaseMs < until) o.leaseMs = until;
     return ok(true);
@@ -485,16 +495,29 @@ export class MasterState {
   #getReplicaList(key: string, nowMs: number): Result<ReplicaListResponse> {
     if (!isValidKey(key)) return INVALID_PARAMS;
     const o = this.objects.get(key);
-    if (o === undefined) return OBJECT_NOT_FOUND;
+    if (o === undefined) return this.#diskReplicaList(key);
     const replicas = describeReadable(o);
     // Objects here always hold ≥1 live replica record, so "no readable replica" means PROCESSING
-    // or on a segment being unmounted: not ready (Mooncake's all-REMOVED case cannot occur).
-    if (replicas.length === 0) return fail(ErrorCode.REPLICA_IS_NOT_READY);
+    // or on a segment being unmounted: not ready (Mooncake's all-REMOVED case cannot occur),
+    // unless a node's disk holds the value.
+    if (replicas.length === 0) return o.complete && this.disk.has(key) ? this.#diskReplicaList(key) : fail(ErrorCode.REPLICA_IS_NOT_READY);
     this.#grantReadLease(o, nowMs);
     this.counters.memCacheHits++;
     this.counters.memCacheHitBytes += o.sizeBytes;
     const checksum = this.checksums.size > 0 ? this.checksums.get(key) : undefined;
     const resp: ReplicaListResponse = { replicas, leaseTtlMs: this.config.leaseTtlMs };
+    if (checksum !== undefined) resp.objectChecksum = checksum;
+    return ok(resp);
+  }
+
+  /** A disk-only object: no memory replica, the node to stage it from. */
+  #diskReplicaList(key: string): Result<ReplicaListResponse> {
+    const where = this.disk.locate(key);
+    if (where === null) return OBJECT_NOT_FOUND;
+    this.counters.diskCacheHits++;
+    this.counters.diskCacheHitBytes += where.sizeBytes;
+    const resp: ReplicaListResponse = { replicas: [], leaseTtlMs: this.config.leaseTtlMs, disk: where };
+    const checksum = this.disk.byKey.get(key)!.checksum;
     if (checksum !== undefined) resp.objectChecksum = checksum;
     return ok(resp);
   }
@@ -530,8 +553,10 @@ export class MasterState {
     for (const [key, o] of this.objects) {
       if (!re.test(key) || !this.#removable(o, force, nowMs)) continue;
       this.eraseObject(key, o, true);
+      this.disk.remove(key, true);
       removed++;
     }
+    removed += this.#removeDiskOnly((key) => re.test(key));
     return this.#count("remove_by_regex", ok(removed));
   }
 
@@ -541,8 +566,10 @@ export class MasterState {
     for (const [key, o] of this.objects) {
       if (!this.#removable(o, force, nowMs)) continue;
       this.eraseObject(key, o, true);
+      this.disk.remove(key, true);
       removed++;
     }
+    removed += this.#removeDiskOnly(() => true);
     return this.#count("remove_all", ok(removed));
   }
 
@@ -608,15 +635,113 @@ export class MasterState {
   #remove(key: string, force: boolean, nowMs: number): Result<void> {
     if (!isValidKey(key)) return INVALID_PARAMS;
     const o = this.objects.get(key);
-    if (o === undefined) return OBJECT_NOT_FOUND;
+    if (o === undefined) return this.disk.remove(key, true) ? OK_VOID : OBJECT_NOT_FOUND;
     if (!force && !o.leaseExpired(nowMs)) return fail(ErrorCode.OBJECT_HAS_LEASE);
     if (!o.complete) return fail(ErrorCode.REPLICA_IS_NOT_READY);
     this.eraseObject(key, o, true);
+    this.disk.remove(key, true);
     return OK_VOID;
+  }
+
+  /** Removes disk replicas of keys DRAM no longer holds that `match` accepts; how many. */
+  #removeDiskOnly(match: (key: string) => boolean): number {
+    if (this.disk.byKey.size === 0) return 0;
+    const keys: string[] = [];
+    for (const key of this.disk.byKey.keys()) if (!this.objects.has(key) && match(key)) keys.push(key);
+    for (const key of keys) this.disk.remove(key, true);
+    return keys.length;
   }
 
   #removable(o: ObjectMeta, force: boolean, nowMs: number): boolean {
     return o.complete && (force || o.leaseExpired(nowMs));
+  }
+
+  // ---- disk tiers (disk-tier.ts) ---------------------------------------------------------------
+
+  /**
+   * RegisterDiskReplicas: a node's tier and (some of) the keys it holds on disk. `reset` (the
+   * first call after a mount) forgets what the node had here before; capacity 0 withdraws the
+   * tier. One code per entry; a refused entry never fails the others.
+   */
+  registerDiskReplicas(
+    clientId: string,
+    nodeName: string,
+    stageEndpoint: string,
+    capacityBytes: number,
+    reset: boolean,
+    entries: readonly { key: string; sizeBytes: number }[],
+  ): Result<ErrorCodeValue[]> {
+    if (entries.length > MAX_DISK_BATCH || !Number.isSafeInteger(capacityBytes) || capacityBytes < 0) return INVALID_PARAMS;
+    if (capacityBytes > 0 && (stageEndpoint === "" || nodeName === "")) return INVALID_PARAMS;
+    const tier = this.disk.registerTier(clientId, nodeName, stageEndpoint, capacityBytes, reset);
+    if (tier === null) return ok(entries.map(() => ErrorCode.INVALID_PARAMS));
+    return ok(
+      entries.map(({ key, sizeBytes }) => {
+        if (!isValidKey(key)) return ErrorCode.INVALID_PARAMS;
+        const o = this.objects.get(key);
+        return this.disk.addReplica(tier, key, sizeBytes, o?.sizeBytes, this.nextReplicaId++, undefined);
+      }),
+    );
+  }
+
+  /** OffloadHeartbeat: what the node should copy to disk now, and what to forget. */
+  offloadHeartbeat(clientId: string, maxTasks: number, maxBytes: number, paused: boolean, usedBytes: number, nowMs: number): Result<{ tasks: OffloadTask[]; removedKeys: string[] }> {
+    const r = this.disk.heartbeat(clientId, maxTasks, maxBytes, paused, usedBytes, nowMs);
+    // No tier here (a restarted master): the node must register again, which its remount does.
+    return r === null ? OBJECT_NOT_FOUND : ok(r);
+  }
+
+  /**
+   * NotifyOffload: values the node copied (or failed to copy) from DRAM to its disk. A copy counts
+   * only while the memory replica it was made from is still the object's (same replica id): if
+   * the object went meanwhile, its buffer may have been reused mid-copy, and the code tells the
+   * node to drop the copy (INVALID_WRITE).
+   */
+  notifyOffload(clientId: string, results: readonly { key: string; replicaId: number; written: boolean }[]): Result<ErrorCodeValue[]> {
+    if (results.length > MAX_DISK_BATCH) return INVALID_PARAMS;
+    const tier = this.disk.tiers.get(clientId);
+    if (tier === undefined) return OBJECT_NOT_FOUND;
+    return ok(results.map((r) => this.#offloaded(tier, r.key, r.replicaId, r.written)));
+  }
+
+  #offloaded(tier: DiskTierInfo, key: string, replicaId: number, written: boolean): ErrorCodeValue {
+    const task = this.disk.takeInFlight(tier.ownerId, key, replicaId);
+    if (!written) return ErrorCode.OK;
+    const o = this.objects.get(key);
+    let current = false;
+    if (task !== undefined && o?.complete) {
+      forEachReplica(o, (id, seg) => {
+        if (id === replicaId && seg.clientId === tier.ownerId) current = true;
+      });
+    }
+    if (o === undefined || !current) {
+      this.disk.offloadsRefused++;
+      return ErrorCode.INVALID_WRITE;
+    }
+    const code = this.disk.addReplica(tier, key, o.sizeBytes, o.sizeBytes, this.nextReplicaId++, this.checksums.get(key));
+    if (code === ErrorCode.OK) this.disk.offloadsDone++;
+    return code;
+  }
+
+  /** EvictDiskReplicas: the node is about to delete these keys from disk. How many were dropped. */
+  evictDiskReplicas(clientId: string, keys: readonly string[]): Result<number> {
+    if (keys.length > MAX_DISK_BATCH) return INVALID_PARAMS;
+    return ok(this.disk.evicted(clientId, keys));
+  }
+
+  /** At PutEnd (unless offloadOnEvict): queue a copy of the first replica whose node has a tier. */
+  #offloadAtPutEnd(key: string, o: ObjectMeta): void {
+    if (this.config.offloadOnEvict) return;
+    this.queueOffload(key, o);
+  }
+
+  /** Queues a copy of `o` to the disk of the first of its nodes that has a tier; true if queued. */
+  queueOffload(key: string, o: ObjectMeta): boolean {
+    let queued = false;
+    forEachReplica(o, (id, seg, offset) => {
+      if (!queued && seg.readable) queued = this.disk.queueOffload(seg.clientId, key, id, seg.base + offset, o.sizeBytes);
+    });
+    return queued;
   }
 
   // ---- shared helpers (also used by liveness.ts and eviction.ts) -----------------------------

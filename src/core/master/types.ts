@@ -112,6 +112,8 @@ export interface ReplicaListResponse {
   replicas: ReplicaDescriptor[];
   leaseTtlMs: number;
   objectChecksum?: bigint;
+  /** Only when `replicas` is empty: the value is on this node's disk tier (disk-tier.ts). */
+  disk?: { replicaId: number; ownerId: string; sizeBytes: number; stageEndpoint: string };
 }
 
 /** Ping's answer. `viewVersionId` is 0 without HA. */

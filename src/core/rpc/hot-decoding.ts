@@ -173,10 +173,18 @@ export interface DecodedBufferDescriptor {
   transportEndpoint: string;
 }
 
+export interface DecodedLocalDisk {
+  clientId: { first: number; second: number };
+  objectSize: number;
+  transportEndpoint: string;
+}
+
 export interface DecodedReplica {
   id: number;
   status: number;
   memory: { bufferDescriptor: DecodedBufferDescriptor | null } | null;
+  /** A store node's disk tier holds the value (`transportEndpoint`: where to stage it). */
+  localDisk?: DecodedLocalDisk;
 }
 
 export interface DecodedReplicaList {
@@ -199,7 +207,26 @@ function bufferDescriptor(end: number): DecodedBufferDescriptor {
   return d;
 }
 
-/** ReplicaDescriptor; disk and local-disk variants (never sent by this master) are skipped. */
+function localDisk(end: number): DecodedLocalDisk {
+  const d: DecodedLocalDisk = { clientId: { first: 0, second: 0 }, objectSize: 0, transportEndpoint: "" };
+  while (pos < end) {
+    const tag = varint(end);
+    if (tag === 0x0a) {
+      const idEnd = span(end);
+      while (pos < idEnd) {
+        const t = varint(idEnd);
+        if (t === 0x08) d.clientId.first = varint(idEnd);
+        else if (t === 0x10) d.clientId.second = varint(idEnd);
+        else skip(t & 7, idEnd);
+      }
+    } else if (tag === 0x10) d.objectSize = varint(end);
+    else if (tag === 0x1a) d.transportEndpoint = string(end, true);
+    else skip(tag & 7, end);
+  }
+  return d;
+}
+
+/** ReplicaDescriptor; the legacy shared-directory (DISK) variant, never sent by this master, is skipped. */
 function replica(end: number): DecodedReplica {
   const r: DecodedReplica = { id: 0, status: 0, memory: null };
   while (pos < end) {
@@ -214,7 +241,8 @@ function replica(end: number): DecodedReplica {
         if (t === 0x0a) r.memory.bufferDescriptor = bufferDescriptor(span(memoryEnd));
         else skip(t & 7, memoryEnd);
       }
-    } else skip(tag & 7, end);
+    } else if (tag === 0x3a) r.localDisk = localDisk(span(end));
+    else skip(tag & 7, end);
   }
   return r;
 }

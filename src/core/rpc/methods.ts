@@ -104,6 +104,13 @@ export const METHODS = {
   putReserve: method(M.PUT_RESERVE, pb.PutReserveRequest, pb.PutReserveResponse),
   putCommit: method(M.PUT_COMMIT, pb.PutCommitRequest, pb.PutCommitResponse, { decodeResponse: decodeBatchErrorCodes }),
   putRelease: method(M.PUT_RELEASE, pb.PutReleaseRequest, pb.PutReleaseResponse),
+  registerDiskReplicas: method(M.REGISTER_DISK_REPLICAS, pb.RegisterDiskReplicasRequest, pb.RegisterDiskReplicasResponse),
+  offloadHeartbeat: method(M.OFFLOAD_HEARTBEAT, pb.OffloadHeartbeatRequest, pb.OffloadHeartbeatResponse),
+  notifyOffload: method(M.NOTIFY_OFFLOAD, pb.NotifyOffloadRequest, pb.NotifyOffloadResponse),
+  evictDiskReplicas: method(M.EVICT_DISK_REPLICAS, pb.EvictDiskReplicasRequest, pb.EvictDiskReplicasResponse),
+  // Served by store nodes (src/store/disk/), not by the master.
+  stageDiskObjects: method(M.STAGE_DISK_OBJECTS, pb.StageDiskObjectsRequest, pb.StageDiskObjectsResponse),
+  releaseStaged: method(M.RELEASE_STAGED, pb.ReleaseStagedRequest, pb.ReleaseStagedResponse),
 };
 
 export type MethodName = keyof typeof METHODS;

@@ -16,8 +16,16 @@ export interface WireReplica {
   transportEndpoint: string;
 }
 
+/** A LOCAL_DISK replica (a store node's disk tier): `ownerId` is the node's client id, "first-second". */
+export interface WireDiskReplica {
+  replicaId: number;
+  ownerId: string;
+  sizeBytes: number;
+  stageEndpoint: string;
+}
+
 export type ReplicaListItem =
-  | { ok: true; value: { replicas: readonly WireReplica[]; leaseTtlMs: number; objectChecksum?: bigint } }
+  | { ok: true; value: { replicas: readonly WireReplica[]; leaseTtlMs: number; objectChecksum?: bigint; disk?: WireDiskReplica } }
   | { ok: false; code: number };
 
 export type PutStartItem = { ok: true; value: readonly WireReplica[] } | { ok: false; code: number };
@@ -197,6 +205,44 @@ function encode(size: () => number, write: (out: Out) => void): Uint8Array {
   return out.buf;
 }
 
+const REPLICA_STATUS_COMPLETE = 3;
+
+/** The halves of a client id "first-second" (0 for anything else). */
+function uuidHalves(id: string): [number, number] {
+  const dash = id.indexOf("-");
+  const first = Number(id.slice(0, dash));
+  const second = Number(id.slice(dash + 1));
+  return dash > 0 && Number.isSafeInteger(first) && Number.isSafeInteger(second) ? [first, second] : [0, 0];
+}
+
+/** Body of the LocalDiskDescriptor of `d` (local_disk = 7). */
+function localDiskSize(d: WireDiskReplica): number {
+  const [first, second] = uuidHalves(d.ownerId);
+  return msgField(varField(first) + varField(second)) + varField(d.sizeBytes) + strField(utf8(d.stageEndpoint));
+}
+
+/** Size of the `replicas = 2` field holding the disk replica `d`. */
+function diskReplicaSize(d: WireDiskReplica): number {
+  return msgField(varField(d.replicaId) + varField(REPLICA_STATUS_COMPLETE) + msgField(localDiskSize(d)));
+}
+
+function writeDiskReplica(out: Out, d: WireDiskReplica) {
+  const [first, second] = uuidHalves(d.ownerId);
+  const inner = localDiskSize(d);
+  out.byte(0x12); // replicas = 2
+  out.varint(varField(d.replicaId) + varField(REPLICA_STATUS_COMPLETE) + msgField(inner));
+  writeVarField(out, 0x08, d.replicaId); // id = 1
+  writeVarField(out, 0x10, REPLICA_STATUS_COMPLETE); // status = 2
+  out.byte(0x3a); // local_disk = 7
+  out.varint(inner);
+  out.byte(0x0a); // client_id = 1
+  out.varint(varField(first) + varField(second));
+  writeVarField(out, 0x08, first);
+  writeVarField(out, 0x10, second);
+  writeVarField(out, 0x10, d.sizeBytes); // object_size = 2
+  writeStrField(out, 0x1a, utf8(d.stageEndpoint)); // transport_endpoint = 3
+}
+
 /** Body size of a GetReplicaListResponse (without its own tag/length). */
 function replicaListSize(item: ReplicaListItem): number {
   if (!item.ok) return int32Field(item.code);
@@ -204,6 +250,7 @@ function replicaListSize(item: ReplicaListItem): number {
   // object_checksum is proto3 `optional`: written whenever present, zero included.
   return (
     replicasSize(item.value.replicas) +
+    (item.value.disk === undefined ? 0 : diskReplicaSize(item.value.disk)) +
     varField(item.value.leaseTtlMs) +
     (checksum === undefined ? 0 : 1 + varintSize(Number(checksum)))
   );
@@ -212,6 +259,7 @@ function replicaListSize(item: ReplicaListItem): number {
 function writeReplicaList(out: Out, item: ReplicaListItem) {
   if (!item.ok) return writeInt32Field(out, 0x08, item.code); // error_code = 1
   writeReplicas(out, item.value.replicas);
+  if (item.value.disk !== undefined) writeDiskReplica(out, item.value.disk);
   writeVarField(out, 0x18, item.value.leaseTtlMs); // lease_ttl_ms = 3
   if (item.value.objectChecksum !== undefined) {
     out.byte(0x20); // object_checksum = 4
