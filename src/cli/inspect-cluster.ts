@@ -53,6 +53,8 @@ interface BatchItem {
   ok: boolean;
   error: string | null;
   values: BufferDescriptor[] | null;
+  /** Copies on store nodes' disk tiers. */
+  local_disk_values?: { object_size: number; transport_endpoint: string; node_name: string | null }[] | null;
 }
 
 /** The eviction and capacity counters `inspect cluster` shows, by Prometheus name. */
@@ -525,13 +527,25 @@ async function key(ctx: Ctx, k: string): Promise<number> {
   if (!batch.success || !item) throw new Error(`/batch_query_keys: ${batch.error ?? "no entry for the key"}`);
   const nodeOf = (endpoint: string) =>
     detail.segments.find((s) => s.te_endpoint === endpoint || s.segment_name === endpoint)?.segment_name ?? null;
-  const replicas = (item.values ?? []).map((v) => ({
-    node: nodeOf(v.transport_endpoint_),
-    endpoint: v.transport_endpoint_,
-    address: `0x${v.buffer_address_.toString(16)}`,
-    size_bytes: v.size_,
-    protocol: v.protocol_,
-  }));
+  const replicas = [
+    ...(item.values ?? []).map((v) => ({
+      tier: "memory",
+      node: nodeOf(v.transport_endpoint_),
+      endpoint: v.transport_endpoint_,
+      address: `0x${v.buffer_address_.toString(16)}`,
+      size_bytes: v.size_,
+      protocol: v.protocol_,
+    })),
+    // The disk copy is read by asking the node to stage it: it has no address until then.
+    ...(item.local_disk_values ?? []).map((d) => ({
+      tier: "disk",
+      node: d.node_name,
+      endpoint: d.transport_endpoint,
+      address: "-",
+      size_bytes: d.object_size,
+      protocol: "stage",
+    })),
+  ];
   const status = item.ok ? "readable" : (item.error ?? "unknown");
   const result = { key: k, status, size_bytes: replicas[0]?.size_bytes ?? null, replicas };
   if (ctx.json) outJson(result);
@@ -546,9 +560,9 @@ async function key(ctx: Ctx, k: string): Promise<number> {
     if (replicas.length > 0) {
       out(
         table(
-          ["NODE", "ENDPOINT", "ADDRESS", "SIZE", "PROTOCOL"],
-          replicas.map((r) => [r.node ?? "?", r.endpoint, r.address, formatBytes(r.size_bytes), r.protocol]),
-          [3],
+          ["TIER", "NODE", "ENDPOINT", "ADDRESS", "SIZE", "PROTOCOL"],
+          replicas.map((r) => [r.tier, r.node ?? "?", r.endpoint, r.address, formatBytes(r.size_bytes), r.protocol]),
+          [4],
         ),
       );
     }

@@ -73,10 +73,25 @@ interface WriteFailure {
   message: string;
 }
 
+/** A value only on a store node's disk: read by asking that node to stage it (readFromDisk). */
+interface DiskReplica {
+  /** "host:port" of the node's stage server (the LOCAL_DISK replica's transport_endpoint). */
+  stageEndpoint: string;
+}
+
+/** Stage servers a client keeps connections to at most (one per node with a disk tier). */
+const MAX_STAGE_CONNECTIONS = 256;
+/** A node whose staging area is full (readers have not released) is asked again this often… */
+const STAGE_RETRY_MS = 20;
+/** …this many times. */
+const STAGE_ATTEMPTS = 10;
+
 /** A readable object as GetReplicaList describes it. */
 interface Found {
   key: string;
   replicas: Replica[];
+  /** Set when there is no memory replica and the value is on a node's disk. */
+  disk?: DiskReplica;
   sizeBytes: number;
   leaseDeadlineMs: number;
   checksum: number | null;
@@ -105,12 +120,18 @@ export class MooncakeStore {
   private readonly small: SmallPuts | null;
   /** Replica locations of recent reads while their lease lasts (replica-cache.ts); checksummed values only. */
   private readonly located: ReplicaCache<Found>;
+  /** Connections to the stage servers of nodes with a disk tier, by "host:port". */
+  private readonly stageClients = new Map<string, Promise<MasterClient>>();
+  private readonly rpcTimeoutMs: number;
+  private readonly rpcConnectTimeoutMs: number;
 
   constructor(options: StoreOptions) {
     this.master = options.master;
     this.data = options.data;
     this.checksums = options.config.store_checksum;
     this.hostname = options.hostname;
+    this.rpcTimeoutMs = options.config.rpc_timeout_ms;
+    this.rpcConnectTimeoutMs = options.config.rpc_connect_timeout_ms;
     this.log = logger("client");
     useFastCrc32();
     const master = this.master;
@@ -474,6 +495,8 @@ export class MooncakeStore {
     this.closed = true;
     await this.small?.close();
     this.master.close();
+    for (const c of this.stageClients.values()) c.then((client) => client.close(), () => {});
+    this.stageClients.clear();
     await this.data.close();
     return ErrorCode.OK;
   }
@@ -636,9 +659,16 @@ export class MooncakeStore {
   private found(key: string, r: pb.IGetReplicaListResponse, startedMs: number): number | Found {
     if (r.errorCode) return this.failed(r.errorCode, `get ${shortKey(key)}`);
     const replicas = replicasOf(r.replicas ?? []);
-    if (replicas.length === 0) return this.failed(ErrorCode.REPLICA_IS_NOT_READY, `get ${shortKey(key)}: no readable replica`);
     const checksum = r.objectChecksum === null || r.objectChecksum === undefined ? null : Number(r.objectChecksum);
     const leaseDeadlineMs = startedMs + Number(r.leaseTtlMs);
+    if (replicas.length === 0) {
+      const onDisk = (r.replicas ?? []).find((d) => d.localDisk?.transportEndpoint);
+      if (onDisk?.localDisk) {
+        const disk = { stageEndpoint: onDisk.localDisk.transportEndpoint ?? "" };
+        return { key, replicas, disk, sizeBytes: Number(onDisk.localDisk.objectSize ?? 0), leaseDeadlineMs, checksum, cached: false };
+      }
+      return this.failed(ErrorCode.REPLICA_IS_NOT_READY, `get ${shortKey(key)}: no readable replica`);
+    }
     if (checksum !== null && isValueChecksum(checksum)) {
       this.located.set({ key, replicas, sizeBytes: replicas[0]!.sizeBytes, leaseDeadlineMs, checksum, cached: true });
     }
@@ -652,6 +682,7 @@ export class MooncakeStore {
    * to drop it, and the next replica is tried).
    */
   private async readInto(found: Found, into: Uint8Array | DeviceSpan): Promise<number> {
+    if (found.disk !== undefined) return this.readFromDisk(found, found.disk, into);
     const local = await Promise.all(found.replicas.map((r) => this.data.isLocal(r.endpoint).catch(() => false)));
     const order = found.replicas.map((r, i) => ({ r, local: local[i] })).sort((a, b) => Number(b.local) - Number(a.local));
     let lastError: number = ErrorCode.TRANSFER_FAIL;
@@ -688,6 +719,84 @@ export class MooncakeStore {
     }
     return lastError;
   }
+
+  /**
+   * Reads a value that is only on a node's disk: the node stages it into its staging segment
+   * (one round trip to the node), the bytes come over the transfer engine like a memory read,
+   * and the buffer is released without waiting. The staged bytes are checked against the
+   * checksum the node computed and, when the master has one of ours, against that as well.
+   */
+  private async readFromDisk(found: Found, disk: DiskReplica, into: Uint8Array | DeviceSpan): Promise<number> {
+    const what = `get ${shortKey(found.key)} from the disk of ${disk.stageEndpoint}`;
+    let node: MasterClient;
+    try {
+      node = await this.stageClient(disk.stageEndpoint);
+    } catch (e) {
+      return this.failed(ErrorCode.TRANSFER_FAIL, `${what}: ${(e as Error).message}`);
+    }
+    let staged: pb.IStagedObject | undefined;
+    for (let attempt = 1; attempt <= STAGE_ATTEMPTS; attempt++) {
+      try {
+        staged = (await node.call("stageDiskObjects", { keys: [found.key] })).results?.[0];
+      } catch (e) {
+        return this.failed(e instanceof MooncakeError ? e.code : ErrorCode.TRANSFER_FAIL, `${what}: ${(e as Error).message}`);
+      }
+      if (staged?.errorCode !== ErrorCode.NO_AVAILABLE_HANDLE || attempt === STAGE_ATTEMPTS) break;
+      await new Promise((resolve) => setTimeout(resolve, STAGE_RETRY_MS));
+    }
+    if (staged === undefined || staged.errorCode) return this.failed(stageFailure(staged?.errorCode ?? 0), what);
+    const stageId = staged.stageId ?? 0;
+    try {
+      const sizeBytes = Number(staged.size ?? 0);
+      if (sizeBytes !== found.sizeBytes) return this.failed(ErrorCode.INVALID_READ, `${what}: ${sizeBytes} bytes staged, ${found.sizeBytes} expected`);
+      const endpoint = staged.transportEndpoint ?? "";
+      const address = Number(staged.bufferAddress ?? 0);
+      const deadlineMs = Date.now() + Number(staged.ttlMs ?? 0);
+      let crc: number | undefined;
+      if (sizeBytes > 0) {
+        if (!isDeviceSpan(into)) crc = await this.data.read(endpoint, address, into, true);
+        else if (this.data.readDevice === undefined) throw new MooncakeError(ErrorCode.INVALID_PARAMS, "this data path cannot write device memory");
+        else await this.data.readDevice(endpoint, address, into);
+      }
+      // Past its TTL the node may have reused the buffer: only the checksum can tell.
+      if (!isDeviceSpan(into)) {
+        const got = tagChecksum(typeof crc === "number" ? crc : crc32([into]));
+        const wanted = [Number(staged.checksum ?? 0), ...(found.checksum !== null && isValueChecksum(found.checksum) ? [found.checksum] : [])];
+        if (wanted.some((w) => w !== got)) return this.failed(ErrorCode.CHECKSUM_MISMATCH, `${what}: the staged bytes do not match the value's checksum`);
+      } else if (Date.now() > deadlineMs) {
+        return this.failed(ErrorCode.LEASE_EXPIRED, `${what}: the read outlasted the staged buffer's TTL`);
+      }
+      return sizeBytes;
+    } catch (e) {
+      return this.failed(e instanceof MooncakeError ? e.code : ErrorCode.TRANSFER_FAIL, `${what}: ${(e as Error).message}`);
+    } finally {
+      node.call("releaseStaged", { stageIds: [stageId] }).catch(() => {});
+    }
+  }
+
+  /** The connection to a node's stage server, opened on first use and kept. */
+  private stageClient(endpoint: string): Promise<MasterClient> {
+    let client = this.stageClients.get(endpoint);
+    if (client === undefined) {
+      if (this.stageClients.size >= MAX_STAGE_CONNECTIONS) {
+        const [oldest, first] = this.stageClients.entries().next().value as [string, Promise<MasterClient>];
+        this.stageClients.delete(oldest);
+        first.then((c) => c.close(), () => {});
+      }
+      client = MasterClient.connect(endpoint, { timeoutMs: this.rpcTimeoutMs, connectTimeoutMs: this.rpcConnectTimeoutMs });
+      // A failed connect is not kept: the next get tries again.
+      client.catch(() => {
+        if (this.stageClients.get(endpoint) === client) this.stageClients.delete(endpoint);
+      });
+      this.stageClients.set(endpoint, client);
+    }
+    return client;
+  }
+}
+
+/** Why a staged read failed, as the code a get returns. */
+function stageFailure(code: number): number {
+  return code === ErrorCode.OBJECT_NOT_FOUND ? ErrorCode.OBJECT_NOT_FOUND : code || ErrorCode.TRANSFER_FAIL;
 }
 
 /** `fn` over `items` with at most `limit` calls pending at once; results in order. */

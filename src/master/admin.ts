@@ -210,25 +210,37 @@ export function compareCodePoints(a: string, b: string): number {
 /**
  * One batch_query_keys entry. Mooncake's struct has optional members that its JSON writer prints as
  * null when unset (the /health golden shows `"leader_address":null`), so all six fields are always
- * present; this master has only memory replicas, so the three other tiers are always null.
+ * present. `values` are the memory replicas, `local_disk_values` the copy on a store node's disk
+ * tier (Mooncake's LocalDiskDescriptor fields, plus our `node_name`); DISK and NoF stay null.
  */
 function batchItem(master: Master, key: string): string {
   const o = master.state.objects.get(key);
+  const disk = master.state.disk.locate(key);
   let error: string | null = null;
   let values: ReturnType<typeof bufferDescriptor>[] | null = null;
-  if (o === undefined) error = errorName(ErrorCode.OBJECT_NOT_FOUND);
-  else {
+  if (o !== undefined) {
     const replicas = describeReadable(o);
-    // Same rule as GetReplicaListForAdmin: an object with no completed replica is not ready.
-    if (replicas.length === 0) error = errorName(ErrorCode.REPLICA_IS_NOT_READY);
-    else values = replicas.map(bufferDescriptor);
+    if (replicas.length > 0) values = replicas.map(bufferDescriptor);
   }
+  const localDisk =
+    disk === null
+      ? null
+      : [
+          {
+            client_id: disk.ownerId,
+            object_size: disk.sizeBytes,
+            transport_endpoint: disk.stageEndpoint,
+            node_name: master.state.disk.tiers.get(disk.ownerId)?.nodeName ?? null,
+          },
+        ];
+  // Same rule as GetReplicaListForAdmin: an object with no completed replica is not ready.
+  if (values === null && localDisk === null) error = errorName(o === undefined ? ErrorCode.OBJECT_NOT_FOUND : ErrorCode.REPLICA_IS_NOT_READY);
   return JSON.stringify({
     ok: error === null,
     error,
     values,
     disk_values: null,
-    local_disk_values: null,
+    local_disk_values: localDisk,
     nof_values: null,
   });
 }

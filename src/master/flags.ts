@@ -125,6 +125,11 @@ export const MASTER_FLAGS = {
     default: D.rootFsDir,
     doc: "reported to clients by GetFsdir (Mooncake's legacy shared-directory tier; ours is per store node: `mooncake store --storage-root-dir`)",
   },
+  enable_offload: {
+    kind: "bool",
+    default: D.enableOffload,
+    doc: "index the disk tiers of store nodes started with --storage-root-dir (false: they are refused with UNABLE_OFFLOAD and run DRAM-only)",
+  },
   offload_on_evict: {
     kind: "bool",
     default: D.offloadOnEvict,
@@ -332,6 +337,7 @@ export function resolveMasterSettings(
       allocationStrategy: values.allocation_strategy as MasterConfig["allocationStrategy"],
       clusterId: values.cluster_id as string,
       rootFsDir: values.root_fs_dir as string,
+      enableOffload: values.enable_offload as boolean,
       offloadOnEvict: values.offload_on_evict as boolean,
       offloadQueueLimit: values.offloading_queue_limit as number,
     },

@@ -45,6 +45,12 @@ export interface MasterConfig {
   offloadOnEvict: boolean;
   /** offloading_queue_limit: offload tasks queued per node; beyond it a put is not offloaded. */
   offloadQueueLimit: number;
+  /**
+   * enable_offload: index the disk tiers store nodes register (default true, unlike Mooncake's
+   * false: a node only has a tier when its operator gave it a directory). false answers a node's
+   * RegisterDiskReplicas with UNABLE_OFFLOAD, and the node runs DRAM-only.
+   */
+  enableOffload: boolean;
 }
 
 export const DEFAULT_MASTER_CONFIG: Readonly<MasterConfig> = Object.freeze({
@@ -65,6 +71,7 @@ export const DEFAULT_MASTER_CONFIG: Readonly<MasterConfig> = Object.freeze({
   quotaBytes: 0,
   offloadOnEvict: false,
   offloadQueueLimit: 50_000,
+  enableOffload: true,
 });
 
 /**

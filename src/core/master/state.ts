@@ -673,6 +673,7 @@ export class MasterState {
   ): Result<ErrorCodeValue[]> {
     if (entries.length > MAX_DISK_BATCH || !Number.isSafeInteger(capacityBytes) || capacityBytes < 0) return INVALID_PARAMS;
     if (capacityBytes > 0 && (stageEndpoint === "" || nodeName === "")) return INVALID_PARAMS;
+    if (capacityBytes > 0 && !this.config.enableOffload) return fail(ErrorCode.UNABLE_OFFLOAD);
     const tier = this.disk.registerTier(clientId, nodeName, stageEndpoint, capacityBytes, reset);
     if (tier === null) return ok(entries.map(() => ErrorCode.INVALID_PARAMS));
     return ok(
