@@ -286,6 +286,31 @@ export function renderPrometheus(master: Master, options: RenderOptions = {}): s
   );
   out.single("total_get_nums_", "counter", "Total number of GetReplicaList operations", totalGets(c));
 
+  // The store nodes' disk tiers (src/core/master/disk-tier.ts), as their nodes last reported them.
+  const disk = state.disk;
+  let diskCapacity = 0;
+  let diskUsed = 0;
+  let diskLive = 0;
+  let paused = 0;
+  let pending = 0;
+  for (const t of disk.tiers.values()) {
+    diskCapacity += t.capacityBytes;
+    diskUsed += t.usedBytes;
+    diskLive += t.liveBytes;
+    if (t.paused) paused++;
+    pending += t.queued.size + t.inFlight.size;
+  }
+  out.single("master_disk_tiers", "gauge", "Store nodes with a registered disk tier", disk.tiers.size);
+  out.single("master_disk_keys", "gauge", "Keys with a copy on a store node's disk tier", disk.byKey.size);
+  out.single("master_disk_live_bytes", "gauge", "Bytes of the values on store nodes' disk tiers", diskLive);
+  out.single("master_disk_used_bytes", "gauge", "Bytes of bucket files on store nodes' disk tiers, as the nodes report them", diskUsed);
+  out.single("master_disk_capacity_bytes", "gauge", "Capacity of the store nodes' disk tiers", diskCapacity);
+  out.single("master_disk_tiers_paused", "gauge", "Disk tiers whose node reported a full disk (offload paused, puts stay in DRAM)", paused);
+  out.single("master_offload_pending", "gauge", "Values queued for or being copied to a node's disk", pending);
+  out.single("master_offloads_total", "counter", "Values copied from DRAM to a node's disk", disk.offloadsDone);
+  out.single("master_offloads_refused_total", "counter", "Copies refused because the value changed or went while it was copied", disk.offloadsRefused);
+  out.single("master_offloads_dropped_total", "counter", "Queued copies given up (disk full, queue full, node gone or too slow)", disk.offloadsDropped);
+
   // Eviction. Memory is the only tier, so the `_mem` series equal the totals and `_nof` are zero
   // (Mooncake bumps the total and the per-tier counter together).
   const eviction: [string, string, number][] = [

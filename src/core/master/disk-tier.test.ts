@@ -176,6 +176,23 @@ describe("disk tier at the master", () => {
     );
   });
 
+  test("copy at PutEnd: eviction takes values already on disk before those still being copied", () => {
+    const { master: m, clock } = withTier({ evictionHighWatermarkRatio: 0.5, evictionRatio: 0.3 });
+    register(m);
+    for (let i = 0; i < 40; i++) putObject(m, "w", `k${i}`, MiB);
+    // The node copies the newest 20 only; the oldest 20 are still queued.
+    const tasks = beat(m).tasks.filter((t) => Number(t.key.slice(1)) >= 20);
+    must(m.submit({ op: "notifyOffload", clientId: NODE, results: tasks.map((t) => ({ key: t.key, replicaId: t.replicaId, written: true })) }));
+    clock.advance(m.state.config.leaseTtlMs + 1);
+    const report = m.submit({ op: "evict" });
+    expect(report.evictedKeys).toBeGreaterThan(0);
+    expect(report.evictedKeys).toBeLessThanOrEqual(20);
+    for (let i = 0; i < 40; i++) {
+      const r = must(m.submit({ op: "getReplicaList", key: `k${i}` }));
+      expect(r.replicas.length > 0 || r.disk !== undefined).toBe(true); // nothing lost
+    }
+  });
+
   test("offload_on_evict: eviction queues the copy and keeps the object until it is on disk, then drops DRAM only", () => {
     const { master: m, clock } = withTier({ offloadOnEvict: true, evictionHighWatermarkRatio: 0.5, evictionRatio: 0.5 });
     register(m);

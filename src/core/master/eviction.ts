@@ -134,13 +134,22 @@ function batchEvict(state: MasterState, nowMs: number, target: number, lowerboun
   const plainObjs: ObjectMeta[] = [];
   const pinnedIds: number[] = [];
   const pinnedObjs: ObjectMeta[] = [];
+  // Disk tier, copy at PutEnd: objects whose copy to disk is still queued or under way go last,
+  // so eviction takes values that are already safe on disk first (a writer faster than the disk
+  // loses only what it must).
+  const copyingIds: number[] = [];
+  const copyingObjs: ObjectMeta[] = [];
+  const copyingLast = !state.config.offloadOnEvict && state.disk.tiers.size > 0;
   let base = 0;
   for (const id of objects.ids()) {
     const o = objects.valueAt(id);
     if (!inEvictionBase(o)) continue;
     base++;
     if (protectedByLease(state, o, nowMs)) continue;
-    if ((o.flags & F_SOFT_PINNED) === 0 || !state.softPinActive(objects.keyAt(id), o, nowMs)) {
+    if (copyingLast && state.disk.pendingAnywhere(objects.keyAt(id))) {
+      copyingIds.push(id);
+      copyingObjs.push(o);
+    } else if ((o.flags & F_SOFT_PINNED) === 0 || !state.softPinActive(objects.keyAt(id), o, nowMs)) {
       plainIds.push(id);
       plainObjs.push(o);
     } else if (state.config.allowEvictSoftPinnedObjects) {
@@ -174,6 +183,7 @@ function batchEvict(state: MasterState, nowMs: number, target: number, lowerboun
   for (const [ids, objs] of [
     [leftoverIds, leftoverObjs],
     [pinnedIds, pinnedObjs],
+    [copyingIds, copyingObjs],
   ] as const) {
     if (need <= 0) break;
     const n = Math.min(need, objs.length);
