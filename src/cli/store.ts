@@ -17,6 +17,10 @@ const STORE_KEYS: readonly ConfigKey[] = [
   "transfer_timeout",
   "store_memcpy",
   "store_use_hugepage",
+  "storage_root_dir",
+  "disk_capacity",
+  "enable_ssd_offload",
+  "ssd_offload_path",
   "metadata_cluster_id",
   "store_client_min_port",
   "store_client_max_port",
@@ -37,7 +41,9 @@ export function registerStore(program: Command<[], { logLevel: string; logFormat
         "mount them at the master. local_hostname without a port gets a free one (it names the node).\n" +
         "Needs local_hostname, metadata_server and master_server_address (config file, env or flags).\n" +
         "Refuses (exit 2) a global_segment_size over what the host (MemAvailable) or its memory cgroup\n" +
-        "can give, less max(256 MiB, 5 %) headroom; MOONCAKE_SKIP_MEMORY_CHECK=1 skips that check.",
+        "can give, less max(256 MiB, 5 %) headroom; MOONCAKE_SKIP_MEMORY_CHECK=1 skips that check.\n" +
+        "With storage_root_dir (--storage-root-dir DIR), values also go to a disk tier in DIR (disk_capacity\n" +
+        "bytes, default half the free space) and are read back from it after DRAM evicts them.",
     );
   addConfigOptions(store, STORE_KEYS).action(async (options) => {
     applyLogOptions(program.opts());

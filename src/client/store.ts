@@ -90,7 +90,7 @@ const STAGE_ATTEMPTS = 10;
 interface Found {
   key: string;
   replicas: Replica[];
-  /** Set when there is no memory replica and the value is on a node's disk. */
+  /** The value's copy on a node's disk: read when there is no memory replica, or none could be read. */
   disk?: DiskReplica;
   sizeBytes: number;
   leaseDeadlineMs: number;
@@ -661,18 +661,15 @@ export class MooncakeStore {
     const replicas = replicasOf(r.replicas ?? []);
     const checksum = r.objectChecksum === null || r.objectChecksum === undefined ? null : Number(r.objectChecksum);
     const leaseDeadlineMs = startedMs + Number(r.leaseTtlMs);
-    if (replicas.length === 0) {
-      const onDisk = (r.replicas ?? []).find((d) => d.localDisk?.transportEndpoint);
-      if (onDisk?.localDisk) {
-        const disk = { stageEndpoint: onDisk.localDisk.transportEndpoint ?? "" };
-        return { key, replicas, disk, sizeBytes: Number(onDisk.localDisk.objectSize ?? 0), leaseDeadlineMs, checksum, cached: false };
-      }
-      return this.failed(ErrorCode.REPLICA_IS_NOT_READY, `get ${shortKey(key)}: no readable replica`);
+    const onDisk = (r.replicas ?? []).find((d) => d.localDisk?.transportEndpoint)?.localDisk;
+    if (replicas.length === 0 && !onDisk) return this.failed(ErrorCode.REPLICA_IS_NOT_READY, `get ${shortKey(key)}: no readable replica`);
+    const sizeBytes = replicas[0]?.sizeBytes ?? Number(onDisk?.objectSize ?? 0);
+    const disk = onDisk ? { disk: { stageEndpoint: onDisk.transportEndpoint ?? "" } } : {};
+    // Memory locations only: a disk copy is staged afresh on every read.
+    if (replicas.length > 0 && checksum !== null && isValueChecksum(checksum)) {
+      this.located.set({ key, replicas, ...disk, sizeBytes, leaseDeadlineMs, checksum, cached: true });
     }
-    if (checksum !== null && isValueChecksum(checksum)) {
-      this.located.set({ key, replicas, sizeBytes: replicas[0]!.sizeBytes, leaseDeadlineMs, checksum, cached: true });
-    }
-    return { key, replicas, sizeBytes: replicas[0]!.sizeBytes, leaseDeadlineMs, checksum, cached: false };
+    return { key, replicas, ...disk, sizeBytes, leaseDeadlineMs, checksum, cached: false };
   }
 
   /**
@@ -682,7 +679,7 @@ export class MooncakeStore {
    * to drop it, and the next replica is tried).
    */
   private async readInto(found: Found, into: Uint8Array | DeviceSpan): Promise<number> {
-    if (found.disk !== undefined) return this.readFromDisk(found, found.disk, into);
+    if (found.replicas.length === 0 && found.disk !== undefined) return this.readFromDisk(found, found.disk, into);
     const local = await Promise.all(found.replicas.map((r) => this.data.isLocal(r.endpoint).catch(() => false)));
     const order = found.replicas.map((r, i) => ({ r, local: local[i] })).sort((a, b) => Number(b.local) - Number(a.local));
     let lastError: number = ErrorCode.TRANSFER_FAIL;
@@ -717,6 +714,8 @@ export class MooncakeStore {
       }
       return into.length;
     }
+    // Every memory replica failed (its node died, say): the disk copy, when there is one.
+    if (found.disk !== undefined) return this.readFromDisk(found, found.disk, into);
     return lastError;
   }
 

@@ -4,7 +4,8 @@
 // engine (TCP data port, handshake port, same-host shared memory), publishes their descriptors in
 // the metadata service, mounts them at the master, pings every second, and remounts (republishing
 // its descriptors) when the master answers NEED_REMOUNT. Every 5 s it also checks that the metadata
-// registry still holds its descriptor and republishes it when the registry lost it.
+// registry still holds its descriptor and republishes it when the registry lost it. With
+// storage_root_dir it also runs a disk tier there (disk/node-tier.ts, docs/ARCHITECTURE.md "Disk tier").
 
 import { MasterClient } from "../client/master-client.ts";
 import { errorName, MooncakeError } from "../core/errors.ts";
@@ -17,6 +18,8 @@ import { createMetadataBackend, P2P_HANDSHAKE } from "../transfer/metadata/backe
 import { SharedSegment } from "../transfer/shared-memory.ts";
 import { TcpDataClient } from "../transfer/tcp/client.ts";
 import { assertSegmentFits } from "./memory-check.ts";
+import { BucketStore, defaultDiskCapacityBytes } from "./disk/bucket-store.ts";
+import { type NodeDiskTier, notifyEvicted, startNodeDiskTier } from "./disk/node-tier.ts";
 
 /** The largest single segment: one JS view is capped at 4 GiB, and so is one mapping window. */
 export const MAX_SEGMENT_BYTES = 4 * 1024 ** 3;
@@ -25,12 +28,28 @@ const PING_INTERVAL_MS = 1000;
 const PING_FAILURES_TO_WARN = 3;
 /** How often the node looks its own descriptor up in the metadata registry. */
 export const REGISTRY_CHECK_INTERVAL_MS = 5000;
+/**
+ * The disk tier's staging segment: where values read from disk wait for their reader. It bounds
+ * what can be in flight from disk at once, and the largest value the tier takes.
+ */
+export const DISK_STAGING_BYTES = 256 * 1024 * 1024;
 
 export interface StoreNode {
   readonly name: string;
   readonly engine: TransferEngine;
   readonly segments: readonly SharedSegment[];
+  /** The disk tier, when storage_root_dir is set. */
+  readonly disk: NodeDiskTier | null;
   stop(): Promise<void>;
+}
+
+/** The disk tier's directory from the config, or "" for none; throws on a contradiction. */
+export function diskTierDirectory(config: Config): string {
+  const dir = config.storage_root_dir || config.ssd_offload_path;
+  if (config.enable_ssd_offload && dir === "") {
+    throw new Error("enable_ssd_offload is on but no directory is set: give storage_root_dir (--storage-root-dir DIR or MOONCAKE_STORAGE_ROOT_DIR)");
+  }
+  return dir;
 }
 
 interface MountedPart {
@@ -64,33 +83,54 @@ export async function startStoreNode(config: Config, log: Logger): Promise<Store
 
   const segments: SharedSegment[] = [];
   let engine: TransferEngine | null = null;
+  let disk: BucketStore | null = null;
+  let staging: SharedSegment | null = null;
+  // The node's client id at the master, known before the disk tier opens (its evictions name it).
+  const clientId = randomUuid();
   try {
+    // The disk before the memory: a missing directory or a lock held by another node is a
+    // start-up error, found before gigabytes are faulted in.
+    const diskDir = diskTierDirectory(config);
+    if (diskDir !== "") {
+      disk = await BucketStore.open({
+        dir: diskDir,
+        capacityBytes: config.disk_capacity > 0 ? config.disk_capacity : defaultDiskCapacityBytes(diskDir),
+        log,
+        onEvict: notifyEvicted(master, clientId, log),
+      });
+    }
     // Before the first page is faulted in: prefaulting more than there is takes the OOM killer
     // ~30 s to end, and starves the neighbours meanwhile (issue 14).
-    assertSegmentFits(config.global_segment_size, {
-      subject: `global_segment_size ${formatBytes(config.global_segment_size)}`,
+    const stagingBytes = disk === null ? 0 : DISK_STAGING_BYTES;
+    assertSegmentFits(config.global_segment_size + stagingBytes, {
+      subject:
+        `global_segment_size ${formatBytes(config.global_segment_size)}` +
+        (stagingBytes > 0 ? ` and the disk tier's ${formatBytes(stagingBytes)} staging segment` : ""),
       fix: "Lower global_segment_size (--global-segment-size, MOONCAKE_GLOBAL_SEGMENT_SIZE or extra_config)",
     });
     for (const [i, size] of segmentSizes(config.global_segment_size).entries()) {
       segments.push(SharedSegment.create(`mooncake-segment-${i}`, size, { hugePages: config.store_use_hugepage }));
     }
+    if (stagingBytes > 0) staging = SharedSegment.create("mooncake-disk-staging", stagingBytes);
     engine = await TransferEngine.start({
       config,
       serve: true,
       log,
     });
     for (const s of segments) engine.registerSegment(s);
+    if (staging !== null) engine.registerSegment(staging);
     await warmReceivePath(warmupHost(config.local_hostname), engine.dataPort, segments[0]!, log);
     await engine.publish();
   } catch (e) {
     master.close();
     await engine?.close();
     for (const s of segments) s.close();
+    staging?.close();
+    await disk?.close();
     throw e;
   }
 
   const name = engine.name;
-  const clientId = randomUuid();
   const parts: MountedPart[] = segments.map((segment) => ({
     segment,
     wire: {
@@ -107,6 +147,21 @@ export async function startStoreNode(config: Config, log: Logger): Promise<Store
   };
   for (const p of parts) check("MountSegment", (await master.call("mountSegment", { segment: p.wire, clientId })).errorCode);
   check("ReMountSegment", (await master.call("reMountSegment", { segments: parts.map((p) => p.wire), clientId })).errorCode);
+  const diskTier =
+    disk === null || staging === null
+      ? null
+      : startNodeDiskTier({
+          store: disk,
+          master,
+          clientId,
+          nodeName: name,
+          host: splitHostname(config.local_hostname).host,
+          stagePort: 0,
+          segments,
+          staging,
+          log,
+        });
+  await diskTier?.register();
 
   // Liveness: ping every second; NEED_REMOUNT means the master lost us (restart or our TTL ran
   // out): remount, with empty segments, and republish the descriptors it may have deleted.
@@ -124,6 +179,7 @@ export async function startStoreNode(config: Config, log: Logger): Promise<Store
         if (re.errorCode) log.warn(`remount failed: ${errorName(re.errorCode)}`);
         else {
           await engine!.publish();
+          await diskTier?.register();
           log.info("remounted at the master (NEED_REMOUNT): the objects it kept in these segments are readable again");
         }
       }
@@ -143,7 +199,10 @@ export async function startStoreNode(config: Config, log: Logger): Promise<Store
   log.info(
     `store node ${name} ready: ${formatBytes(total)} in ${segments.length} segment${segments.length === 1 ? "" : "s"}, ` +
       `data port ${engine.dataPort}, handshake port ${engine.handshakePort}, master ${config.master_server_address}, ` +
-      `metadata ${config.metadata_server}`,
+      `metadata ${config.metadata_server}` +
+      (diskTier === null
+        ? ""
+        : `, disk tier ${diskTierDirectory(config)} (${formatBytes(diskTier.store.stats().capacityBytes)}, ${diskTier.store.keyCount} values, stage port ${diskTier.stagePort})`),
   );
 
   let stopped = false;
@@ -151,11 +210,13 @@ export async function startStoreNode(config: Config, log: Logger): Promise<Store
     name,
     engine,
     segments,
+    disk: diskTier,
     async stop() {
       if (stopped) return;
       stopped = true;
       clearInterval(pinger);
       await registryCheck.stop();
+      await diskTier?.stop();
       for (const p of parts) {
         await master.call("unmountSegment", { segmentId: p.wire.id, clientId }).catch(() => {});
       }
@@ -163,6 +224,8 @@ export async function startStoreNode(config: Config, log: Logger): Promise<Store
       await engine!.unpublish().catch((e: unknown) => log.warn(`could not remove metadata entries: ${(e as Error).message}`));
       await engine!.close();
       for (const s of segments) s.close();
+      staging?.close();
+      await disk?.close();
     },
   };
 }

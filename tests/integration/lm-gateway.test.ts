@@ -265,15 +265,15 @@ describe("lm gateway", () => {
 
 describe("examples/lmcache", () => {
   const files = readdirSync(`${ROOT}/examples/lmcache`).filter((f) => f.endsWith(".yaml"));
-  test("has redis.yaml, resp.yaml, lm.yaml", () => {
-    expect(files.sort()).toEqual(["lm.yaml", "redis.yaml", "resp.yaml"]);
+  test("has redis.yaml, resp.yaml, lm.yaml, mooncake-disk.yaml", () => {
+    expect(files.sort()).toEqual(["lm.yaml", "mooncake-disk.yaml", "redis.yaml", "resp.yaml"]);
   });
   for (const f of files) {
     test(`${f} loads with inspect config, no warnings`, async () => {
       const r = await run([...CLI_FROM_SOURCE, "inspect", "config", "--config", `examples/lmcache/${f}`], { timeoutMs: 20_000 });
       expect(r.stderr).not.toMatch(/unknown key|WARN/);
       expect(r.exitCode).toBe(0);
-      expect(r.stdout).toMatch(/remote_url\s+(redis|resp|lm):\/\//);
+      expect(r.stdout).toMatch(/remote_url\s+(redis|resp|lm|mooncakestore):\/\//);
     });
   }
 });

@@ -132,17 +132,20 @@ export class DiskTiers {
   }
 
   /**
-   * A disk replica the node says it holds. OK, or: OBJECT_ALREADY_EXISTS when another node holds
-   * the key on disk, INVALID_WRITE when DRAM holds the key with another size (the disk copy is
-   * stale), INVALID_PARAMS for a bad size.
+   * A disk replica the node says it holds. OK, or: INVALID_WRITE when DRAM holds the key with
+   * another size (the disk copy is stale), INVALID_PARAMS for a bad size. When another node is
+   * listed for the key, the one registering now takes it over, and the other is told to delete its
+   * copy: it is most often the same disk under a dead node's old id (a node restarted before its
+   * client TTL ran out), and otherwise a duplicate that a later Remove would not reach.
    */
   addReplica(tier: DiskTierInfo, key: string, sizeBytes: number, memorySizeBytes: number | undefined, id: number, checksum: bigint | undefined): ErrorCodeValue {
     if (!Number.isSafeInteger(sizeBytes) || sizeBytes <= 0) return ErrorCode.INVALID_PARAMS;
     if (memorySizeBytes !== undefined && memorySizeBytes !== sizeBytes) return ErrorCode.INVALID_WRITE;
     const existing = this.byKey.get(key);
     if (existing !== undefined) {
-      if (existing.ownerId !== tier.ownerId) return ErrorCode.OBJECT_ALREADY_EXISTS;
-      this.#forget(key, existing);
+      if (existing.ownerId !== tier.ownerId) this.remove(key, true);
+      else this.#forget(key, existing);
+      checksum ??= existing.checksum;
     }
     this.byKey.set(key, { id, ownerId: tier.ownerId, sizeBytes, checksum });
     tier.keys++;

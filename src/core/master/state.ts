@@ -507,6 +507,10 @@ export class MasterState {
     const checksum = this.checksums.size > 0 ? this.checksums.get(key) : undefined;
     const resp: ReplicaListResponse = { replicas, leaseTtlMs: this.config.leaseTtlMs };
     if (checksum !== undefined) resp.objectChecksum = checksum;
+    // Listed after the memory replicas: a reader whose memory reads fail (a node died and the
+    // master has not noticed yet) still has the disk copy.
+    const onDisk = this.disk.byKey.size === 0 ? null : this.disk.locate(key);
+    if (onDisk !== null) resp.disk = onDisk;
     return ok(resp);
   }
 
@@ -679,8 +683,12 @@ export class MasterState {
     return ok(
       entries.map(({ key, sizeBytes }) => {
         if (!isValidKey(key)) return ErrorCode.INVALID_PARAMS;
+        // A copy that matches an object in DRAM by size gets its checksum: if the bytes differ
+        // after all (the key was put again while the master had forgotten this disk), a reader
+        // sees a mismatch and a miss, never the old bytes.
         const o = this.objects.get(key);
-        return this.disk.addReplica(tier, key, sizeBytes, o?.sizeBytes, this.nextReplicaId++, undefined);
+        const checksum = o !== undefined && o.sizeBytes === sizeBytes ? this.checksums.get(key) : undefined;
+        return this.disk.addReplica(tier, key, sizeBytes, o?.sizeBytes, this.nextReplicaId++, checksum);
       }),
     );
   }

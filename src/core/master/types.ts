@@ -112,7 +112,7 @@ export interface ReplicaListResponse {
   replicas: ReplicaDescriptor[];
   leaseTtlMs: number;
   objectChecksum?: bigint;
-  /** Only when `replicas` is empty: the value is on this node's disk tier (disk-tier.ts). */
+  /** The value's copy on a store node's disk tier (disk-tier.ts), after the memory replicas; readers use it when those fail or there are none. */
   disk?: { replicaId: number; ownerId: string; sizeBytes: number; stageEndpoint: string };
 }
 
