@@ -227,7 +227,9 @@ describe("integers match Mooncake", () => {
       (e): e is [string, number] => typeof e[1] === "number" && e[1] !== 0,
     );
     expect(methods.map(([, id]) => id)).toEqual(methods.map((_, i) => i + 1));
-    expect(methods).toHaveLength(31); // Mooncake's 26, our ReportUnreachable and ReportCorruptReplica, and PutReserve, PutCommit, PutRelease
+    // Mooncake's 26; our ReportUnreachable, ReportCorruptReplica, PutReserve, PutCommit, PutRelease; and the disk tier's six
+    // (RegisterDiskReplicas, OffloadHeartbeat, NotifyOffload, EvictDiskReplicas on the master; StageDiskObjects, ReleaseStaged on nodes)
+    expect(methods).toHaveLength(37);
     const types = mooncake as unknown as Record<string, { encode(m: object): { finish(): Uint8Array } }>;
     for (const [name] of methods) {
       const rpc = name
