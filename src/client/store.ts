@@ -97,6 +97,8 @@ interface Found {
   checksum: number | null;
   /** From the replica cache, not a fresh answer: a failed read then asks the master (replica-cache.ts). */
   cached: boolean;
+  /** promotion_on_hit: the master asks this reader to put the value it reads from disk back into DRAM. */
+  promote?: boolean;
 }
 
 export interface StoreOptions {
@@ -234,7 +236,7 @@ export class MooncakeStore {
 
   /** Stores the concatenation of `parts` (e.g. LMCache's 28-byte header and the KV bytes) without joining them. */
   async putParts(key: string, parts: readonly (Uint8Array | DeviceSpan)[], config: ReplicateConfig = {}): Promise<number> {
-    const r = await this.putPartsNew(key, parts, config);
+    const r = await this.putPartsNew(key, parts, config, false);
     return r === ErrorCode.OBJECT_ALREADY_EXISTS ? ErrorCode.OK : r;
   }
 
@@ -243,14 +245,15 @@ export class MooncakeStore {
    * was there (nothing written, one master round trip). put() answers 0 for both.
    */
   putNew(key: string, value: Uint8Array, config: ReplicateConfig = {}): Promise<number> {
-    return this.putPartsNew(key, [value], config);
+    return this.putPartsNew(key, [value], config, false);
   }
 
-  private async putPartsNew(key: string, parts: readonly (Uint8Array | DeviceSpan)[], config: ReplicateConfig): Promise<number> {
+  /** `promote`: the value is only on disk and goes back into DRAM (promotion_on_hit; the master checks). */
+  private async putPartsNew(key: string, parts: readonly (Uint8Array | DeviceSpan)[], config: ReplicateConfig, promote: boolean): Promise<number> {
     let total = 0;
     for (const p of parts) total += p.length;
     if (total === 0) return this.failed(ErrorCode.INVALID_PARAMS, `put ${shortKey(key)}: an empty value`);
-    if (this.small !== null && total <= this.small.maxValueBytes && isPlainConfig(config) && !parts.some(isDeviceSpan)) {
+    if (this.small !== null && !promote && total <= this.small.maxValueBytes && isPlainConfig(config) && !parts.some(isDeviceSpan)) {
       const kept = this.lastErrorText;
       const code = await this.small.put(key, parts as readonly Uint8Array[], total);
       if (code !== null) return code;
@@ -258,6 +261,7 @@ export class MooncakeStore {
       this.lastErrorText = kept;
     }
     const wire = this.wireConfig(config);
+    if (promote) wire.promote = true;
     let previous: WriteFailure | null = null;
     const reported = new Set<string>();
     for (let attempt = 1; ; attempt++) {
@@ -669,7 +673,7 @@ export class MooncakeStore {
     if (replicas.length > 0 && checksum !== null && isValueChecksum(checksum)) {
       this.located.set({ key, replicas, ...disk, sizeBytes, leaseDeadlineMs, checksum, cached: true });
     }
-    return { key, replicas, ...disk, sizeBytes, leaseDeadlineMs, checksum, cached: false };
+    return { key, replicas, ...disk, sizeBytes, leaseDeadlineMs, checksum, cached: false, ...(r.promote === true ? { promote: true } : {}) };
   }
 
   /**
@@ -765,12 +769,25 @@ export class MooncakeStore {
       } else if (Date.now() > deadlineMs) {
         return this.failed(ErrorCode.LEASE_EXPIRED, `${what}: the read outlasted the staged buffer's TTL`);
       }
+      if (found.promote === true && !isDeviceSpan(into)) await this.promote(found.key, into);
       return sizeBytes;
     } catch (e) {
       return this.failed(e instanceof MooncakeError ? e.code : ErrorCode.TRANSFER_FAIL, `${what}: ${(e as Error).message}`);
     } finally {
       node.call("releaseStaged", { stageIds: [stageId] }).catch(() => {});
     }
+  }
+
+  /**
+   * Puts a value just read from disk back into DRAM, as the master asked (promotion_on_hit). Before
+   * the get returns: the buffer is the caller's after that. A failure only means it stays on disk.
+   */
+  private async promote(key: string, value: Uint8Array): Promise<void> {
+    const kept = this.lastErrorText;
+    const code = await this.putPartsNew(key, [value], {}, true);
+    if (code !== ErrorCode.OK && code !== ErrorCode.OBJECT_ALREADY_EXISTS) this.log.debug(`get ${shortKey(key)}: not promoted to DRAM: ${this.lastErrorText}`);
+    // The get succeeded: what it reports as its last error is not the promotion's.
+    this.lastErrorText = kept;
   }
 
   /** The connection to a node's stage server, opened on first use and kept. */

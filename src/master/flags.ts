@@ -142,6 +142,18 @@ export const MASTER_FLAGS = {
     default: D.offloadQueueLimit,
     doc: "disk tier: values waiting to be copied to one node's disk; beyond it a put stays DRAM-only",
   },
+  promotion_on_hit: {
+    kind: "bool",
+    default: D.promotionOnHit,
+    doc: "disk tier: a value read from disk often enough is put back into DRAM by its reader (see --promotion_admission_threshold)",
+  },
+  promotion_admission_threshold: {
+    kind: "int",
+    min: 1,
+    max: 1_000_000,
+    default: D.promotionAdmissionThreshold,
+    doc: "disk tier, with --promotion_on_hit: disk reads of a value before it goes back into DRAM",
+  },
   // Accepted so Mooncake deployment scripts run unchanged; they have no effect here.
   rpc_thread_num: { kind: "int", min: 0, max: 1024, default: 0, doc: "ignored (one event loop)" },
   max_threads: { kind: "int", min: 0, max: 1024, default: 16, doc: "ignored (one event loop)" },
@@ -340,6 +352,8 @@ export function resolveMasterSettings(
       enableOffload: values.enable_offload as boolean,
       offloadOnEvict: values.offload_on_evict as boolean,
       offloadQueueLimit: values.offloading_queue_limit as number,
+      promotionOnHit: values.promotion_on_hit as boolean,
+      promotionAdmissionThreshold: values.promotion_admission_threshold as number,
     },
     rpcPort: values.rpc_port as number,
     rpcAddress: values.rpc_address as string,

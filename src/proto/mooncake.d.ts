@@ -831,6 +831,12 @@ export namespace mooncake {
         preferAllocInSameNode: boolean;
 
         /**
+         * Ours (promotion_on_hit): put back into DRAM a value that is only on a node's disk, as offered
+         * by GetReplicaListResponse.promote; refused unless the disk copy has this size.
+         */
+        promote: boolean;
+
+        /**
          * Creates a new ReplicateConfig instance using the specified properties.
          * @param [properties] Properties to set
          * @returns ReplicateConfig instance
@@ -882,6 +888,12 @@ export namespace mooncake {
 
             /** local first (replica_num == 1 only) */
             preferAllocInSameNode?: (boolean|null);
+
+            /**
+             * Ours (promotion_on_hit): put back into DRAM a value that is only on a node's disk, as offered
+             * by GetReplicaListResponse.promote; refused unless the disk copy has this size.
+             */
+            promote?: (boolean|null);
 
             /** Unknown fields preserved while decoding when enabled */
             $unknowns?: Uint8Array[];
@@ -2189,6 +2201,12 @@ export namespace mooncake {
         objectChecksum?: (number|null);
 
         /**
+         * Ours (promotion_on_hit): the value is only on disk and hit often enough; the reader is asked
+         * to put the bytes it read back into DRAM (PutStart with ReplicateConfig.promote).
+         */
+        promote: boolean;
+
+        /**
          * Creates a new GetReplicaListResponse instance using the specified properties.
          * @param [properties] Properties to set
          * @returns GetReplicaListResponse instance
@@ -2232,6 +2250,12 @@ export namespace mooncake {
             /** GetReplicaListResponse objectChecksum */
             objectChecksum?: (number|null);
 
+            /**
+             * Ours (promotion_on_hit): the value is only on disk and hit often enough; the reader is asked
+             * to put the bytes it read back into DRAM (PutStart with ReplicateConfig.promote).
+             */
+            promote?: (boolean|null);
+
             /** Unknown fields preserved while decoding when enabled */
             $unknowns?: Uint8Array[];
         }
@@ -2242,6 +2266,7 @@ export namespace mooncake {
           replicas?: mooncake.ReplicaDescriptor.$Shape[]|null;
           leaseTtlMs?: number|null;
           objectChecksum?: number|null;
+          promote?: boolean|null;
           $unknowns?: Uint8Array[];
         };
     }

@@ -1632,6 +1632,8 @@ export const mooncake = $root.mooncake = (() => {
          * @property {Array.<string>|null} [preferredSegments] segment names tried first, in order
          * @property {string|null} [preferredSegment] deprecated single preference; wins when non-empty
          * @property {boolean|null} [preferAllocInSameNode] local first (replica_num == 1 only)
+         * @property {boolean|null} [promote] Ours (promotion_on_hit): put back into DRAM a value that is only on a node's disk, as offered
+         * by GetReplicaListResponse.promote; refused unless the disk copy has this size.
          * @property {Array.<Uint8Array>} [$unknowns] Unknown fields preserved while decoding when enabled
          */
 
@@ -1720,6 +1722,15 @@ export const mooncake = $root.mooncake = (() => {
          */
         ReplicateConfig.prototype.preferAllocInSameNode = false;
 
+        /**
+         * Ours (promotion_on_hit): put back into DRAM a value that is only on a node's disk, as offered
+         * by GetReplicaListResponse.promote; refused unless the disk copy has this size.
+         * @member {boolean} promote
+         * @memberof mooncake.ReplicateConfig
+         * @instance
+         */
+        ReplicateConfig.prototype.promote = false;
+
         // OneOf field names bound to virtual getters and setters
         let $oneOfFields;
 
@@ -1782,6 +1793,8 @@ export const mooncake = $root.mooncake = (() => {
                 writer.uint32(/* id 6, wireType 2 =*/50).string(message.preferredSegment);
             if (message.preferAllocInSameNode != null && $Object.hasOwnProperty.call(message, "preferAllocInSameNode") && message.preferAllocInSameNode !== false)
                 writer.uint32(/* id 7, wireType 0 =*/56).bool(message.preferAllocInSameNode);
+            if (message.promote != null && $Object.hasOwnProperty.call(message, "promote") && message.promote !== false)
+                writer.uint32(/* id 8, wireType 0 =*/64).bool(message.promote);
             if (message.$unknowns != null && $Object.hasOwnProperty.call(message, "$unknowns"))
                 for (let i = 0; i < message.$unknowns.length; ++i)
                     writer.raw(message.$unknowns[i]);
@@ -1882,6 +1895,15 @@ export const mooncake = $root.mooncake = (() => {
                             message.preferAllocInSameNode = value;
                         else
                             delete message.preferAllocInSameNode;
+                        continue;
+                    }
+                case 8: {
+                        if (wireType !== 0)
+                            break;
+                        if (value = reader.bool())
+                            message.promote = value;
+                        else
+                            delete message.promote;
                         continue;
                     }
                 }
@@ -4937,6 +4959,8 @@ export const mooncake = $root.mooncake = (() => {
          * @property {Array.<mooncake.ReplicaDescriptor.$Properties>|null} [replicas] GetReplicaListResponse replicas
          * @property {number|null} [leaseTtlMs] ms the read lease lasts from now
          * @property {number|null} [objectChecksum] GetReplicaListResponse objectChecksum
+         * @property {boolean|null} [promote] Ours (promotion_on_hit): the value is only on disk and hit often enough; the reader is asked
+         * to put the bytes it read back into DRAM (PutStart with ReplicateConfig.promote).
          * @property {Array.<Uint8Array>} [$unknowns] Unknown fields preserved while decoding when enabled
          */
 
@@ -4955,6 +4979,7 @@ export const mooncake = $root.mooncake = (() => {
          *   replicas?: Array.<mooncake.ReplicaDescriptor.$Shape>|null;
          *   leaseTtlMs?: number|null;
          *   objectChecksum?: number|null;
+         *   promote?: boolean|null;
          *   $unknowns?: Array.<Uint8Array>;
          * }} mooncake.GetReplicaListResponse.$Shape
          */
@@ -5007,6 +5032,15 @@ export const mooncake = $root.mooncake = (() => {
          */
         GetReplicaListResponse.prototype.objectChecksum = null;
 
+        /**
+         * Ours (promotion_on_hit): the value is only on disk and hit often enough; the reader is asked
+         * to put the bytes it read back into DRAM (PutStart with ReplicateConfig.promote).
+         * @member {boolean} promote
+         * @memberof mooncake.GetReplicaListResponse
+         * @instance
+         */
+        GetReplicaListResponse.prototype.promote = false;
+
         // OneOf field names bound to virtual getters and setters
         let $oneOfFields;
 
@@ -5057,6 +5091,8 @@ export const mooncake = $root.mooncake = (() => {
                 writer.uint32(/* id 3, wireType 0 =*/24).uint64(message.leaseTtlMs);
             if (message.objectChecksum != null && $Object.hasOwnProperty.call(message, "objectChecksum"))
                 writer.uint32(/* id 4, wireType 0 =*/32).uint64(message.objectChecksum);
+            if (message.promote != null && $Object.hasOwnProperty.call(message, "promote") && message.promote !== false)
+                writer.uint32(/* id 5, wireType 0 =*/40).bool(message.promote);
             if (message.$unknowns != null && $Object.hasOwnProperty.call(message, "$unknowns"))
                 for (let i = 0; i < message.$unknowns.length; ++i)
                     writer.raw(message.$unknowns[i]);
@@ -5132,6 +5168,15 @@ export const mooncake = $root.mooncake = (() => {
                             break;
                         message.objectChecksum = reader.uint64();
                         message._objectChecksum = "objectChecksum";
+                        continue;
+                    }
+                case 5: {
+                        if (wireType !== 0)
+                            break;
+                        if (value = reader.bool())
+                            message.promote = value;
+                        else
+                            delete message.promote;
                         continue;
                     }
                 }

@@ -277,6 +277,39 @@ describe("disk tier", () => {
   );
 
   test(
+    "promotion_on_hit: a value read from disk goes back into DRAM; the next read is a memory hit",
+    async () => {
+      const pool = await startPool("--offload_on_evict=true", "--promotion_on_hit=true", "--promotion_admission_threshold=2");
+      await startNode(pool, tempDir("promote"), "--disk-capacity", "512MiB");
+      const store = await client(pool);
+      try {
+        const count = 24; // 96 MiB through 64 MiB of DRAM: the first ones are on disk only
+        for (let i = 0; i < count; i++) await putRetrying(store, `v${i}`, valueAt(i));
+        await waitUntil("copies done", async () => (await metric(pool, "master_offload_pending")) === 0, { timeoutMs: 30_000, everyMs: 50 });
+        const status = async (key: string) => {
+          const r = (await (await fetch(`http://127.0.0.1:${pool.ports[1]}/batch_query_keys?keys=${key}`)).json()) as {
+            data: Record<string, { values: unknown[] | null; local_disk_values: unknown[] | null }>;
+          };
+          return { memory: (r.data[key]?.values ?? []).length > 0, disk: (r.data[key]?.local_disk_values ?? []).length > 0 };
+        };
+        expect(await status("v0")).toEqual({ memory: false, disk: true });
+        const diskHits = await metric(pool, "file_cache_hit_nums_");
+        expect(sameBytes(await store.get("v0"), valueAt(0))).toBe(true); // first disk read: below the threshold
+        expect(await status("v0")).toEqual({ memory: false, disk: true });
+        expect(sameBytes(await store.get("v0"), valueAt(0))).toBe(true); // second: its reader puts it back
+        expect(await metric(pool, "master_promotions_offered_total")).toBe(1);
+        expect(await metric(pool, "master_promotions_started_total")).toBe(1);
+        expect(await status("v0")).toEqual({ memory: true, disk: true });
+        expect(sameBytes(await store.get("v0"), valueAt(0))).toBe(true);
+        expect((await metric(pool, "file_cache_hit_nums_")) - diskHits).toBe(2); // the third read came from DRAM
+      } finally {
+        await store.close();
+      }
+    },
+    { timeout: 120_000 },
+  );
+
+  test(
     "start-up errors: a missing directory, a directory another node holds",
     async () => {
       const pool = await startPool();

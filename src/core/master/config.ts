@@ -51,6 +51,12 @@ export interface MasterConfig {
    * RegisterDiskReplicas with UNABLE_OFFLOAD, and the node runs DRAM-only.
    */
   enableOffload: boolean;
+  /**
+   * promotion_on_hit: a value read from disk `promotionAdmissionThreshold` times is put back into
+   * DRAM by the reader (GetReplicaList's `promote` asks it to; PutStart with `promote` lets it in).
+   */
+  promotionOnHit: boolean;
+  promotionAdmissionThreshold: number;
 }
 
 export const DEFAULT_MASTER_CONFIG: Readonly<MasterConfig> = Object.freeze({
@@ -72,6 +78,8 @@ export const DEFAULT_MASTER_CONFIG: Readonly<MasterConfig> = Object.freeze({
   offloadOnEvict: false,
   offloadQueueLimit: 50_000,
   enableOffload: true,
+  promotionOnHit: false,
+  promotionAdmissionThreshold: 2,
 });
 
 /**
@@ -94,6 +102,9 @@ export function makeMasterConfig(overrides: Partial<MasterConfig> = {}): MasterC
   for (const name of nonNegative) {
     const v = config[name];
     if (typeof v !== "number" || !Number.isFinite(v) || v < 0) problems.push(`${name} must be a number >= 0`);
+  }
+  if (!(Number.isSafeInteger(config.promotionAdmissionThreshold) && config.promotionAdmissionThreshold >= 1)) {
+    problems.push("promotionAdmissionThreshold must be a whole number >= 1");
   }
   if (!(config.evictionRatio >= 0 && config.evictionRatio <= 1)) problems.push("evictionRatio must be in [0, 1]");
   if (!(config.evictionHighWatermarkRatio >= 0 && config.evictionHighWatermarkRatio <= 1)) {

@@ -75,6 +75,9 @@ export interface MasterCounters {
   /** GetReplicaList answers that sent the reader to a node's disk tier, and their object bytes. */
   diskCacheHits: number;
   diskCacheHitBytes: number;
+  /** promotion_on_hit: disk reads whose reader was asked to put the value back into DRAM, and such puts started. */
+  promotionsOffered: number;
+  promotionsStarted: number;
   /** Histogram of PutStart sizes: counts per VALUE_SIZE_BUCKETS slot, plus one overflow slot. */
   valueSizeBuckets: number[];
   valueSizeSum: number;
@@ -101,6 +104,8 @@ export function newCounters(): MasterCounters {
     memCacheHitBytes: 0,
     diskCacheHits: 0,
     diskCacheHitBytes: 0,
+    promotionsOffered: 0,
+    promotionsStarted: 0,
     valueSizeBuckets: new Array<number>(VALUE_SIZE_BUCKETS.length + 1).fill(0),
     valueSizeSum: 0,
   };

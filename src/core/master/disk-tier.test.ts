@@ -75,6 +75,38 @@ describe("disk tier at the master", () => {
     expect(m.state.counters.diskCacheHits).toBe(1);
   });
 
+  test("promotion_on_hit: the threshold-th disk read asks its reader to promote; PutStart with promote puts it back, disk copy kept", () => {
+    const { master: m, clock } = withTier({ promotionOnHit: true, promotionAdmissionThreshold: 2 });
+    register(m, [{ key: "cold", sizeBytes: MiB }]);
+    const read = () => must(m.submit({ op: "getReplicaList", key: "cold" }));
+    expect(read().promote).toBeUndefined(); // first read: below the threshold
+    expect(read().promote).toBe(true);
+    expect(read().promote).toBeUndefined(); // asked once per PROMOTE_OFFER_INTERVAL_MS
+    clock.advance(5_000);
+    expect(read().promote).toBe(true);
+    expect(m.state.counters.promotionsOffered).toBe(2);
+    // Only a value on disk with its size goes back; a plain put is still refused.
+    expectCode(m.submit({ op: "putStart", clientId: "r", key: "cold", sizeBytes: 2 * MiB, config: { promote: true } }), ErrorCode.INVALID_PARAMS);
+    expectCode(m.submit({ op: "putStart", clientId: "r", key: "gone", sizeBytes: MiB, config: { promote: true } }), ErrorCode.OBJECT_NOT_FOUND);
+    expectCode(m.submit({ op: "putStart", clientId: "r", key: "cold", sizeBytes: MiB, config: {} }), ErrorCode.OBJECT_ALREADY_EXISTS);
+    putObject(m, "r", "cold", MiB, { promote: true });
+    expect(m.state.counters.promotionsStarted).toBe(1);
+    const r = read();
+    expect(r.replicas).toHaveLength(1); // DRAM again, the disk copy listed after it
+    expect(r.disk).toMatchObject({ ownerId: NODE, sizeBytes: MiB });
+    expect(r.promote).toBeUndefined();
+    expect(beat(m).tasks).toHaveLength(0); // on disk already: nothing to copy
+    // A second promotion of a value DRAM holds again is refused like any put of an existing key.
+    expectCode(m.submit({ op: "putStart", clientId: "r2", key: "cold", sizeBytes: MiB, config: { promote: true } }), ErrorCode.OBJECT_ALREADY_EXISTS);
+  });
+
+  test("promotion_on_hit off (the default): disk reads never ask for a promotion", () => {
+    const { master: m } = withTier();
+    register(m, [{ key: "cold", sizeBytes: MiB }]);
+    for (let i = 0; i < 5; i++) expect(must(m.submit({ op: "getReplicaList", key: "cold" })).promote).toBeUndefined();
+    expect(m.state.counters.promotionsOffered).toBe(0);
+  });
+
   test("Remove and RemoveAll reach the disk: the node is told on its next heartbeat", () => {
     const { master: m } = withTier();
     register(m, [{ key: "d1", sizeBytes: MiB }, { key: "d2", sizeBytes: MiB }]);

@@ -39,6 +39,9 @@ export interface DiskReplica {
   sizeBytes: number;
   /** The object's checksum when it was offloaded from DRAM (none after a rescan). */
   checksum: bigint | undefined;
+  /** promotion_on_hit: disk reads while DRAM had no copy, and when a reader was last asked to promote it. */
+  hits: number;
+  promoteOfferedMs: number;
 }
 
 export interface OffloadTask {
@@ -147,7 +150,7 @@ export class DiskTiers {
       else this.#forget(key, existing);
       checksum ??= existing.checksum;
     }
-    this.byKey.set(key, { id, ownerId: tier.ownerId, sizeBytes, checksum });
+    this.byKey.set(key, { id, ownerId: tier.ownerId, sizeBytes, checksum, hits: 0, promoteOfferedMs: 0 });
     tier.keys++;
     tier.liveBytes += sizeBytes;
     return ErrorCode.OK;

@@ -70,7 +70,12 @@ interface PutOptions {
   preferred: readonly string[];
   /** F_HARD_PIN and F_SOFT_PIN_PENDING as requested. */
   flags: number;
+  /** promotion_on_hit: a reader puts back into DRAM a value only on disk (ReplicateConfig.promote). */
+  promote: boolean;
 }
+
+/** A reader asked to promote a value is not asked again for this long (its put may still be running). */
+export const PROMOTE_OFFER_INTERVAL_MS = 5_000;
 
 // Shared, frozen failure values: the hot paths return them without allocating.
 const INVALID_PARAMS = Object.freeze(fail(ErrorCode.INVALID_PARAMS));
@@ -210,7 +215,7 @@ export class MasterState {
     let flags = 0;
     if (rc.withHardPin === true) flags |= F_HARD_PIN;
     if (softPinTtlMs > 0) flags |= F_SOFT_PIN_PENDING;
-    return { replicaNum, softPinTtlMs, preferred, flags };
+    return { replicaNum, softPinTtlMs, preferred, flags, promote: rc.promote === true };
   }
 
   #putStart(
@@ -230,7 +235,14 @@ export class MasterState {
         return fail(ErrorCode.OBJECT_ALREADY_EXISTS);
       }
       this.#preemptZombie(key, existing);
-    } else if (this.disk.has(key)) {
+    }
+    if (options.promote) {
+      // Only a value still on disk, with this size, goes back into DRAM: a key removed meanwhile
+      // must not come back through its reader.
+      const d = this.disk.byKey.get(key);
+      if (d === undefined) return OBJECT_NOT_FOUND;
+      if (d.sizeBytes !== sizeBytes) return INVALID_PARAMS;
+    } else if (existing === undefined && this.disk.has(key)) {
       return fail(ErrorCode.OBJECT_ALREADY_EXISTS); // the value is on a node's disk
     }
 
@@ -252,6 +264,7 @@ export class MasterState {
     if (placements.length < replicaNum) this.counters.putStartPartialAllocations++;
 
     if (options.softPinTtlMs > 0) this.softPins.set(key, options.softPinTtlMs);
+    if (options.promote) this.counters.promotionsStarted++;
     const o = new ObjectMeta(sizeBytes, clientId, nowMs, options.flags, placements, this.nextReplicaId);
     this.nextReplicaId += placements.length;
     this.objects.set(key, o);
@@ -495,12 +508,12 @@ export class MasterState {
   #getReplicaList(key: string, nowMs: number): Result<ReplicaListResponse> {
     if (!isValidKey(key)) return INVALID_PARAMS;
     const o = this.objects.get(key);
-    if (o === undefined) return this.#diskReplicaList(key);
+    if (o === undefined) return this.#diskReplicaList(key, nowMs, true);
     const replicas = describeReadable(o);
     // Objects here always hold ≥1 live replica record, so "no readable replica" means PROCESSING
     // or on a segment being unmounted: not ready (Mooncake's all-REMOVED case cannot occur),
     // unless a node's disk holds the value.
-    if (replicas.length === 0) return o.complete && this.disk.has(key) ? this.#diskReplicaList(key) : fail(ErrorCode.REPLICA_IS_NOT_READY);
+    if (replicas.length === 0) return o.complete && this.disk.has(key) ? this.#diskReplicaList(key, nowMs, false) : fail(ErrorCode.REPLICA_IS_NOT_READY);
     this.#grantReadLease(o, nowMs);
     this.counters.memCacheHits++;
     this.counters.memCacheHitBytes += o.sizeBytes;
@@ -514,15 +527,26 @@ export class MasterState {
     return ok(resp);
   }
 
-  /** A disk-only object: no memory replica, the node to stage it from. */
-  #diskReplicaList(key: string): Result<ReplicaListResponse> {
+  /**
+   * A disk-only object: no memory replica, the node to stage it from. With promotion_on_hit, a
+   * value DRAM has no object for (`mayPromote`) read often enough asks its reader to put it back.
+   */
+  #diskReplicaList(key: string, nowMs: number, mayPromote: boolean): Result<ReplicaListResponse> {
     const where = this.disk.locate(key);
     if (where === null) return OBJECT_NOT_FOUND;
     this.counters.diskCacheHits++;
     this.counters.diskCacheHitBytes += where.sizeBytes;
     const resp: ReplicaListResponse = { replicas: [], leaseTtlMs: this.config.leaseTtlMs, disk: where };
-    const checksum = this.disk.byKey.get(key)!.checksum;
-    if (checksum !== undefined) resp.objectChecksum = checksum;
+    const d = this.disk.byKey.get(key)!;
+    if (d.checksum !== undefined) resp.objectChecksum = d.checksum;
+    if (mayPromote && this.config.promotionOnHit) {
+      d.hits++;
+      if (d.hits >= this.config.promotionAdmissionThreshold && nowMs >= d.promoteOfferedMs + PROMOTE_OFFER_INTERVAL_MS) {
+        d.promoteOfferedMs = nowMs;
+        resp.promote = true;
+        this.counters.promotionsOffered++;
+      }
+    }
     return ok(resp);
   }
 
@@ -740,7 +764,8 @@ export class MasterState {
 
   /** At PutEnd (unless offloadOnEvict): queue a copy of the first replica whose node has a tier. */
   #offloadAtPutEnd(key: string, o: ObjectMeta): void {
-    if (this.config.offloadOnEvict) return;
+    // A promoted value is on disk already.
+    if (this.config.offloadOnEvict || this.disk.has(key)) return;
     this.queueOffload(key, o);
   }
 

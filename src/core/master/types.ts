@@ -91,6 +91,8 @@ export interface ReplicateConfig {
   preferredSegments?: string[];
   /** Deprecated single preferred name; wins over `preferredSegments` when non-empty. */
   preferredSegment?: string;
+  /** Ours (promotion_on_hit): put back into DRAM a value only on disk, as GetReplicaList asked. */
+  promote?: boolean;
 }
 
 /**
@@ -114,6 +116,8 @@ export interface ReplicaListResponse {
   objectChecksum?: bigint;
   /** The value's copy on a store node's disk tier (disk-tier.ts), after the memory replicas; readers use it when those fail or there are none. */
   disk?: { replicaId: number; ownerId: string; sizeBytes: number; stageEndpoint: string };
+  /** promotion_on_hit: the value is only on disk and hit often enough; the reader is asked to put it back into DRAM. */
+  promote?: boolean;
 }
 
 /** Ping's answer. `viewVersionId` is 0 without HA. */

@@ -75,6 +75,14 @@ describe("replies", () => {
       expect(ours.replicas).toEqual(props.replicas ?? []);
     }
   });
+  test("GetReplicaListResponse with a disk tier's LOCAL_DISK replica, and promote", () => {
+    const disk = { id: 9, status: 3, localDisk: { clientId: { first: 12, second: 2 ** 40 }, objectSize: 2 ** 33, transportEndpoint: "[::1]:17000" } };
+    const bytes = pb.GetReplicaListResponse.encode({ replicas: [replica(0), disk], leaseTtlMs: 7, promote: true }).finish();
+    const ours = decodeReplicaList(bytes);
+    expect(ours.replicas).toEqual([replica(0), { ...disk, memory: null }]);
+    expect(ours.promote).toBe(true);
+    expect(decodeReplicaList(pb.GetReplicaListResponse.encode({ replicas: [disk], leaseTtlMs: 7 }).finish()).promote).toBeUndefined();
+  });
   test("Batch replica lists and BatchPutStart replies keep order and per-key errors", () => {
     const bytes = pb.BatchGetReplicaListResponse.encode({
       results: [{ replicas: [replica(0)], leaseTtlMs: 1 }, { errorCode: -704 }, { errorCode: -706 }],

@@ -192,6 +192,8 @@ export interface DecodedReplicaList {
   replicas: DecodedReplica[];
   leaseTtlMs: number;
   objectChecksum: number | null;
+  /** promotion_on_hit: the reader is asked to put the value back into DRAM (set only when true). */
+  promote?: boolean;
 }
 
 function bufferDescriptor(end: number): DecodedBufferDescriptor {
@@ -255,7 +257,9 @@ function replicaList(end: number): DecodedReplicaList {
     else if (tag === 0x12) list.replicas.push(replica(span(end)));
     else if (tag === 0x18) list.leaseTtlMs = varint(end);
     else if (tag === 0x20) list.objectChecksum = varint(end);
-    else skip(tag & 7, end);
+    else if (tag === 0x28) {
+      if (varint(end) !== 0) list.promote = true;
+    } else skip(tag & 7, end);
   }
   return list;
 }

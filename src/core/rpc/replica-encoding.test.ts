@@ -8,6 +8,7 @@ import {
   encodePutStart,
   encodeReplicaList,
   type ReplicaListItem,
+  type WireDiskReplica,
   type WireReplica,
 } from "./replica-encoding.ts";
 
@@ -34,13 +35,19 @@ const wire = (r: WireReplica) => ({
     },
   },
 });
+/** A disk tier's LOCAL_DISK replica as protobufjs writes it (COMPLETE, owner id "first-second"). */
+const diskWire = (d: WireDiskReplica) => {
+  const [first, second] = d.ownerId.split("-").map(Number);
+  return { id: d.replicaId, status: 3, localDisk: { clientId: { first, second }, objectSize: d.sizeBytes, transportEndpoint: d.stageEndpoint } };
+};
 const listProps = (item: ReplicaListItem) =>
   item.ok
     ? {
         errorCode: 0,
-        replicas: item.value.replicas.map(wire),
+        replicas: [...item.value.replicas.map(wire), ...(item.value.disk === undefined ? [] : [diskWire(item.value.disk)])],
         leaseTtlMs: item.value.leaseTtlMs,
         ...(item.value.objectChecksum === undefined ? {} : { objectChecksum: Number(item.value.objectChecksum) }),
+        ...(item.value.promote === true ? { promote: true } : {}),
       }
     : { errorCode: item.code };
 
@@ -52,6 +59,12 @@ const items: ReplicaListItem[] = [
   { ok: false, code: -1702 },
   { ok: true, value: { replicas: [], leaseTtlMs: 10_000 } },
   { ok: true, value: { replicas: [replica(4, { id: 0, sizeBytes: 0, protocol: "" })], leaseTtlMs: 1, objectChecksum: 0n } },
+  // a memory replica with the disk copy after it; a disk-only value its reader is asked to promote
+  { ok: true, value: { replicas: [replica(5)], leaseTtlMs: 7, disk: { replicaId: 9, ownerId: "12-34", sizeBytes: 4096, stageEndpoint: "127.0.0.1:4000" } } },
+  {
+    ok: true,
+    value: { replicas: [], leaseTtlMs: 7, objectChecksum: 5n, disk: { replicaId: 2 ** 40, ownerId: "1-2", sizeBytes: 2 ** 33, stageEndpoint: "[::1]:1" }, promote: true },
+  },
 ];
 
 describe("hand-written replica encoding equals protobufjs", () => {
@@ -68,7 +81,8 @@ describe("hand-written replica encoding equals protobufjs", () => {
     const ours = encodeBatchReplicaList(items);
     expect([...ours]).toEqual([...pb.BatchGetReplicaListResponse.encode({ errorCode: 0, results: items.map(listProps) }).finish()]);
     const decoded = pb.BatchGetReplicaListResponse.decode(ours);
-    expect(decoded.results.map((r) => r.errorCode)).toEqual([0, 0, 0, -704, -1702, 0, 0]);
+    expect(decoded.results.map((r) => r.errorCode)).toEqual([0, 0, 0, -704, -1702, 0, 0, 0, 0]);
+    expect(decoded.results[8]?.promote).toBe(true);
     expect(decoded.results[1]?.replicas?.[1]?.memory?.bufferDescriptor?.transportEndpoint).toBe("[::1]:9");
     expect(decoded.results[2]?.replicas?.[0]?.memory?.bufferDescriptor?.transportEndpoint).toBe("höst-ü:1");
     expect(decoded.results[0]?.replicas?.[0]?.memory?.bufferDescriptor?.bufferAddress).toBe(0x7f1f3d600000);

@@ -25,7 +25,7 @@ export interface WireDiskReplica {
 }
 
 export type ReplicaListItem =
-  | { ok: true; value: { replicas: readonly WireReplica[]; leaseTtlMs: number; objectChecksum?: bigint; disk?: WireDiskReplica } }
+  | { ok: true; value: { replicas: readonly WireReplica[]; leaseTtlMs: number; objectChecksum?: bigint; disk?: WireDiskReplica; promote?: boolean } }
   | { ok: false; code: number };
 
 export type PutStartItem = { ok: true; value: readonly WireReplica[] } | { ok: false; code: number };
@@ -252,7 +252,8 @@ function replicaListSize(item: ReplicaListItem): number {
     replicasSize(item.value.replicas) +
     (item.value.disk === undefined ? 0 : diskReplicaSize(item.value.disk)) +
     varField(item.value.leaseTtlMs) +
-    (checksum === undefined ? 0 : 1 + varintSize(Number(checksum)))
+    (checksum === undefined ? 0 : 1 + varintSize(Number(checksum))) +
+    (item.value.promote === true ? 2 : 0)
   );
 }
 
@@ -264,6 +265,10 @@ function writeReplicaList(out: Out, item: ReplicaListItem) {
   if (item.value.objectChecksum !== undefined) {
     out.byte(0x20); // object_checksum = 4
     out.varint(Number(item.value.objectChecksum));
+  }
+  if (item.value.promote === true) {
+    out.byte(0x28); // promote = 5
+    out.byte(1);
   }
 }
 
