@@ -33,9 +33,9 @@ export async function spawnUntil(cmd: string[], pattern: RegExp) {
 }
 
 /** `mooncake master` on free loopback ports: its RPC address and metadata URL. */
-export async function startBenchMaster() {
+export async function startBenchMaster(extraFlags: readonly string[] = []) {
   const { proc, text } = await spawnUntil(
-    [...cli, "master", "--rpc_port=0", "--rpc_address=127.0.0.1", "--metrics_port=0", "--metrics_host=127.0.0.1", "--http_metadata_server_port=0", "--http_metadata_server_host=127.0.0.1", "--enable_metric_reporting=false", "--state_dir=none"],
+    [...cli, "master", "--rpc_port=0", "--rpc_address=127.0.0.1", "--metrics_port=0", "--metrics_host=127.0.0.1", "--http_metadata_server_port=0", "--http_metadata_server_host=127.0.0.1", "--enable_metric_reporting=false", "--state_dir=none", ...extraFlags],
     /Master admin server started on port \d+/,
   );
   const port = (re: RegExp) => Number(re.exec(text)?.[1] ?? 0);
@@ -48,9 +48,9 @@ export async function startBenchMaster() {
 }
 
 /** `mooncake store` with `sizeBytes` of memory, and a reader of its resident memory. */
-export async function startBenchNode(masterAddress: string, metadata: string, sizeBytes: number) {
+export async function startBenchNode(masterAddress: string, metadata: string, sizeBytes: number, extraFlags: readonly string[] = []) {
   const { proc } = await spawnUntil(
-    [...cli, "store", "--local-hostname", "127.0.0.1", "--metadata-server", metadata, "--master-server-address", masterAddress, "--global-segment-size", String(sizeBytes)],
+    [...cli, "store", "--local-hostname", "127.0.0.1", "--metadata-server", metadata, "--master-server-address", masterAddress, "--global-segment-size", String(sizeBytes), ...extraFlags],
     / ready:/,
   );
   return { proc, rssKiB: () => Number(/VmRSS:\s+(\d+)/.exec(readFileSync(`/proc/${proc.pid}/status`, "utf8"))?.[1] ?? 0) };

@@ -8,6 +8,7 @@ import * as fs from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { decodeHeader, encodeHeader, MAX_KEY_BYTES, RECORD_HEADER_BYTES, RecordKind, recordLength } from "../../core/disk/bucket-record.ts";
+import { crc32 } from "../../core/checksum.ts";
 import { BucketStore, type BucketStoreOptions, defaultDiskCapacityBytes } from "./bucket-store.ts";
 
 const KiB = 1024;
@@ -62,7 +63,7 @@ async function readBack(s: BucketStore, key: string): Promise<Uint8Array | null>
   const size = s.sizeOf(key);
   if (size === undefined) return null;
   const into = new Uint8Array(size);
-  return (await s.read(key, into)) ? into : null;
+  return (await s.read(key, into)) !== null ? into : null;
 }
 
 function bucketFiles(): string[] {
@@ -149,7 +150,14 @@ describe("round trip", () => {
     const s = await open();
     await s.write("a", bytes(10, 1));
     await expect(s.read("a", new Uint8Array(9))).rejects.toThrow(RangeError);
-    expect(await s.read("missing", new Uint8Array(0))).toBe(false);
+    expect(await s.read("missing", new Uint8Array(0))).toBeNull();
+  });
+
+  test("read() resolves to the CRC-32 of the value's bytes (what a reader checks them against)", async () => {
+    const s = await open();
+    const v = bytes(100_000, 7);
+    await s.write("k", v);
+    expect(await s.read("k", new Uint8Array(v.length))).toBe(crc32([v]));
   });
 });
 
@@ -289,7 +297,7 @@ describe("damage", () => {
     const fd = fs.openSync(join(dir, file!), "r+");
     fs.writeSync(fd, new Uint8Array(4).fill(1), 0, 4, RECORD_HEADER_BYTES + 1 + 100);
     fs.closeSync(fd);
-    expect(await s.read("v", new Uint8Array(4096))).toBe(false);
+    expect(await s.read("v", new Uint8Array(4096))).toBeNull();
     expect(s.has("v")).toBe(false);
     expect(await readBack(s, "w")).toEqual(bytes(4096, 2));
     expect(warnings.some((w) => w.includes("checksum mismatch"))).toBe(true);

@@ -9,7 +9,7 @@
 // disk read), so replies may leave out of order; clients match them by request id. Bounded: frames
 // in flight per connection, keys per request, bytes staged at once (the segment's size).
 
-import { tagChecksum, crc32 } from "../../core/checksum.ts";
+import { tagChecksum } from "../../core/checksum.ts";
 import { ErrorCode } from "../../core/errors.ts";
 import type { Logger } from "../../core/log.ts";
 import { OffsetAllocator } from "../../core/master/allocator.ts";
@@ -81,7 +81,8 @@ export function startStageServer(options: StageServerOptions): StageServer {
     const id = nextStageId++;
     staged.set(id, { offset, sizeBytes, expiresMs: Date.now() + STAGE_TTL_MS });
     const into = staging.view(offset, sizeBytes);
-    if (!(await store.read(key, into))) {
+    const valueCrc = await store.read(key, into);
+    if (valueCrc === null) {
       release(id);
       return { errorCode: ErrorCode.OBJECT_NOT_FOUND };
     }
@@ -94,7 +95,7 @@ export function startStageServer(options: StageServerOptions): StageServer {
       bufferAddress: staging.address + offset,
       size: sizeBytes,
       stageId: id,
-      checksum: tagChecksum(crc32([into])),
+      checksum: tagChecksum(valueCrc),
       ttlMs: STAGE_TTL_MS,
     };
   };
