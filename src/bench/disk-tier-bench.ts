@@ -2,7 +2,7 @@
 // values are copied from DRAM to a node's disk (offload), how fast a 32 MiB value that is only on
 // disk is read back (page cache hot, then dropped when this process may), and the latency of a
 // 4 KiB disk hit next to a memory hit and one master round trip. Not a test.
-// Run: bun src/bench/disk-tier-bench.ts [--dir DIR] [--values 64] [--store-memcpy auto|off]
+// Run: bun src/bench/disk-tier-bench.ts [--dir DIR] [--values 64] [--rounds 3] [--store-memcpy auto|off]
 //   DIR must be on the file system to measure (default: a temp dir under the current directory,
 //   since /tmp may be tmpfs elsewhere); it is removed at the end.
 
@@ -85,51 +85,60 @@ try {
     return b;
   });
 
-  // 1. dd baselines on the same file system, 32 MiB blocks, as many bytes as the offload below;
-  //    each write into a new file (bucket files are new files), median of 3.
+  // 1. Offload vs dd, interleaved: each round writes a new 2 GiB file with dd (32 MiB blocks),
+  //    deletes it, then puts as many bytes under new keys and times the node's copies to disk
+  //    (copy at PutEnd: from the first put to the master counting the last copy). A round's keys
+  //    are removed before the next (the node deletes their buckets). First, one throwaway dd: the
+  //    first touch of this VM's memory costs ~3 ms/MiB (page cache included), which would
+  //    otherwise fall on whichever ran first.
   const ddFile = join(root, "dd.bin");
   const count = String(valueCount);
-  const ddRuns = (before: () => void, ...operands: string[]) =>
-    median(
-      [0, 1, 2].map(() => {
-        before();
-        return dd(...operands);
-      }),
-    );
-  const fresh = () => fs.rmSync(ddFile, { force: true });
-  const ddWrite = ddRuns(fresh, "if=/dev/zero", `of=${ddFile}`, "bs=32M", `count=${count}`);
-  const ddWriteSync = ddRuns(fresh, "if=/dev/zero", `of=${ddFile}`, "bs=32M", `count=${count}`, "conv=fdatasync");
-  const ddReadHot = ddRuns(() => {}, `if=${ddFile}`, "of=/dev/null", "bs=32M");
-  const canDrop = dropCaches();
-  const ddReadCold = canDrop ? ddRuns(dropCaches, `if=${ddFile}`, "of=/dev/null", "bs=32M") : Number.NaN;
-  fs.rmSync(ddFile);
-  report({ case: `dd write, bs=32M count=${count}, new file (page cache)`, gbps: ddWrite.toFixed(3) });
-  report({ case: `dd write, bs=32M count=${count}, new file, conv=fdatasync`, gbps: ddWriteSync.toFixed(3) });
-  report({ case: "dd read, bs=32M, page cache hot", gbps: ddReadHot.toFixed(3) });
-  if (canDrop) report({ case: "dd read, bs=32M, page cache dropped", gbps: ddReadCold.toFixed(3) });
-  dropCaches(); // the offload below starts, like dd did, without other dirty pages to write back
+  const ddWriteFresh = (...extra: string[]) => {
+    fs.rmSync(ddFile, { force: true });
+    return dd("if=/dev/zero", `of=${ddFile}`, "bs=32M", `count=${count}`, ...extra);
+  };
+  ddWriteFresh();
+  const rounds = Number(textArg("--rounds") ?? 3);
+  const ddWrites: number[] = [];
+  const ddWritesSync: number[] = [];
+  const offloads: number[] = [];
+  let offloadedSoFar = 0;
+  for (let round = 0; round < rounds; round++) {
+    ddWrites.push(ddWriteFresh());
+    ddWritesSync.push(ddWriteFresh("conv=fdatasync"));
+    fs.rmSync(ddFile, { force: true });
+    const t0 = performance.now();
+    for (let i = 0; i < valueCount; i++) {
+      const v = values[i % 4]!;
+      v[4] = i & 0xff;
+      v[5] = round;
+      const code = await store.put(`big-${round}-${i}`, v);
+      if (code !== 0) throw new Error(`put big-${round}-${i}: ${code}`);
+    }
+    const putsMs = performance.now() - t0;
+    offloadedSoFar += valueCount;
+    for (const end = performance.now() + 120_000; performance.now() < end; ) {
+      if ((await metric("master_offloads_total")) >= offloadedSoFar) break;
+      await Bun.sleep(5);
+    }
+    const offloadMs = performance.now() - t0;
+    if ((await metric("master_offloads_total")) < offloadedSoFar) throw new Error("offload did not finish in 120 s");
+    offloads.push(totalBytes / (offloadMs / 1000) / 1e9);
+    report({ case: `round ${round}`, ddGbps: ddWrites.at(-1)!.toFixed(3), ddFdatasyncGbps: ddWritesSync.at(-1)!.toFixed(3), offloadGbps: offloads.at(-1)!.toFixed(3), putsGbps: gbps(totalBytes, putsMs) });
+    if (round < rounds - 1) for (let i = 0; i < valueCount; i++) await store.remove(`big-${round}-${i}`, true);
+  }
+  const last = rounds - 1;
+  report({ case: `dd write, bs=32M count=${count}, new file (page cache), median`, gbps: median(ddWrites).toFixed(3) });
+  report({ case: `dd write, bs=32M count=${count}, new file, conv=fdatasync, median`, gbps: median(ddWritesSync).toFixed(3) });
+  report({ case: `offload of ${valueCount} × 32 MiB (copy at PutEnd), first put to last copy, median`, gbps: median(offloads).toFixed(3) });
+  report({
+    case: "offload / dd write",
+    ratioToPageCache: (median(offloads) / median(ddWrites)).toFixed(2),
+    ratioToFdatasync: (median(offloads) / median(ddWritesSync)).toFixed(2),
+  });
 
-  // 2. Offload: puts of valueCount × 32 MiB into DRAM that holds them all; the node copies each to
-  //    disk after its put ends. Timed from the first put to the master counting every copy done.
-  await metric("master_disk_tiers");
-  const t0 = performance.now();
-  let putsMs = 0;
-  for (let i = 0; i < valueCount; i++) {
-    values[i % 4]![4] = i & 0xff;
-    values[i % 4]![5] = i >> 8;
-    const code = await store.put(`big-${i}`, values[i % 4]!);
-    if (code !== 0) throw new Error(`put big-${i}: ${code}`);
-  }
-  putsMs = performance.now() - t0;
-  for (const end = performance.now() + 120_000; performance.now() < end; ) {
-    if ((await metric("master_offloads_total")) >= valueCount) break;
-    await Bun.sleep(5);
-  }
-  const offloadMs = performance.now() - t0;
-  if ((await metric("master_offloads_total")) < valueCount) throw new Error("offload did not finish in 120 s");
-  report({ case: `offload of ${valueCount} × 32 MiB (copy at PutEnd), first put to last copy`, gbps: gbps(totalBytes, offloadMs), ms: Math.round(offloadMs), putsGbps: gbps(totalBytes, putsMs) });
-  const offloadGbps = Number(gbps(totalBytes, offloadMs));
-  report({ case: "offload / dd write", ratioToPageCache: (offloadGbps / ddWrite).toFixed(2), ratioToFdatasync: (offloadGbps / ddWriteSync).toFixed(2) });
+  // The file dd reads below, as large as the values.
+  ddWriteFresh();
 
   // 4 KiB values, on disk too.
   const small = new Uint8Array(4096);
@@ -140,7 +149,7 @@ try {
     if (code !== 0) throw new Error(`put small-${i}: ${code}`);
   }
   for (const end = performance.now() + 60_000; performance.now() < end; ) {
-    if ((await metric("master_offloads_total")) >= valueCount + smallCount) break;
+    if ((await metric("master_offloads_total")) >= offloadedSoFar + smallCount) break;
     await Bun.sleep(20);
   }
 
@@ -153,23 +162,49 @@ try {
     await Bun.sleep(20);
   }
 
+  // 32 MiB disk hits against dd reading the same number of 32 MiB blocks, interleaved in rounds
+  // of 16 (this VM's disk speed drifts several-fold within a minute): page cache hot (the values
+  // were just written), then page cache dropped before each side of each round.
   const into = new Uint8Array(VALUE_BYTES);
-  const readAll = async (label: string, baseline: number) => {
+  const perRound = Math.min(16, valueCount);
+  const readRounds = Math.floor(valueCount / perRound);
+  const readKeys = async (round: number): Promise<number[]> => {
     const samples: number[] = [];
-    for (let i = 0; i < valueCount; i++) {
+    for (let i = round * perRound; i < (round + 1) * perRound; i++) {
       const t = performance.now();
-      const n = await store.getInto(`big-${i}`, into);
-      if (n !== VALUE_BYTES || into[4] !== (i & 0xff)) throw new Error(`get big-${i}: ${n}`);
+      const n = await store.getInto(`big-${last}-${i}`, into);
+      if (n !== VALUE_BYTES || into[4] !== (i & 0xff) || into[5] !== last) throw new Error(`get big-${last}-${i}: ${n}`);
       samples.push(performance.now() - t);
     }
-    const g = Number(gbps(VALUE_BYTES, median(samples)));
-    report({ case: `disk hit, get 32 MiB, ${label} (${memcpy === "off" ? "TCP" : "same-host shm"})`, gbps: g.toFixed(3), p90Ms: pct(samples, 0.9).toFixed(1), n: samples.length, ratioToDd: (g / baseline).toFixed(2) });
+    return samples;
   };
-  await readAll("page cache hot", ddReadHot);
-  if (canDrop) {
-    dropCaches();
-    await readAll("page cache dropped", ddReadCold);
+  const ddRead = (round: number) => dd(`if=${ddFile}`, "of=/dev/null", "bs=32M", `count=${perRound}`, `skip=${round * perRound}`);
+  const transport = memcpy === "off" ? "TCP" : "same-host shm";
+  for (const cold of [false, true]) {
+    if (cold && !dropCaches()) break; // this process may not drop the page cache
+    const ours: number[] = [];
+    const theirs: number[] = [];
+    const ratios: number[] = [];
+    for (let round = 0; round < readRounds; round++) {
+      if (cold) dropCaches();
+      else ddRead(round); // hot: dd's blocks in the page cache too
+      const d = ddRead(round);
+      if (cold) dropCaches();
+      const samples = await readKeys(round);
+      const g = VALUE_BYTES / (median(samples) / 1000) / 1e9;
+      ours.push(g);
+      theirs.push(d);
+      ratios.push(g / d);
+    }
+    report({
+      case: `disk hit, get 32 MiB, page cache ${cold ? "dropped" : "hot"} (${transport}), ${readRounds} rounds of ${perRound}`,
+      gbps: median(ours).toFixed(3),
+      ddGbps: median(theirs).toFixed(3),
+      ratioToDd: median(ratios).toFixed(2),
+      rounds: ratios.map((r) => r.toFixed(2)).join(" "),
+    });
   }
+  fs.rmSync(ddFile);
 
   // A memory hit of the same size, for comparison: one value in DRAM, read over and over.
   await store.put("mem-32m", values[0]!);
