@@ -19,6 +19,7 @@ const STORE_KEYS: readonly ConfigKey[] = [
   "store_use_hugepage",
   "storage_root_dir",
   "disk_capacity",
+  "disk_stage_port",
   "enable_ssd_offload",
   "ssd_offload_path",
   "metadata_cluster_id",

@@ -160,6 +160,15 @@ export const KEYS = {
     env: ["MOONCAKE_DISK_CAPACITY"],
     doc: "Store node: bytes its disk tier may use (or 500GB); 0 = half the file system's free space at start.",
   },
+  disk_stage_port: {
+    scope: "store",
+    kind: "int",
+    default: 0,
+    min: 0,
+    max: PORT_MAX,
+    env: ["MOONCAKE_DISK_STAGE_PORT"],
+    doc: "Store node with a disk tier: TCP port readers ask to stage disk values on (on local_hostname's address); 0 = any free port (logged at start). Open it between hosts as you do the transfer port.",
+  },
   prefer_local_alloc: {
     scope: "store",
     kind: "bool",

@@ -156,7 +156,7 @@ export async function startStoreNode(config: Config, log: Logger): Promise<Store
           clientId,
           nodeName: name,
           host: splitHostname(config.local_hostname).host,
-          stagePort: 0,
+          stagePort: config.disk_stage_port,
           segments,
           staging,
           log,

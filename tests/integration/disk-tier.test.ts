@@ -310,7 +310,7 @@ describe("disk tier", () => {
   );
 
   test(
-    "start-up errors: a missing directory, a directory another node holds",
+    "start-up errors: a missing directory, a directory another node holds, a stage port in use",
     async () => {
       const pool = await startPool();
       const missing = join(tempDir("missing"), "nope");
@@ -329,6 +329,20 @@ describe("disk tier", () => {
       const bad = await run(storeNodeCommand(pool.masterAddress, pool.metadataUrl, "16MiB", "--enable-ssd-offload", "true"), { timeoutMs: 30_000 });
       expect(bad.exitCode).not.toBe(0);
       expect(bad.stderr).toContain("storage_root_dir");
+
+      // A stage port someone else holds: said, with the port.
+      const taken = Bun.listen({ hostname: "127.0.0.1", port: 0, socket: { data() {} } });
+      try {
+        const r2 = await run(
+          storeNodeCommand(pool.masterAddress, pool.metadataUrl, "16MiB", "--storage-root-dir", tempDir("port"), "--disk-stage-port", String(taken.port)),
+          { timeoutMs: 30_000 },
+        );
+        expect(r2.exitCode).not.toBe(0);
+        expect(r2.stderr).toContain(`127.0.0.1:${taken.port}`);
+        expect(r2.stderr).not.toMatch(/\n\s+at /);
+      } finally {
+        taken.stop(true);
+      }
     },
     { timeout: 120_000 },
   );
