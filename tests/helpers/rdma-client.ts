@@ -5,6 +5,7 @@
 
 import { MooncakeStore } from "../../src/client/store.ts";
 import type { DeviceSpan } from "../../src/transfer/device-memory.ts";
+import { pseudoRandomBytes } from "./bytes.ts";
 
 const [scenario, configJson] = process.argv.slice(2);
 if (scenario === undefined || configJson === undefined) {
@@ -14,21 +15,6 @@ if (scenario === undefined || configJson === undefined) {
 const store = await MooncakeStore.setup(JSON.parse(configJson));
 
 const MiB = 1024 * 1024;
-
-function pattern(length: number, seed: number): Uint8Array {
-  const out = new Uint8Array(length);
-  let x = (seed * 2654435761) >>> 0 || 1;
-  for (let i = 0; i < length; i += 4) {
-    x ^= x << 13;
-    x ^= x >>> 17;
-    x ^= x << 5;
-    out[i] = x;
-    out[i + 1] = x >>> 8;
-    out[i + 2] = x >>> 16;
-    out[i + 3] = x >>> 24;
-  }
-  return out;
-}
 
 /** Index of the first differing byte, or -1. */
 function firstDifference(a: Uint8Array, b: Uint8Array): number {
@@ -64,13 +50,13 @@ async function run(): Promise<unknown> {
     case "sizes": {
       const sizes = [1, 4095, 65536, 65536 + 16384, 65536 + 16385, MiB + 3, 8 * MiB, 128 * MiB];
       const results = [];
-      for (const [i, n] of sizes.entries()) results.push(await roundTrip(`size-${n}`, pattern(n, i + 1)));
+      for (const [i, n] of sizes.entries()) results.push(await roundTrip(`size-${n}`, pseudoRandomBytes(n, i + 1)));
       return results;
     }
     case "registered": {
       const buffer = new Uint8Array(16 * MiB);
       const reg = await store.registerBuffer(buffer);
-      buffer.set(pattern(16 * MiB, 7));
+      buffer.set(pseudoRandomBytes(16 * MiB, 7));
       const put = await store.putFrom("registered", buffer);
       const into = new Uint8Array(16 * MiB);
       const regInto = await store.registerBuffer(into);
@@ -82,7 +68,7 @@ async function run(): Promise<unknown> {
     }
     case "big": {
       // Printed first so the test can act mid-transfer (take a NIC down).
-      const value = pattern(128 * MiB, 11);
+      const value = pseudoRandomBytes(128 * MiB, 11);
       console.log(JSON.stringify({ started: true }));
       const t = performance.now();
       const r = await roundTrip("big", value);
@@ -90,7 +76,7 @@ async function run(): Promise<unknown> {
     }
     case "many": {
       const results = [];
-      for (let i = 0; i < 8; i++) results.push(await roundTrip(`many-${Date.now()}-${i}`, pattern(4 * MiB, 100 + i)));
+      for (let i = 0; i < 8; i++) results.push(await roundTrip(`many-${Date.now()}-${i}`, pseudoRandomBytes(4 * MiB, 100 + i)));
       return results;
     }
     case "device": {
@@ -99,7 +85,7 @@ async function run(): Promise<unknown> {
       const size = 8 * MiB + 5;
       const src = cuda.memAlloc(0, size);
       const dst = cuda.memAlloc(0, size);
-      const value = pattern(size, 21);
+      const value = pseudoRandomBytes(size, 21);
       cuda.withDeviceContext(0, () => cuda.copyHostToDevice(src, value, size));
       const from: DeviceSpan = { device: "cuda:0", address: src, length: size };
       const into: DeviceSpan = { device: "cuda:0", address: dst, length: size };
@@ -134,7 +120,7 @@ async function run(): Promise<unknown> {
       // 32 concurrent gets on one NIC while one work request fails: one reconnect, not a storm.
       const qps = await countQpsCreated();
       const n = 32;
-      const values = Array.from({ length: n }, (_, i) => pattern(MiB, 300 + i));
+      const values = Array.from({ length: n }, (_, i) => pseudoRandomBytes(MiB, 300 + i));
       for (let i = 0; i < n; i++) if ((await store.put(`conc-${i}`, values[i]!)) !== 0) throw new Error(`put: ${store.lastError}`);
       const warm = await Promise.all(values.map((v, i) => store.getInto(`conc-${i}`, new Uint8Array(v.length))));
       const before = qps.created;
@@ -150,7 +136,7 @@ async function run(): Promise<unknown> {
       // least recently used endpoint and connects again; every byte still arrives.
       const qps = await countQpsCreated();
       const results = [];
-      for (let i = 0; i < 24; i++) results.push(await roundTrip(`two-${Date.now()}-${i}`, pattern(256 * 1024, 400 + i)));
+      for (let i = 0; i < 24; i++) results.push(await roundTrip(`two-${Date.now()}-${i}`, pseudoRandomBytes(256 * 1024, 400 + i)));
       return { ok: results.filter((r) => r.put === 0 && r.diff === -1).length, qpsCreated: qps.created };
     }
     default:

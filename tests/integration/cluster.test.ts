@@ -9,24 +9,9 @@ import { encodeSessionHeader, OP_READ } from "../../src/core/transfer/tcp-wire.t
 import { SharedSegment } from "../../src/transfer/shared-memory.ts";
 import { startCluster, type TestCluster } from "../helpers/cluster.ts";
 import { waitUntil } from "../helpers/wait.ts";
+import { pseudoRandomBytes } from "../helpers/bytes.ts";
 
 const MiB = 1024 * 1024;
-
-/** Random-looking but reproducible bytes, different per key. */
-function pattern(size: number, seed: number): Uint8Array {
-  const out = new Uint8Array(size);
-  let x = (seed * 2654435761) >>> 0 || 1;
-  for (let i = 0; i < size; i += 4) {
-    x ^= x << 13;
-    x ^= x >>> 17;
-    x ^= x << 5;
-    out[i] = x & 0xff;
-    if (i + 1 < size) out[i + 1] = (x >>> 8) & 0xff;
-    if (i + 2 < size) out[i + 2] = (x >>> 16) & 0xff;
-    if (i + 3 < size) out[i + 3] = (x >>> 24) & 0xff;
-  }
-  return out;
-}
 
 function same(a: Uint8Array | null, b: Uint8Array): boolean {
   return a !== null && a.length === b.length && Buffer.compare(Buffer.from(a.buffer, a.byteOffset, a.length), Buffer.from(b.buffer, b.byteOffset, b.length)) === 0;
@@ -57,7 +42,7 @@ describe("three store nodes", () => {
       const sizes = [1, 4096, MiB + 7, 32 * MiB, 128 * MiB];
       for (const [i, size] of sizes.entries()) {
         const key = `${label}/model@1@0@${i.toString(16)}@bfloat16`;
-        const value = pattern(size, i + 1);
+        const value = pseudoRandomBytes(size, i + 1);
         expect(await store.put(key, value)).toBe(0);
         expect(same(await store.get(key), value)).toBe(true);
         const into = new Uint8Array(size + 10);
@@ -65,7 +50,7 @@ describe("three store nodes", () => {
         expect(same(into.subarray(0, size), value)).toBe(true);
         expect(await store.getSize(key)).toBe(size);
         // A second put of the same key is OK and leaves the first value (insert-if-absent).
-        expect(await store.put(key, pattern(size, 99))).toBe(0);
+        expect(await store.put(key, pseudoRandomBytes(size, 99))).toBe(0);
         expect(same(await store.get(key), value)).toBe(true);
         expect(await store.remove(key, true)).toBe(0);
       }
@@ -74,14 +59,14 @@ describe("three store nodes", () => {
 
   test("putParts, batch put and batch get keep bytes and order", async () => {
     const store = await client();
-    const header = pattern(28, 5);
-    const kv = pattern(2 * MiB, 6);
+    const header = pseudoRandomBytes(28, 5);
+    const kv = pseudoRandomBytes(2 * MiB, 6);
     expect(await store.putParts("parts", [header, kv])).toBe(0);
     const whole = await store.get("parts");
     expect(same(whole!.subarray(0, 28), header)).toBe(true);
     expect(same(whole!.subarray(28), kv)).toBe(true);
     const keys = ["b0", "b1", "b2", "b3"];
-    const values = keys.map((_, i) => pattern(MiB + i, 10 + i));
+    const values = keys.map((_, i) => pseudoRandomBytes(MiB + i, 10 + i));
     expect(await store.batchPut(keys, values)).toEqual([0, 0, 0, 0]);
     const got = await store.batchGet([...keys, "missing"]);
     for (let i = 0; i < keys.length; i++) expect(same(got[i]!, values[i]!)).toBe(true);
@@ -94,7 +79,7 @@ describe("three store nodes", () => {
 
   test("with checksums on, a corrupted replica is CHECKSUM_MISMATCH, not wrong bytes", async () => {
     const store = await client({ store_checksum: true, store_memcpy: "off" });
-    const value = pattern(MiB, 31);
+    const value = pseudoRandomBytes(MiB, 31);
     expect(await store.put("checked", value)).toBe(0);
     expect(same(await store.get("checked"), value)).toBe(true);
     // Flip one byte of the stored replica through the node's shared memory, as a bad DIMM would.
@@ -116,7 +101,7 @@ describe("three store nodes", () => {
 
   test("a hostile peer's header outside the segment is rejected; the node keeps serving", async () => {
     const store = await client({ store_memcpy: "off" });
-    const value = pattern(MiB, 77);
+    const value = pseudoRandomBytes(MiB, 77);
     expect(await store.put("before-attack", value)).toBe(0);
     // Find a node's data port from its descriptor and attack it directly.
     const node = cluster.nodes[0]!;
@@ -152,7 +137,7 @@ describe("faults", () => {
     const cluster = await startCluster({ nodes: 3, segmentSize: "96MB" });
     const store = await MooncakeStore.setup(cluster.clientConfig({ store_memcpy: "off" }));
     try {
-      const values = Array.from({ length: 6 }, (_, i) => pattern(4 * MiB + i, 200 + i));
+      const values = Array.from({ length: 6 }, (_, i) => pseudoRandomBytes(4 * MiB + i, 200 + i));
       for (const [i, v] of values.entries()) expect(await store.put(`r2-${i}`, v, { replicaNum: 2 })).toBe(0);
       cluster.nodes[0]!.process.proc.kill("SIGKILL");
       await cluster.nodes[0]!.process.proc.exited;
@@ -170,12 +155,12 @@ describe("faults", () => {
     try {
       let i = 0;
       let code = 0;
-      for (; i < 40 && code === 0; i++) code = await store.put(`fill-${i}`, pattern(4 * MiB, i));
+      for (; i < 40 && code === 0; i++) code = await store.put(`fill-${i}`, pseudoRandomBytes(4 * MiB, i));
       expect(code).toBe(ErrorCode.NO_AVAILABLE_HANDLE);
       let later = -1;
       for (let attempt = 0; attempt < 50 && later !== 0; attempt++) {
         await Bun.sleep(20);
-        later = await store.put(`after-eviction-${attempt}`, pattern(4 * MiB, 1000 + attempt));
+        later = await store.put(`after-eviction-${attempt}`, pseudoRandomBytes(4 * MiB, 1000 + attempt));
       }
       expect(later).toBe(0);
       const metrics = await (await fetch(`${cluster.adminUrl}/metrics`)).text();
@@ -201,7 +186,7 @@ describe("faults", () => {
       // the PutStart: mid-put by construction, not by a guess at how long 128 MiB takes.
       const node = cluster.nodes[0]!.process.proc;
       node.kill("SIGSTOP");
-      const put = store.put("doomed", pattern(128 * MiB, 3));
+      const put = store.put("doomed", pseudoRandomBytes(128 * MiB, 3));
       await waitUntil("the master to receive the PutStart", async () => (await putStarts()) > before);
       node.kill("SIGKILL");
       const code = await put;
@@ -219,14 +204,14 @@ describe("faults", () => {
     const store = await MooncakeStore.setup(cluster.clientConfig({ store_memcpy: "off" }));
     try {
       const name = cluster.nodes[0]!.name;
-      expect(await store.put("old", pattern(MiB, 1))).toBe(0);
+      expect(await store.put("old", pseudoRandomBytes(MiB, 1))).toBe(0);
       cluster.nodes[0]!.process.proc.kill("SIGKILL");
       await cluster.nodes[0]!.process.proc.exited;
       const restarted = await cluster.startNode("64MB", "--local-hostname", name);
       expect(restarted.name).toBe(name);
       // The old incarnation's objects are gone at once; the new node takes puts.
       expect(await store.isExist("old")).toBe(0);
-      const fresh = pattern(MiB, 2);
+      const fresh = pseudoRandomBytes(MiB, 2);
       expect(await store.put("new", fresh)).toBe(0);
       expect(same(await store.get("new"), fresh)).toBe(true);
       expect(await (await fetch(`${cluster.adminUrl}/get_all_segments`)).text()).toBe(`${name}\n`);

@@ -11,20 +11,9 @@ import { randomUuid, uuidToString } from "../../src/core/rpc/methods.ts";
 import { createEngineDataPath, type TransferEngine } from "../../src/transfer/engine.ts";
 import { startCluster, type TestCluster } from "../helpers/cluster.ts";
 import { ROOT, run } from "../helpers/process.ts";
+import { pseudoRandomBytes } from "../helpers/bytes.ts";
 
 const MiB = 1024 * 1024;
-
-function pattern(size: number, seed: number): Uint8Array {
-  const out = new Uint8Array(size);
-  let x = seed >>> 0 || 1;
-  for (let i = 0; i < size; i++) {
-    x ^= x << 13;
-    x ^= x >>> 17;
-    x ^= x << 5;
-    out[i] = x & 0xff;
-  }
-  return out;
-}
 
 const same = (a: Uint8Array, b: Uint8Array) => a.length === b.length && Buffer.compare(Buffer.from(a), Buffer.from(b)) === 0;
 
@@ -51,8 +40,8 @@ describe("a coro_rpc client and our client on one cluster", () => {
   });
 
   test("32 MiB put and get over coro_rpc + TCP while our client puts and gets on the same port", async () => {
-    const theirs = pattern(32 * MiB, 7);
-    const ours = pattern(32 * MiB, 8);
+    const theirs = pseudoRandomBytes(32 * MiB, 7);
+    const ours = pseudoRandomBytes(32 * MiB, 8);
     const [coroCode, ourCode] = await Promise.all([
       coroPut(coro, data, clientId, "coro/32mib", theirs),
       store.put("ours/32mib", ours),
@@ -76,7 +65,7 @@ describe("a coro_rpc client and our client on one cluster", () => {
   }, 60_000);
 
   test("a put with two replicas lands on both nodes, and the admin endpoint sees the key", async () => {
-    const value = pattern(3 * MiB + 5, 9);
+    const value = pseudoRandomBytes(3 * MiB + 5, 9);
     expect(await coroPut(coro, data, clientId, "coro/two", value, 2)).toBe(0);
     const list = (await coro.call("GetReplicaList", { key: "coro/two", tenant_id: "default" })) as {
       ok: true;

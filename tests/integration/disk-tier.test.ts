@@ -10,6 +10,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { MooncakeStore } from "../../src/client/store.ts";
 import { ErrorCode } from "../../src/core/errors.ts";
+import { pseudoRandomBytes } from "../helpers/bytes.ts";
 import { storeNodeCommand } from "../helpers/cluster.ts";
 import { CLI_FROM_SOURCE, freePorts, run, type Started, start } from "../helpers/process.ts";
 import { waitUntil } from "../helpers/wait.ts";
@@ -85,18 +86,7 @@ async function metric(pool: Pool, name: string): Promise<number> {
 }
 
 /** Value `i`: one random block, rotated by a different amount per key (cheap, and distinct). */
-const BASE = (() => {
-  const b = new Uint8Array(VALUE_BYTES);
-  let x = 0x9e3779b9;
-  const words = new Uint32Array(b.buffer);
-  for (let i = 0; i < words.length; i++) {
-    x ^= x << 13;
-    x ^= x >>> 17;
-    x ^= x << 5;
-    words[i] = x >>> 0;
-  }
-  return b;
-})();
+const BASE = pseudoRandomBytes(VALUE_BYTES, 0x9e3779b9);
 function valueAt(i: number, sizeBytes = VALUE_BYTES): Uint8Array {
   const out = new Uint8Array(sizeBytes);
   const shift = (i * 4099) % sizeBytes;

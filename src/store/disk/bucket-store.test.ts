@@ -10,6 +10,7 @@ import { join } from "node:path";
 import { decodeHeader, encodeHeader, MAX_KEY_BYTES, RECORD_HEADER_BYTES, RecordKind, recordLength } from "../../core/disk/bucket-record.ts";
 import { crc32 } from "../../core/checksum.ts";
 import { BucketStore, type BucketStoreOptions, defaultDiskCapacityBytes } from "./bucket-store.ts";
+import { pseudoRandomBytes } from "../../../tests/helpers/bytes.ts";
 
 const KiB = 1024;
 const MiB = 1024 * 1024;
@@ -46,19 +47,6 @@ async function closeAll(): Promise<void> {
   for (const s of opened.splice(0)) await s.close();
 }
 
-/** Deterministic bytes that differ per seed. */
-function bytes(sizeBytes: number, seed: number): Uint8Array {
-  const out = new Uint8Array(sizeBytes);
-  let x = (seed * 2654435761) >>> 0 || 1;
-  for (let i = 0; i < sizeBytes; i++) {
-    x ^= x << 13;
-    x ^= x >>> 17;
-    x ^= x << 5;
-    out[i] = x & 0xff;
-  }
-  return out;
-}
-
 async function readBack(s: BucketStore, key: string): Promise<Uint8Array | null> {
   const size = s.sizeOf(key);
   if (size === undefined) return null;
@@ -90,9 +78,9 @@ describe("round trip", () => {
   test("sizes 0, 1, 4096, 3 MiB byte-exact, and again after reopen", async () => {
     const sizes = [0, 1, 4096, 3 * MiB];
     let s = await open();
-    for (const [i, size] of sizes.entries()) expect(await s.write(`k${i}`, bytes(size, i))).toBe("written");
-    expect(await s.write("k1", bytes(1, 99))).toBe("exists");
-    for (const [i, size] of sizes.entries()) expect(await readBack(s, `k${i}`)).toEqual(bytes(size, i));
+    for (const [i, size] of sizes.entries()) expect(await s.write(`k${i}`, pseudoRandomBytes(size, i))).toBe("written");
+    expect(await s.write("k1", pseudoRandomBytes(1, 99))).toBe("exists");
+    for (const [i, size] of sizes.entries()) expect(await readBack(s, `k${i}`)).toEqual(pseudoRandomBytes(size, i));
     expect(s.keyCount).toBe(4);
     expect(s.liveBytes).toBe(1 + 4096 + 3 * MiB);
     const used = s.usedBytes;
@@ -102,60 +90,60 @@ describe("round trip", () => {
     s = await open();
     expect(s.keyCount).toBe(4);
     expect(s.usedBytes).toBe(used);
-    for (const [i, size] of sizes.entries()) expect(await readBack(s, `k${i}`)).toEqual(bytes(size, i));
+    for (const [i, size] of sizes.entries()) expect(await readBack(s, `k${i}`)).toEqual(pseudoRandomBytes(size, i));
     expect([...s.entries()].sort((a, b) => a.key.localeCompare(b.key))).toEqual(sizes.map((size, i) => ({ key: `k${i}`, sizeBytes: size })));
     expect(s.stats().damagedRecords).toBe(0);
     // New writes go to a new bucket: never appended after a possibly torn tail.
-    expect(await s.write("k9", bytes(10, 9))).toBe("written");
+    expect(await s.write("k9", pseudoRandomBytes(10, 9))).toBe("written");
     expect(bucketFiles()).toEqual(["bucket-00000001.mkb", "bucket-00000002.mkb"]);
   });
 
   test("a value larger than the 8 MiB scan buffer is verified in pieces on open", async () => {
     let s = await open();
-    expect(await s.write("big", bytes(9 * MiB + 3, 5))).toBe("written");
-    expect(await s.write("after", bytes(10, 6))).toBe("written");
+    expect(await s.write("big", pseudoRandomBytes(9 * MiB + 3, 5))).toBe("written");
+    expect(await s.write("after", pseudoRandomBytes(10, 6))).toBe("written");
     await closeAll();
     s = await open();
-    expect(await readBack(s, "big")).toEqual(bytes(9 * MiB + 3, 5));
-    expect(await readBack(s, "after")).toEqual(bytes(10, 6));
+    expect(await readBack(s, "big")).toEqual(pseudoRandomBytes(9 * MiB + 3, 5));
+    expect(await readBack(s, "after")).toEqual(pseudoRandomBytes(10, 6));
     await closeAll();
     const fd = fs.openSync(join(dir, "bucket-00000001.mkb"), "r+");
     fs.writeSync(fd, new Uint8Array(1).fill(0x5a), 0, 1, 8 * MiB + 100);
     fs.closeSync(fd);
     s = await open();
     expect(s.has("big")).toBe(false);
-    expect(await readBack(s, "after")).toEqual(bytes(10, 6));
+    expect(await readBack(s, "after")).toEqual(pseudoRandomBytes(10, 6));
   });
 
   test("UTF-8 keys and other files in the directory", async () => {
     fs.writeFileSync(join(dir, "notes.txt"), "not a bucket");
     let s = await open();
     const key = "ключ/🔑/" + "x".repeat(100);
-    expect(await s.write(key, bytes(100, 1))).toBe("written");
+    expect(await s.write(key, pseudoRandomBytes(100, 1))).toBe("written");
     await closeAll();
     s = await open();
-    expect(await readBack(s, key)).toEqual(bytes(100, 1));
+    expect(await readBack(s, key)).toEqual(pseudoRandomBytes(100, 1));
     expect(fs.existsSync(join(dir, "notes.txt"))).toBe(true);
   });
 
   test("invalid keys throw RangeError", async () => {
     const s = await open();
-    await expect(s.write("", bytes(1, 1))).rejects.toThrow(RangeError);
-    await expect(s.write("é".repeat(2049), bytes(1, 1))).rejects.toThrow(RangeError);
-    await expect(s.write("\ud800", bytes(1, 1))).rejects.toThrow(RangeError);
-    expect(await s.write("é".repeat(2048), bytes(1, 1))).toBe("written");
+    await expect(s.write("", pseudoRandomBytes(1, 1))).rejects.toThrow(RangeError);
+    await expect(s.write("é".repeat(2049), pseudoRandomBytes(1, 1))).rejects.toThrow(RangeError);
+    await expect(s.write("\ud800", pseudoRandomBytes(1, 1))).rejects.toThrow(RangeError);
+    expect(await s.write("é".repeat(2048), pseudoRandomBytes(1, 1))).toBe("written");
   });
 
   test("read() with the wrong buffer length throws RangeError", async () => {
     const s = await open();
-    await s.write("a", bytes(10, 1));
+    await s.write("a", pseudoRandomBytes(10, 1));
     await expect(s.read("a", new Uint8Array(9))).rejects.toThrow(RangeError);
     expect(await s.read("missing", new Uint8Array(0))).toBeNull();
   });
 
   test("read() resolves to the CRC-32 of the value's bytes (what a reader checks them against)", async () => {
     const s = await open();
-    const v = bytes(100_000, 7);
+    const v = pseudoRandomBytes(100_000, 7);
     await s.write("k", v);
     expect(await s.read("k", new Uint8Array(v.length))).toBe(crc32([v]));
   });
@@ -164,45 +152,45 @@ describe("round trip", () => {
 describe("tombstones", () => {
   test("remove → absent, and still absent after reopen", async () => {
     let s = await open();
-    await s.write("a", bytes(100, 1));
-    await s.write("b", bytes(100, 2));
+    await s.write("a", pseudoRandomBytes(100, 1));
+    await s.write("b", pseudoRandomBytes(100, 2));
     expect(await s.remove(["a", "nope"])).toBe(1);
     expect(s.has("a")).toBe(false);
     expect(s.keyCount).toBe(1);
     await closeAll();
     s = await open();
     expect(s.has("a")).toBe(false);
-    expect(await readBack(s, "b")).toEqual(bytes(100, 2));
+    expect(await readBack(s, "b")).toEqual(pseudoRandomBytes(100, 2));
   });
 
   test("the later record wins across buckets", async () => {
     let s = await open();
-    await s.write("k", bytes(1000, 1));
+    await s.write("k", pseudoRandomBytes(1000, 1));
     await closeAll();
     s = await open();
     expect(await s.remove(["k"])).toBe(1);
     await closeAll();
     s = await open();
     expect(s.has("k")).toBe(false);
-    expect(await s.write("k", bytes(2000, 2))).toBe("written");
+    expect(await s.write("k", pseudoRandomBytes(2000, 2))).toBe("written");
     await closeAll();
     s = await open();
-    expect(await readBack(s, "k")).toEqual(bytes(2000, 2));
+    expect(await readBack(s, "k")).toEqual(pseudoRandomBytes(2000, 2));
     expect(s.keyCount).toBe(1);
   });
 
   test("a bucket holding only a needed tombstone stays until what it shadows is gone", async () => {
     let s = await open({ bucketMaxRecords: 2 });
-    await s.write("old", bytes(100, 1)); // bucket 1
-    await s.write("keep", bytes(100, 2)); // bucket 1
+    await s.write("old", pseudoRandomBytes(100, 1)); // bucket 1
+    await s.write("keep", pseudoRandomBytes(100, 2)); // bucket 1
     await s.remove(["old"]); // bucket 2: the tombstone shadows bucket 1's record
-    await s.write("x", bytes(100, 3)); // bucket 2 (now full)
+    await s.write("x", pseudoRandomBytes(100, 3)); // bucket 2 (now full)
     await s.remove(["x"]); // bucket 3
     await closeAll();
     s = await open();
     expect(s.has("old")).toBe(false);
     expect(s.has("x")).toBe(false);
-    expect(await readBack(s, "keep")).toEqual(bytes(100, 2));
+    expect(await readBack(s, "keep")).toEqual(pseudoRandomBytes(100, 2));
     // Bucket 3's tombstone covers bucket 2's x, bucket 2's tombstone covers bucket 1's "old":
     // none of them is garbage yet.
     expect(bucketFiles()).toEqual(["bucket-00000001.mkb", "bucket-00000002.mkb", "bucket-00000003.mkb"]);
@@ -219,13 +207,13 @@ describe("tombstones", () => {
 
 test("evicting a bucket whose tombstone shadows a record in a hotter bucket carries the tombstone forward", async () => {
   let s = await open({ capacityBytes: 1 * MiB, bucketMaxRecords: 2, bucketMaxBytes: 1 * MiB });
-  await s.write("old", bytes(100 * KiB, 1)); // bucket 1
-  await s.write("hot", bytes(100 * KiB, 2)); // bucket 1
+  await s.write("old", pseudoRandomBytes(100 * KiB, 1)); // bucket 1
+  await s.write("hot", pseudoRandomBytes(100 * KiB, 2)); // bucket 1
   await s.remove(["old"]); // bucket 2
-  await s.write("cold", bytes(100 * KiB, 3)); // bucket 2
+  await s.write("cold", pseudoRandomBytes(100 * KiB, 3)); // bucket 2
   for (let i = 0; i < 20; i++) {
-    expect(await s.write(`f${i}`, bytes(100 * KiB, 10 + i))).toBe("written");
-    expect(await readBack(s, "hot")).toEqual(bytes(100 * KiB, 2));
+    expect(await s.write(`f${i}`, pseudoRandomBytes(100 * KiB, 10 + i))).toBe("written");
+    expect(await readBack(s, "hot")).toEqual(pseudoRandomBytes(100 * KiB, 2));
   }
   expect(s.has("cold")).toBe(false);
   expect(bucketFiles()).toContain("bucket-00000001.mkb");
@@ -233,13 +221,13 @@ test("evicting a bucket whose tombstone shadows a record in a hotter bucket carr
   await closeAll();
   s = await open({ capacityBytes: 1 * MiB });
   expect(s.has("old")).toBe(false);
-  expect(await readBack(s, "hot")).toEqual(bytes(100 * KiB, 2));
+  expect(await readBack(s, "hot")).toEqual(pseudoRandomBytes(100 * KiB, 2));
 });
 
 describe("damage", () => {
   async function fiveRecords(): Promise<{ file: string; offsets: number[] }> {
     const s = await open();
-    for (let i = 1; i <= 5; i++) expect(await s.write(`r${i}`, bytes(10 * KiB, i))).toBe("written");
+    for (let i = 1; i <= 5; i++) expect(await s.write(`r${i}`, pseudoRandomBytes(10 * KiB, i))).toBe("written");
     await closeAll();
     const [file] = bucketFiles();
     const offsets = recordOffsets(file!);
@@ -254,7 +242,7 @@ describe("damage", () => {
     fs.closeSync(fd);
     const s = await open();
     expect(s.has("r3")).toBe(false);
-    for (const i of [1, 2, 4, 5]) expect(await readBack(s, `r${i}`)).toEqual(bytes(10 * KiB, i));
+    for (const i of [1, 2, 4, 5]) expect(await readBack(s, `r${i}`)).toEqual(pseudoRandomBytes(10 * KiB, i));
     expect(s.stats().damagedRecords).toBeGreaterThanOrEqual(1);
     expect(warnings.some((w) => w.includes(`${file}: 1 damaged record(s) dropped`))).toBe(true);
   });
@@ -264,18 +252,18 @@ describe("damage", () => {
     fs.truncateSync(join(dir, file), offsets[4]! + 5000);
     const s = await open();
     expect(s.has("r5")).toBe(false);
-    for (const i of [1, 2, 3, 4]) expect(await readBack(s, `r${i}`)).toEqual(bytes(10 * KiB, i));
+    for (const i of [1, 2, 3, 4]) expect(await readBack(s, `r${i}`)).toEqual(pseudoRandomBytes(10 * KiB, i));
     expect(s.stats().damagedRecords).toBeGreaterThanOrEqual(1);
   });
 
   test("garbage between records: the scan resyncs on the next header", async () => {
     const { file, offsets } = await fiveRecords();
     const data = fs.readFileSync(join(dir, file));
-    const garbage = bytes(1000, 77); // 1000 = 125 × 8: the following records stay 8-aligned
+    const garbage = pseudoRandomBytes(1000, 77); // 1000 = 125 × 8: the following records stay 8-aligned
     const spliced = Buffer.concat([data.subarray(0, offsets[2]!), garbage, data.subarray(offsets[2]!)]);
     fs.writeFileSync(join(dir, file), spliced);
     const s = await open();
-    for (let i = 1; i <= 5; i++) expect(await readBack(s, `r${i}`)).toEqual(bytes(10 * KiB, i));
+    for (let i = 1; i <= 5; i++) expect(await readBack(s, `r${i}`)).toEqual(pseudoRandomBytes(10 * KiB, i));
     expect(s.stats().damagedRecords).toBe(1);
   });
 
@@ -291,23 +279,23 @@ describe("damage", () => {
 
   test("a value corrupted after open: read() is false and the key dropped", async () => {
     const s = await open();
-    await s.write("v", bytes(4096, 1));
-    await s.write("w", bytes(4096, 2));
+    await s.write("v", pseudoRandomBytes(4096, 1));
+    await s.write("w", pseudoRandomBytes(4096, 2));
     const [file] = bucketFiles();
     const fd = fs.openSync(join(dir, file!), "r+");
     fs.writeSync(fd, new Uint8Array(4).fill(1), 0, 4, RECORD_HEADER_BYTES + 1 + 100);
     fs.closeSync(fd);
     expect(await s.read("v", new Uint8Array(4096))).toBeNull();
     expect(s.has("v")).toBe(false);
-    expect(await readBack(s, "w")).toEqual(bytes(4096, 2));
+    expect(await readBack(s, "w")).toEqual(pseudoRandomBytes(4096, 2));
     expect(warnings.some((w) => w.includes("checksum mismatch"))).toBe(true);
   });
 
   test("an unreadable bucket file is skipped with a warning", async () => {
     if (process.getuid?.() === 0) return; // root reads it anyway
     let s = await open({ bucketMaxRecords: 1 });
-    await s.write("a", bytes(10, 1));
-    await s.write("b", bytes(10, 2));
+    await s.write("a", pseudoRandomBytes(10, 1));
+    await s.write("b", pseudoRandomBytes(10, 2));
     await closeAll();
     fs.chmodSync(join(dir, "bucket-00000001.mkb"), 0o000);
     s = await open();
@@ -334,10 +322,10 @@ describe("capacity and eviction", () => {
     const hot = "v0";
     const outcomes: string[] = [];
     for (let i = 0; i < 64; i++) {
-      outcomes.push(await s.write(`v${i}`, bytes(256 * KiB, i)));
+      outcomes.push(await s.write(`v${i}`, pseudoRandomBytes(256 * KiB, i)));
       expect(s.usedBytes).toBeLessThanOrEqual(8 * MiB);
       // Keep v0 hot: it should survive while colder ones go.
-      expect(await readBack(s, hot)).toEqual(bytes(256 * KiB, 0));
+      expect(await readBack(s, hot)).toEqual(pseudoRandomBytes(256 * KiB, 0));
     }
     expect(outcomes.every((o) => o === "written")).toBe(true);
     expect(evicted.length).toBeGreaterThan(0);
@@ -368,7 +356,7 @@ describe("capacity and eviction", () => {
         seen.push(bucketFiles().some((f) => fs.readFileSync(join(dir, f)).includes(Buffer.from(keys[0]!))));
       },
     });
-    for (let i = 0; i < 40; i++) expect(await s.write(`e${i}`, bytes(128 * KiB, i))).toBe("written");
+    for (let i = 0; i < 40; i++) expect(await s.write(`e${i}`, pseudoRandomBytes(128 * KiB, i))).toBe("written");
     expect(seen.length).toBeGreaterThan(0);
     expect(seen.every(Boolean)).toBe(true);
   });
@@ -382,22 +370,22 @@ describe("capacity and eviction", () => {
         if (refuse) throw new Error("master unreachable");
       },
     });
-    expect(await s.write("huge", bytes(2 * MiB, 1))).toBe("too-large");
+    expect(await s.write("huge", pseudoRandomBytes(2 * MiB, 1))).toBe("too-large");
     const outcomes: string[] = [];
-    for (let i = 0; i < 20; i++) outcomes.push(await s.write(`f${i}`, bytes(128 * KiB, i)));
+    for (let i = 0; i < 20; i++) outcomes.push(await s.write(`f${i}`, pseudoRandomBytes(128 * KiB, i)));
     expect(outcomes).toContain("full");
     expect(s.usedBytes).toBeLessThanOrEqual(2 * MiB);
     refuse = false;
-    expect(await s.write("after", bytes(128 * KiB, 99))).toBe("written");
+    expect(await s.write("after", pseudoRandomBytes(128 * KiB, 99))).toBe("written");
   });
 
   test("a value larger than bucketMaxBytes gets a bucket of its own", async () => {
     const s = await open({ bucketMaxBytes: 64 * KiB });
-    await s.write("small", bytes(1000, 1));
-    await s.write("big", bytes(200 * KiB, 2));
-    await s.write("next", bytes(1000, 3));
+    await s.write("small", pseudoRandomBytes(1000, 1));
+    await s.write("big", pseudoRandomBytes(200 * KiB, 2));
+    await s.write("next", pseudoRandomBytes(1000, 3));
     expect(bucketFiles().length).toBe(3);
-    expect(await readBack(s, "big")).toEqual(bytes(200 * KiB, 2));
+    expect(await readBack(s, "big")).toEqual(pseudoRandomBytes(200 * KiB, 2));
   });
 });
 

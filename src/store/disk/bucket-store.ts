@@ -791,6 +791,10 @@ export class BucketStore {
     this.buckets.delete(bucket.seq);
     this.usedBytesTotal -= bucket.fileBytes;
     this.dropReadHandle(bucket);
+    // A newer record that shadows one in an older file (a tombstone, a newer value) may sit in a
+    // bucket whose seal fsync still runs: it must be on disk before any file goes, or a crash
+    // could bring the older record back.
+    if (this.syncing.size > 0) await Promise.all(this.syncing);
     try {
       await fsp.unlink(bucket.path);
     } catch (error) {

@@ -9,6 +9,7 @@ import { ArrayRegion, BufferRegistry } from "../memory.ts";
 import { splitRanges, type TcpDataClientOptions, TcpDataClient, type TcpPeer, TransferError } from "./client.ts";
 import { startTcpDataServer, type TcpDataServer } from "./server.ts";
 import { crc32 } from "../../core/checksum.ts";
+import { pseudoRandomBytes } from "../../../tests/helpers/bytes.ts";
 
 const MiB = 1024 * 1024;
 const BASE = 0x7f0000000000;
@@ -28,19 +29,6 @@ function testLog(): Logger & { lines: string[] } {
   const push = (level: string) => (message: string, fields?: Record<string, unknown>) =>
     lines.push(`${level} ${message} ${JSON.stringify(fields ?? {})}`);
   return { lines, debug: push("debug"), info: push("info"), warn: push("warn"), error: push("error") };
-}
-
-/** Deterministic pseudo-random bytes (xorshift32), fast enough for 32 MiB. */
-function randomBytes(length: number, seed: number): Uint8Array {
-  const words = new Uint32Array(Math.ceil(length / 4));
-  let x = seed >>> 0 || 1;
-  for (let i = 0; i < words.length; i++) {
-    x ^= x << 13;
-    x ^= x >>> 17;
-    x ^= x << 5;
-    words[i] = x >>> 0;
-  }
-  return new Uint8Array(words.buffer, 0, length);
 }
 
 const sameBytes = (a: Uint8Array, b: Uint8Array) => a.length === b.length && Buffer.from(a).equals(Buffer.from(b));
@@ -202,7 +190,7 @@ describe("TCP transport", () => {
       const client = newClient();
       let offset = 4096 * version;
       for (const size of [1, 4096, MiB + 7, 32 * MiB]) {
-        const data = randomBytes(size, size * 31 + version);
+        const data = pseudoRandomBytes(size, size * 31 + version);
         const address = BASE + offset;
         await client.write(peer(version), address, data);
         if (version === 1) {
@@ -225,7 +213,7 @@ describe("TCP transport", () => {
     const client = newClient();
     let offset = 8 * MiB;
     for (const size of [5, 16 * 1024, 3 * MiB + 1, 32 * MiB]) {
-      const data = randomBytes(size, size + 7);
+      const data = pseudoRandomBytes(size, size + 7);
       const address = BASE + offset;
       expect(await client.write(peer(2), address, data, true)).toBe(crc32([data]));
       const back = new Uint8Array(size);
@@ -240,7 +228,7 @@ describe("TCP transport", () => {
     const client = newClient({ lanesPerPeer: 2, maxInFlightPerLane: 4 });
     const count = 200;
     const sizes = Array.from({ length: count }, (_, i) => 1 + ((i * 7919) % (64 * 1024)));
-    const data = sizes.map((size, i) => randomBytes(size, i + 1000));
+    const data = sizes.map((size, i) => pseudoRandomBytes(size, i + 1000));
     const address = (i: number) => BASE + 40 * MiB + i * 65536;
     await Promise.all(data.map((bytes, i) => client.write(peer(2), address(i), bytes)));
     expect(client.stats().lanes).toBe(2);
@@ -266,7 +254,7 @@ describe("TCP transport", () => {
   });
 
   test("golden: the C++ engine's v2 WRITE of 4096 bytes gets exactly 00 00 00 00 56 54 43 4d", async () => {
-    const payload = randomBytes(4096, 77);
+    const payload = pseudoRandomBytes(4096, 77);
     const r = await raw();
     r.send(GOLDEN_WRITE_HEADER, payload);
     const got = await r.waitForBytes(8);
@@ -287,7 +275,7 @@ describe("TCP transport", () => {
   });
 
   test("golden: v1 WRITE gets no reply, v1 READ gets the bare data", async () => {
-    const payload = randomBytes(4096, 78);
+    const payload = pseudoRandomBytes(4096, 78);
     const r = await raw();
     const v1Write = GOLDEN_WRITE_HEADER.slice();
     v1Write[16] = 0x01;
@@ -304,7 +292,7 @@ describe("TCP transport", () => {
 
   test("golden: our client sends exactly the C++ engine's bytes and accepts its replies", async () => {
     let received = new Uint8Array(0);
-    const payload = randomBytes(4096, 79);
+    const payload = pseudoRandomBytes(4096, 79);
     const fake = Bun.listen({
       hostname: "127.0.0.1",
       port: 0,
@@ -340,8 +328,8 @@ describe("TCP transport", () => {
   });
 
   test("requests split at arbitrary byte boundaries, v1 and v2 mixed on one connection", async () => {
-    const a = randomBytes(100, 1);
-    const b = randomBytes(5000, 2);
+    const a = pseudoRandomBytes(100, 1);
+    const b = pseudoRandomBytes(5000, 2);
     const at = (offset: number) => BigInt(BASE + 20 * MiB + offset);
     const stream = Buffer.concat([
       rawHeader(100n, at(0), 0x81),
@@ -375,13 +363,13 @@ describe("TCP transport", () => {
   test("random garbage never crashes the server", async () => {
     for (let seed = 1; seed <= 30; seed++) {
       const r = await raw();
-      r.send(randomBytes(24 + (seed % 7) * 50, seed * 7919));
+      r.send(pseudoRandomBytes(24 + (seed % 7) * 50, seed * 7919));
       // Garbage is rejected and closed, or (by chance a valid request) left waiting: cut it off.
       await Promise.race([r.closed, Bun.sleep(20)]);
       r.close();
     }
     const client = newClient();
-    const data = randomBytes(4096, 3);
+    const data = pseudoRandomBytes(4096, 3);
     await client.write(peer(2), BASE + 52 * MiB, data);
     const back = new Uint8Array(4096);
     await client.read(peer(2), BASE + 52 * MiB, back);
@@ -422,7 +410,7 @@ describe("TCP transport", () => {
 
     async function checkStillServing() {
       const client = newClient();
-      const data = randomBytes(10_000, 5);
+      const data = pseudoRandomBytes(10_000, 5);
       await client.write(peer(2), BASE + 50 * MiB, data);
       const back = new Uint8Array(data.length);
       await client.read(peer(2), BASE + 50 * MiB, back);
@@ -462,7 +450,7 @@ describe("TCP transport", () => {
     });
 
     test("a READ of 32 MiB that is never read costs no copy, pauses that connection only", async () => {
-      const marker = randomBytes(4096, 99);
+      const marker = pseudoRandomBytes(4096, 99);
       const markerAt = BASE + 62 * MiB;
       const r = await raw({ read: false });
       Bun.gc(true);
@@ -558,7 +546,7 @@ describe("TCP transport", () => {
 
     test("v2 requests pipelined behind a rejected one are re-sent on a fresh lane and succeed", async () => {
       const client = newClient({ lanesPerPeer: 1 });
-      const data = Array.from({ length: 6 }, (_, i) => randomBytes(100_000, 300 + i));
+      const data = Array.from({ length: 6 }, (_, i) => pseudoRandomBytes(100_000, 300 + i));
       const calls = data.map((bytes, i) =>
         i === 2 ? client.write(peer(2), 0x2000, bytes) : client.write(peer(2), BASE + 30 * MiB + i * 131072, bytes),
       );
@@ -576,13 +564,13 @@ describe("TCP transport", () => {
       const into = new Uint8Array(32 * MiB);
       await expectFailure(client.read(peer(2), BASE + 40 * MiB, into), "ADDR_REJECTED");
       const snapshot = into.slice();
-      const from = randomBytes(32 * MiB, 11);
+      const from = pseudoRandomBytes(32 * MiB, 11);
       await expectFailure(client.write(peer(2), BASE + 40 * MiB, from), "ADDR_REJECTED");
       // Every part of both transfers has finished (none in flight or queued): nothing is left
       // that could still copy into `into`, and it holds what it held when the read failed.
       await eventually(() => client.stats().inFlight === 0 && client.stats().queued === 0);
       expect(sameBytes(into, snapshot)).toBe(true);
-      const small = randomBytes(1000, 12);
+      const small = pseudoRandomBytes(1000, 12);
       await client.write(peer(2), BASE + 41 * MiB, small);
       const back = new Uint8Array(1000);
       await client.read(peer(2), BASE + 41 * MiB, back);
