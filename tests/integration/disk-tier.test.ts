@@ -137,12 +137,13 @@ async function keysOnDisk(pool: Pool, count: number): Promise<number[]> {
 
 describe("disk tier", () => {
   test(
-    "512 MiB into 2 × 64 MiB of DRAM: all readable (most from disk); kill -9 a node and restart it, then the master: still readable",
+    "512 MiB into 2 × 64 MiB of DRAM: all readable (most from disk); kill -9 a node and restart it, then the master with its state and without: still readable",
     async () => {
       // offload_on_evict: DRAM keeps a value until its copy is on disk, so a writer faster than the
       // disk loses nothing (it waits out a full pool instead). With the default copy-at-PutEnd, what
       // the disk has not caught up with when DRAM must make room is lost, as without a disk tier.
-      const pool = await startPool("--offload_on_evict=true");
+      const stateDir = tempDir("master-state");
+      const pool = await startPool("--offload_on_evict=true", `--state_dir=${stateDir}`);
       const dirA = tempDir("a");
       const dirB = tempDir("b");
       const nodeA = await startNode(pool, dirA, "--disk-capacity", "1GiB");
@@ -175,17 +176,20 @@ describe("disk tier", () => {
         // Node A's DRAM-only values died with it; everything that was on a disk is back.
         expect(await unreadable(store, count, onDisk)).toEqual([]);
 
-        // kill -9 the master; a new one (no state directory) learns the disks from the nodes.
-        pool.master.kill();
-        await pool.master.proc.exited;
-        pool.master = startMaster(pool.ports);
-        await pool.master.waitFor(/Master service started on port/, 20_000);
-        await waitUntil(
-          "both disk tiers registered with the new master",
-          async () => (await metric(pool, "master_disk_keys").catch(() => 0)) === onDisk.length,
-          { timeoutMs: 20_000, everyMs: 100 },
-        );
-        expect(await unreadable(store, count, onDisk)).toEqual([]);
+        // kill -9 the master, twice: a new one that reads the old one's state directory, then
+        // one without any state. Both end the same: the nodes remount and register their disks.
+        for (const flags of [["--offload_on_evict=true", `--state_dir=${stateDir}`], ["--offload_on_evict=true", "--state_dir=none"]]) {
+          pool.master.kill();
+          await pool.master.proc.exited;
+          pool.master = startMaster(pool.ports, ...flags);
+          await pool.master.waitFor(/Master service started on port/, 20_000);
+          await waitUntil(
+            `both disk tiers registered with the new master (${flags[1]})`,
+            async () => (await metric(pool, "master_disk_keys").catch(() => 0)) === onDisk.length,
+            { timeoutMs: 20_000, everyMs: 100 },
+          );
+          expect(await unreadable(store, count, onDisk)).toEqual([]);
+        }
       } finally {
         await store.close();
       }
