@@ -389,9 +389,11 @@ export class MooncakeStore {
    * The value, or null when the key is missing, not ready, or the read failed. `fresh`: ask the
    * master even when this client holds a lease on the key's location (replica-cache.ts), so that a
    * forced remove or overwrite by another client is seen at once, as Redis clients expect.
+   * `allocate`: where the value goes once its size is known (a gateway's BufferPool), instead of
+   * a new Uint8Array.
    */
-  async get(key: string, options: { fresh?: boolean } = {}): Promise<Uint8Array | null> {
-    return this.readNew(await this.query(key, options.fresh !== true));
+  async get(key: string, options: { fresh?: boolean; allocate?: (sizeBytes: number) => Uint8Array } = {}): Promise<Uint8Array | null> {
+    return this.readNew(await this.query(key, options.fresh !== true), options.allocate);
   }
 
   /** Reads the value into `into`: bytes read, or a negative ErrorCode (INVALID_PARAMS when too small). */
@@ -420,11 +422,12 @@ export class MooncakeStore {
   }
 
   /** The value `found` describes, in a new buffer; null on a miss or a failed read. */
-  private async readNew(found: number | Found): Promise<Uint8Array | null> {
+  private async readNew(found: number | Found, allocate?: (sizeBytes: number) => Uint8Array): Promise<Uint8Array | null> {
     if (typeof found === "number") return null;
-    const into = new Uint8Array(found.sizeBytes);
+    const into = allocate === undefined ? new Uint8Array(found.sizeBytes) : allocate(found.sizeBytes);
     if ((await this.readInto(found, into)) >= 0) return into;
-    return found.cached ? this.readNew(await this.requery(found)) : null;
+    // A failed read's buffer is dropped, not handed back: a transfer may still be writing into it.
+    return found.cached ? this.readNew(await this.requery(found), allocate) : null;
   }
 
   /** Reads what `found` describes into `into`: bytes read, or a negative ErrorCode. */

@@ -20,6 +20,8 @@ export interface RespParserLimits {
   maxPendingBytes?: number;
   /** Longest inline command or header line (default 64 KiB, as Redis). */
   maxInlineBytes?: number;
+  /** Where a bulk argument's bytes go (default: a new Uint8Array; a gateway passes its BufferPool). */
+  allocate?: (sizeBytes: number) => Uint8Array;
 }
 
 const CR = 13;
@@ -48,8 +50,10 @@ export class RespParser {
   private bulkFilled = 0;
   private crlfLeft = 0;
   private failed: RespProtocolError | null = null;
+  private readonly allocate: (sizeBytes: number) => Uint8Array;
 
   constructor(limits: RespParserLimits = {}) {
+    this.allocate = limits.allocate ?? ((sizeBytes) => new Uint8Array(sizeBytes));
     this.maxBulkBytes = limits.maxBulkBytes ?? 512 * 1024 * 1024;
     this.maxArrayLength = limits.maxArrayLength ?? 1024 * 1024;
     this.maxPendingBytes = limits.maxPendingBytes ?? this.maxBulkBytes + 1024 * 1024;
@@ -149,7 +153,7 @@ export class RespParser {
     if (len < 0 || len > this.maxBulkBytes) throw new RespProtocolError("Protocol error: invalid bulk length");
     this.declared += len;
     if (this.declared > this.maxPendingBytes) throw new RespProtocolError("Protocol error: command too large");
-    this.bulk = new Uint8Array(len);
+    this.bulk = this.allocate(len);
     this.bulkFilled = 0;
     if (len === 0) {
       this.args.push(this.bulk);

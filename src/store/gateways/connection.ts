@@ -24,6 +24,8 @@ export class GatewayConnection {
     readonly socket: StreamSocket,
     private readonly maxQueuedBytes: number,
     private readonly onWritten: (bytes: number) => void = () => {},
+    /** A reply part the kernel has all of: its buffer may be reused (a gateway's BufferPool). */
+    private readonly onPartSent: (part: Uint8Array) => void = () => {},
   ) {}
 
   /** Reply bytes not yet handed to the kernel. */
@@ -64,6 +66,7 @@ export class GatewayConnection {
         return;
       }
       this.out.shift();
+      this.onPartSent(head);
     }
     this.wakeWaiters();
     if (this.closeAfterFlush) this.socket.end();

@@ -19,6 +19,7 @@
 // - Only database 0 exists (SELECT 0).
 
 import type { MooncakeStore } from "../../client/store.ts";
+import type { BufferPool } from "../../core/buffer-pool.ts";
 import { ErrorCode, errorName } from "../../core/errors.ts";
 import type { Logger } from "../../core/log.ts";
 import {
@@ -38,11 +39,11 @@ import { REDIS_VERSION, type RespStats } from "./resp-info.ts";
 import { NOAUTH, NOT_AN_INTEGER, NO_PASSWORD_SET, WRONGPASS, storeError, unknownCommand, wrongArgs } from "./resp-replies.ts";
 
 /**
- * Reads ask the master every time: keys are deleted and overwritten through any gateway of the
- * pool, and a GET after a DEL or SET elsewhere must not return the old value from a location this
- * gateway still holds a lease on (the client's replica cache is for write-once keys, like LMCache's).
+ * Reads ask the master every time (RespServer.readOptions is `fresh`): keys are deleted and
+ * overwritten through any gateway of the pool, and a GET after a DEL or SET elsewhere must not
+ * return the old value from a location this gateway still holds a lease on (the client's replica
+ * cache is for write-once keys, like LMCache's).
  */
-const FRESH = { fresh: true } as const;
 
 /** What the RESP gateway asks of the pool. */
 export type RespStore = Pick<MooncakeStore, "get" | "put" | "putNew" | "remove" | "isExist" | "batchIsExist" | "getHostname">;
@@ -58,6 +59,10 @@ export interface RespServer {
   readonly locks: KeyLocks;
   readonly expiries: Expiries;
   readonly stats: RespStats;
+  /** Buffers for large values: SET's bulk argument, GET's reply (returned once sent). */
+  readonly pool: BufferPool;
+  /** What GET and MGET read with: always fresh (see above), into the pool's buffers. */
+  readonly readOptions: { fresh: true; allocate: (sizeBytes: number) => Uint8Array };
   /** INFO's text for these (lower-case) sections. */
   info(sections: string[]): string;
 }
@@ -276,12 +281,12 @@ const TABLE: RespCommand[] = [
   // The MooncakeStore client cannot list or count keys; 0 is "unknown", see the header.
   { name: "dbsize", arity: [1, ANY], run: () => [integer(0)] },
   { name: "set", arity: [3, ANY], key: firstKey, run: set },
-  { name: "get", arity: [2, 2], key: firstKey, readOnly: true, run: async (g, c, args) => bulkParts(await g.store.get(str(args[1]), FRESH), c.resp3) },
+  { name: "get", arity: [2, 2], key: firstKey, readOnly: true, run: async (g, c, args) => bulkParts(await g.store.get(str(args[1]), g.readOptions), c.resp3) },
   {
     name: "mget",
     arity: [2, ANY],
     run: async (g, c, args) => {
-      const values = await Promise.all(args.slice(1).map((a) => g.store.get(str(a), FRESH)));
+      const values = await Promise.all(args.slice(1).map((a) => g.store.get(str(a), g.readOptions)));
       const parts: Uint8Array[] = [arrayHeader(values.length)];
       for (const v of values) parts.push(...bulkParts(v, c.resp3));
       return parts;

@@ -44,9 +44,14 @@ export class RespConnection extends GatewayConnection implements RespSession {
     private readonly g: RespServer,
     limits: RespConnectionLimits,
   ) {
-    super(socket, limits.maxQueuedBytes, (n) => (g.stats.bytesOut += n));
+    super(
+      socket,
+      limits.maxQueuedBytes,
+      (n) => (g.stats.bytesOut += n),
+      (part) => g.pool.release(part), // a GET's value, once the kernel has all of it
+    );
     this.authed = g.password === undefined;
-    this.parser = new RespParser({ maxBulkBytes: limits.maxValueBytes });
+    this.parser = new RespParser({ maxBulkBytes: limits.maxValueBytes, allocate: (sizeBytes) => g.pool.acquire(sizeBytes) });
     this.pipeline = replyPipeline<Command>(this, {
       depth: PIPELINE_DEPTH,
       keyOf: (cmd) => concurrentKey(this, cmd.args),
@@ -69,6 +74,9 @@ export class RespConnection extends GatewayConnection implements RespSession {
       return [internalError(e)];
     } finally {
       this.queuedBytes -= cmd.bytes;
+      // Its arguments are done with (a SET's put has copied the value into the pool); no reply
+      // refers to them (ECHO and PING copy theirs).
+      for (const a of cmd.args) this.g.pool.release(a);
     }
   }
 

@@ -4,6 +4,7 @@
 import { afterAll, afterEach, beforeAll, describe, expect, test } from "bun:test";
 import { type RespGateway, startRespGateway } from "./resp.ts";
 import { PIPELINE_DEPTH } from "./resp-connection.ts";
+import { pseudoRandomBytes } from "../../../tests/helpers/bytes.ts";
 import { type CountingStore, RawClient, type TestPool, recordingLogger, startTestPool } from "./test-support.ts";
 
 const cmd = (...a: string[]) => `*${a.length}\r\n${a.map((x) => `$${Buffer.byteLength(x)}\r\n${x}\r\n`).join("")}`;
@@ -31,7 +32,46 @@ afterEach(async () => {
   gateway = null;
 });
 
+/** A SET command with a binary value, as bytes. */
+function setCommand(key: string, value: Uint8Array): Uint8Array {
+  const head = Buffer.from(`*3\r\n$3\r\nSET\r\n$${Buffer.byteLength(key)}\r\n${key}\r\n$${value.length}\r\n`);
+  return Buffer.concat([head, value, Buffer.from("\r\n")]);
+}
+const bulkReply = (value: Uint8Array) => Buffer.concat([Buffer.from(`$${value.length}\r\n`), value, Buffer.from("\r\n")]);
+
 describe("resp gateway pipelining", () => {
+  test("large values pass through reused buffers: every SET and GET byte for byte, a slow reader's replies intact", async () => {
+    const store = pool.store();
+    const values = Array.from({ length: 12 }, (_, i) => pseudoRandomBytes(150_000 + i * 80_000, i + 1));
+    const c = await start(store);
+    // A reader that does not read: its GET replies wait, unsent, in the gateway's buffers.
+    const slow = await RawClient.connect(gateway!.port);
+    clients.push(slow);
+    c.write(Buffer.concat(values.map((v, i) => setCommand(`big${i}`, v))));
+    expect(text(await c.bytes(5 * values.length))).toBe("+OK\r\n".repeat(values.length));
+    slow.socket.pause();
+    // Enough replies (~11 MiB) that the kernel's socket buffers cannot take them all.
+    slow.write(Array.from({ length: 40 }, (_, i) => cmd("GET", `big${i % 4}`)).join(""));
+    await new Promise((r) => setTimeout(r, 200));
+    // Meanwhile the other client overwrites keys and reads them back, many times over: buffers
+    // come back to the pool and go out again, never while the slow reader's replies hold them.
+    let expected = Buffer.from("+OK\r\n".repeat(values.length));
+    for (let round = 0; round < 3; round++) {
+      const batch: Uint8Array[] = [];
+      for (let i = 4; i < values.length; i++) {
+        values[i] = pseudoRandomBytes(values[i]!.length, 100 * round + i);
+        batch.push(setCommand(`big${i}`, values[i]!), Buffer.from(cmd("GET", `big${i}`)));
+        expected = Buffer.concat([expected, Buffer.from("+OK\r\n"), bulkReply(values[i]!)]);
+      }
+      c.write(Buffer.concat(batch));
+      expect(Buffer.compare(Buffer.from(await c.bytes(expected.length, 20_000)), expected)).toBe(0);
+    }
+    slow.socket.resume();
+    const slowWant = Buffer.concat(Array.from({ length: 40 }, (_, i) => bulkReply(values[i % 4]!)));
+    expect(Buffer.compare(Buffer.from(await slow.bytes(slowWant.length, 20_000)), slowWant)).toBe(0);
+    expect(gateway!.pool.reused).toBeGreaterThan(10);
+  }, 60_000);
+
   test("at most 16 single-key commands run at once, replies in order", async () => {
     const store = pool.store();
     for (let i = 0; i < 50; i++) await store.seed(`k${i}`, new TextEncoder().encode(`v${i}`));

@@ -13,6 +13,7 @@
 import type { Logger } from "../../core/log.ts";
 import { listenStream } from "../../runtime/stream-socket.ts";
 import { KeyLocks } from "./key-locks.ts";
+import { BufferPool } from "../../core/buffer-pool.ts";
 import type { RespServer, RespStore } from "./resp-commands.ts";
 import { RespConnection } from "./resp-connection.ts";
 import { Expiries } from "./resp-expiries.ts";
@@ -34,6 +35,8 @@ export interface RespGatewayOptions {
 
 export interface RespGateway {
   readonly port: number;
+  /** The buffers large values pass through (its counters show reuse). */
+  readonly pool: BufferPool;
   stop(): Promise<void>;
 }
 
@@ -45,6 +48,7 @@ export function startRespGateway(options: RespGatewayOptions): RespGateway {
   const stats: RespStats = { connections: 0, commands: 0, errors: 0, bytesIn: 0, bytesOut: 0 };
   const locks = new KeyLocks();
   const expiries = new Expiries(locks, (key) => store.remove(key, true));
+  const pool = new BufferPool();
   let nextId = 1;
 
   const server: RespServer = {
@@ -55,6 +59,8 @@ export function startRespGateway(options: RespGatewayOptions): RespGateway {
     locks,
     expiries,
     stats,
+    pool,
+    readOptions: { fresh: true, allocate: (sizeBytes) => pool.acquire(sizeBytes) },
     info: (sections) =>
       infoText(
         { port: listener.port, startedMs, connectedClients: conns.size, hostname: store.getHostname(), pendingExpiries: expiries.size, stats },
@@ -72,6 +78,7 @@ export function startRespGateway(options: RespGatewayOptions): RespGateway {
   log.info(`RESP gateway listening on ${options.host}:${listener.port}${options.password === undefined ? "" : " (AUTH required)"}`);
   return {
     port: listener.port,
+    pool,
     async stop() {
       listener.stop(true);
       expiries.stop();
