@@ -159,6 +159,8 @@ export interface LmFrame {
 export interface LmReaderLimits {
   /** Largest PUT payload accepted (default 512 MiB). */
   maxValueBytes?: number;
+  /** Where a PUT's payload goes (default: a new Uint8Array; a gateway passes its BufferPool). */
+  allocate?: (sizeBytes: number) => Uint8Array;
 }
 
 /**
@@ -177,9 +179,11 @@ export class LmRequestReader {
   private value: Uint8Array | null = null;
   private valueFilled = 0;
   private failed: LmProtocolError | null = null;
+  private readonly allocate: (sizeBytes: number) => Uint8Array;
 
   constructor(limits: LmReaderLimits = {}) {
     this.maxValueBytes = limits.maxValueBytes ?? DEFAULT_MAX_VALUE_BYTES;
+    this.allocate = limits.allocate ?? ((sizeBytes) => new Uint8Array(sizeBytes));
   }
 
   /** True while part of a frame has been received. */
@@ -240,7 +244,7 @@ export class LmRequestReader {
           continue;
         }
         this.pending = request;
-        this.value = new Uint8Array(request.length);
+        this.value = this.allocate(request.length);
         this.valueFilled = 0;
       } else {
         if (request.length !== 0) {

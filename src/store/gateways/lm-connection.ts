@@ -47,8 +47,9 @@ export class LmConnection extends GatewayConnection {
     private readonly g: LmServer,
     private readonly limits: LmConnectionLimits,
   ) {
-    super(socket, limits.maxQueuedBytes);
-    this.reader = new LmRequestReader({ maxValueBytes: limits.maxValueBytes });
+    // A GET's payload goes back to the pool once the kernel has all of it.
+    super(socket, limits.maxQueuedBytes, undefined, (part) => g.pool.release(part));
+    this.reader = new LmRequestReader({ maxValueBytes: limits.maxValueBytes, allocate: (sizeBytes) => g.pool.acquire(sizeBytes) });
     this.pipeline = replyPipeline<LmFrame>(this, {
       depth: PIPELINE_DEPTH,
       keyOf: (f) => REQUESTS.get(f.request.command)?.key(f.request) ?? null,
@@ -77,6 +78,8 @@ export class LmConnection extends GatewayConnection {
       return this.failed(f, e);
     } finally {
       this.queuedBytes -= frameBytes(f);
+      // A PUT's payload is done with once its put has returned.
+      if (f.value !== null) this.g.pool.release(f.value);
     }
   }
 

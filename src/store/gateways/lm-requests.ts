@@ -13,6 +13,7 @@
 //   keys, and LMCache's list() is a no-op. `mooncake inspect keys` lists them through the master.
 
 import type { MooncakeStore } from "../../client/store.ts";
+import type { BufferPool } from "../../core/buffer-pool.ts";
 import { errorName } from "../../core/errors.ts";
 import { LmCode, LmCommand, type LmFrame, type LmRequest, statusReply } from "../../core/lm/protocol.ts";
 import { decodeStored, encodeStoredHeader, storedReply } from "../../core/lm/stored.ts";
@@ -33,6 +34,10 @@ export interface LmServer {
   readonly store: LmStore;
   readonly log: Logger;
   readonly stats: LmStats;
+  /** Buffers for large values: a PUT's payload, a GET's reply (returned once sent). */
+  readonly pool: BufferPool;
+  /** What GET reads with: into the pool's buffers. */
+  readonly readOptions: { allocate: (sizeBytes: number) => Uint8Array };
 }
 
 export interface LmRequestEntry {
@@ -77,7 +82,7 @@ const TABLE: [number, LmRequestEntry][] = [
       replies: true,
       key: keyed,
       run: async (g, { request }) => {
-        const object = request.key === "" ? null : await g.store.get(request.key);
+        const object = request.key === "" ? null : await g.store.get(request.key, g.readOptions);
         const stored = object === null ? null : decodeStored(object);
         return stored === null ? [FAIL] : storedReply(stored);
       },

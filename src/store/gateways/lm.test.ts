@@ -7,6 +7,7 @@ import { LmCommand, REPLY_HEADER_BYTES, decodeReply, encodeRequest } from "../..
 import { encodeStoredHeader } from "../../core/lm/stored.ts";
 import { type LmGateway, startLmGateway } from "./lm.ts";
 import { PIPELINE_DEPTH } from "./lm-connection.ts";
+import { pseudoRandomBytes } from "../../../tests/helpers/bytes.ts";
 import { type CountingStore, RawClient, type TestPool, recordingLogger, startTestPool } from "./test-support.ts";
 
 const { PUT, GET, EXIST, HEALTH } = LmCommand;
@@ -62,6 +63,37 @@ afterEach(async () => {
 });
 
 describe("lm gateway pipelining", () => {
+  test("large values pass through reused buffers: a slow reader's replies intact while others PUT and GET", async () => {
+    const store = pool.store();
+    const { port } = start(store);
+    const c = await client(port);
+    const slow = await client(port);
+    const sizes = Array.from({ length: 8 }, (_, i) => 150_000 + i * 90_000);
+    const values = sizes.map((n, i) => pseudoRandomBytes(n, i + 1));
+    c.write(Buffer.concat(values.map((v, i) => put(`big${i}`, v))));
+    c.write(req(HEALTH, ""));
+    await c.bytes(REPLY_HEADER_BYTES); // PUTs answer nothing; HEALTH after them
+    // ~13 MiB of replies to a reader that does not read: more than the kernel's buffers take.
+    slow.socket.pause();
+    slow.write(Buffer.concat(Array.from({ length: 40 }, (_, i) => req(GET, `big${i % 4}`))));
+    await new Promise((r) => setTimeout(r, 200));
+    let received = REPLY_HEADER_BYTES;
+    for (let round = 0; round < 3; round++) {
+      const fresh = sizes.slice(4).map((n, i) => pseudoRandomBytes(n, 100 * (round + 1) + i));
+      c.write(Buffer.concat(fresh.map((v, i) => put(`r${round}-${i}`, v))));
+      c.write(Buffer.concat(fresh.map((_, i) => req(GET, `r${round}-${i}`))));
+      received += fresh.reduce((t, v) => t + REPLY_HEADER_BYTES + v.length, 0);
+      const replies = parseReplies((await c.bytes(received, 20_000)).subarray(REPLY_HEADER_BYTES)).slice(-fresh.length);
+      replies.forEach((r, i) => expect(Buffer.compare(Buffer.from(r.value), Buffer.from(fresh[i]!))).toBe(0));
+    }
+    slow.socket.resume();
+    const want = Array.from({ length: 40 }, (_, i) => values[i % 4]!);
+    const got = parseReplies(await slow.bytes(want.reduce((t, v) => t + REPLY_HEADER_BYTES + v.length, 0), 20_000));
+    expect(got).toHaveLength(40);
+    got.forEach((r, i) => expect(Buffer.compare(Buffer.from(r.value), Buffer.from(want[i]!))).toBe(0));
+    expect(gateway!.pool.reused).toBeGreaterThan(10);
+  }, 60_000);
+
   test("at most 16 requests of a connection run at once, replies in request order", async () => {
     const store = pool.store();
     const count = 100;

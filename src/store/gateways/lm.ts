@@ -7,6 +7,7 @@
 //   connection.ts     reply queue and flow control (shared with RESP)
 //   src/core/lm/      the wire format (protocol.ts, spec §2.1) and the stored object (stored.ts)
 
+import { BufferPool } from "../../core/buffer-pool.ts";
 import { DEFAULT_MAX_VALUE_BYTES } from "../../core/lm/protocol.ts";
 import type { Logger } from "../../core/log.ts";
 import { listenStream } from "../../runtime/stream-socket.ts";
@@ -28,6 +29,8 @@ export interface LmGatewayOptions {
 
 export interface LmGateway {
   readonly port: number;
+  /** The buffers large values pass through (its counters show reuse). */
+  readonly pool: BufferPool;
   readonly stats: Readonly<LmStats>;
   stop(): Promise<void>;
 }
@@ -35,7 +38,8 @@ export interface LmGateway {
 export function startLmGateway(options: LmGatewayOptions): LmGateway {
   const limits = { maxValueBytes: options.maxValueBytes ?? DEFAULT_MAX_VALUE_BYTES, maxQueuedBytes: options.maxQueuedBytes ?? 8 * 1024 * 1024 };
   const stats: LmStats = { connections: 0, requests: 0, putFailures: 0, protocolErrors: 0 };
-  const server: LmServer = { store: options.store, log: options.log, stats };
+  const pool = new BufferPool();
+  const server: LmServer = { store: options.store, log: options.log, stats, pool, readOptions: { allocate: (sizeBytes) => pool.acquire(sizeBytes) } };
   const listener = listenStream(options.host, options.port, (socket) => {
     stats.connections++;
     return new LmConnection(socket, server, limits).events();
@@ -44,6 +48,7 @@ export function startLmGateway(options: LmGatewayOptions): LmGateway {
   options.log.info(`LM gateway (LMCache lm:// protocol) listening on ${options.host}:${listener.port}`);
   return {
     port: listener.port,
+    pool,
     stats,
     async stop() {
       listener.stop(true);
