@@ -84,13 +84,13 @@ describe("lm gateway pipelining", () => {
       c.write(Buffer.concat(fresh.map((_, i) => req(GET, `r${round}-${i}`))));
       received += fresh.reduce((t, v) => t + REPLY_HEADER_BYTES + v.length, 0);
       const replies = parseReplies((await c.bytes(received, 20_000)).subarray(REPLY_HEADER_BYTES)).slice(-fresh.length);
-      replies.forEach((r, i) => expect(Buffer.compare(Buffer.from(r.value), Buffer.from(fresh[i]!))).toBe(0));
+      expect(replies.map((r, i) => Buffer.compare(Buffer.from(r.value), Buffer.from(fresh[i]!)))).toEqual(fresh.map(() => 0));
     }
     slow.socket.resume();
     const want = Array.from({ length: 40 }, (_, i) => values[i % 4]!);
     const got = parseReplies(await slow.bytes(want.reduce((t, v) => t + REPLY_HEADER_BYTES + v.length, 0), 20_000));
     expect(got).toHaveLength(40);
-    got.forEach((r, i) => expect(Buffer.compare(Buffer.from(r.value), Buffer.from(want[i]!))).toBe(0));
+    expect(got.map((r, i) => Buffer.compare(Buffer.from(r.value), Buffer.from(want[i]!)))).toEqual(want.map(() => 0));
     expect(gateway!.pool.reused).toBeGreaterThan(10);
   }, 60_000);
 
