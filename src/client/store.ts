@@ -48,6 +48,12 @@ export interface ReplicateConfig {
   hardPin?: boolean;
   /** Store node names (host:port) tried first, in order. */
   preferredSegments?: string[];
+  /**
+   * Overwrite the key if it exists (values are otherwise insert-if-absent): the old value stays
+   * readable until the new one is complete, then the master swaps them. While another overwrite
+   * of the key is in progress the put answers OBJECT_ALREADY_EXISTS. Ours: no Mooncake client has it.
+   */
+  replace?: boolean;
 }
 
 interface Replica {
@@ -223,13 +229,18 @@ export class MooncakeStore {
     return this.putParts(key, [buffer], config);
   }
 
+  /** Largest value the small-put path takes (write, then one commit); 0 when it is off. */
+  get smallPutMaxBytes(): number {
+    return this.small?.maxValueBytes ?? 0;
+  }
+
   getHostname(): string {
     return this.hostname;
   }
 
   // ---- put ----------------------------------------------------------------------------------
 
-  /** Stores `value` under `key`. 0 on success (also when the key already exists: values are immutable). */
+  /** Stores `value` under `key`. 0 on success (also when the key already exists, unless `config.replace`: values are insert-if-absent). */
   put(key: string, value: Uint8Array, config: ReplicateConfig = {}): Promise<number> {
     return this.putParts(key, [value], config);
   }
@@ -237,7 +248,8 @@ export class MooncakeStore {
   /** Stores the concatenation of `parts` (e.g. LMCache's 28-byte header and the KV bytes) without joining them. */
   async putParts(key: string, parts: readonly (Uint8Array | DeviceSpan)[], config: ReplicateConfig = {}): Promise<number> {
     const r = await this.putPartsNew(key, parts, config, false);
-    return r === ErrorCode.OBJECT_ALREADY_EXISTS ? ErrorCode.OK : r;
+    // Insert-if-absent: the key being there already is success, unless this put was to replace it.
+    return r === ErrorCode.OBJECT_ALREADY_EXISTS && config.replace !== true ? ErrorCode.OK : r;
   }
 
   /**
@@ -565,6 +577,7 @@ export class MooncakeStore {
       withHardPin: c.hardPin ?? false,
       preferredSegments: c.preferredSegments ?? [],
     };
+    if (c.replace === true) w.replace = true;
     if (c.softPin) {
       w.softPinAction = pb.SoftPinAction.ENABLE;
       if (c.softPinTtlMs !== undefined) w.softPinTtlMs = c.softPinTtlMs;
@@ -834,7 +847,7 @@ async function mapBounded<T, R>(items: readonly T[], limit: number, fn: (item: T
 
 /** One replica, no pins, no placement wishes: what the small-value path serves. */
 function isPlainConfig(c: ReplicateConfig): boolean {
-  return (c.replicaNum ?? 1) === 1 && !c.softPin && !c.hardPin && (c.preferredSegments?.length ?? 0) === 0;
+  return (c.replicaNum ?? 1) === 1 && !c.softPin && !c.hardPin && !c.replace && (c.preferredSegments?.length ?? 0) === 0;
 }
 
 /** A revoke the master answered OK, or with OBJECT_NOT_FOUND (the write was already gone). */

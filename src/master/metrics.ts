@@ -286,6 +286,7 @@ export function renderPrometheus(master: Master, options: RenderOptions = {}): s
   );
   out.single("total_get_nums_", "counter", "Total number of GetReplicaList operations", totalGets(c));
   out.single("master_promotions_offered_total", "counter", "Disk reads whose reader was asked to put the value back into DRAM (promotion_on_hit)", c.promotionsOffered);
+  out.single("master_replaces_total", "counter", "Overwrites (PutStart with replace) that got their space; the old value stayed readable until their PutEnd", c.replacesStarted);
   out.single("master_promotions_started_total", "counter", "Puts back into DRAM of values only on disk (promotion_on_hit) that got their space", c.promotionsStarted);
 
   // The store nodes' disk tiers (src/core/master/disk-tier.ts), as their nodes last reported them.

@@ -94,6 +94,7 @@ function configFromWire(c: pb.IReplicateConfig | null | undefined): ReplicateCon
   if (c.replicaNum !== null && c.replicaNum !== undefined) config.replicaNum = c.replicaNum;
   if (c.softPinTtlMs !== null && c.softPinTtlMs !== undefined) config.softPinTtlMs = Number(c.softPinTtlMs);
   if (c.promote === true) config.promote = true;
+  if (c.replace === true) config.replace = true;
   return config;
 }
 

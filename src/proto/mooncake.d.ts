@@ -837,6 +837,13 @@ export namespace mooncake {
         promote: boolean;
 
         /**
+         * Ours: overwrite the key if it exists. Its old value stays readable until this put's PutEnd,
+         * which swaps the new one in (one logged change); a second overwrite of the key while one is in
+         * progress is OBJECT_ALREADY_EXISTS.
+         */
+        replace: boolean;
+
+        /**
          * Creates a new ReplicateConfig instance using the specified properties.
          * @param [properties] Properties to set
          * @returns ReplicateConfig instance
@@ -894,6 +901,13 @@ export namespace mooncake {
              * by GetReplicaListResponse.promote; refused unless the disk copy has this size.
              */
             promote?: (boolean|null);
+
+            /**
+             * Ours: overwrite the key if it exists. Its old value stays readable until this put's PutEnd,
+             * which swaps the new one in (one logged change); a second overwrite of the key while one is in
+             * progress is OBJECT_ALREADY_EXISTS.
+             */
+            replace?: (boolean|null);
 
             /** Unknown fields preserved while decoding when enabled */
             $unknowns?: Uint8Array[];

@@ -1634,6 +1634,9 @@ export const mooncake = $root.mooncake = (() => {
          * @property {boolean|null} [preferAllocInSameNode] local first (replica_num == 1 only)
          * @property {boolean|null} [promote] Ours (promotion_on_hit): put back into DRAM a value that is only on a node's disk, as offered
          * by GetReplicaListResponse.promote; refused unless the disk copy has this size.
+         * @property {boolean|null} [replace] Ours: overwrite the key if it exists. Its old value stays readable until this put's PutEnd,
+         * which swaps the new one in (one logged change); a second overwrite of the key while one is in
+         * progress is OBJECT_ALREADY_EXISTS.
          * @property {Array.<Uint8Array>} [$unknowns] Unknown fields preserved while decoding when enabled
          */
 
@@ -1731,6 +1734,16 @@ export const mooncake = $root.mooncake = (() => {
          */
         ReplicateConfig.prototype.promote = false;
 
+        /**
+         * Ours: overwrite the key if it exists. Its old value stays readable until this put's PutEnd,
+         * which swaps the new one in (one logged change); a second overwrite of the key while one is in
+         * progress is OBJECT_ALREADY_EXISTS.
+         * @member {boolean} replace
+         * @memberof mooncake.ReplicateConfig
+         * @instance
+         */
+        ReplicateConfig.prototype.replace = false;
+
         // OneOf field names bound to virtual getters and setters
         let $oneOfFields;
 
@@ -1795,6 +1808,8 @@ export const mooncake = $root.mooncake = (() => {
                 writer.uint32(/* id 7, wireType 0 =*/56).bool(message.preferAllocInSameNode);
             if (message.promote != null && $Object.hasOwnProperty.call(message, "promote") && message.promote !== false)
                 writer.uint32(/* id 8, wireType 0 =*/64).bool(message.promote);
+            if (message.replace != null && $Object.hasOwnProperty.call(message, "replace") && message.replace !== false)
+                writer.uint32(/* id 9, wireType 0 =*/72).bool(message.replace);
             if (message.$unknowns != null && $Object.hasOwnProperty.call(message, "$unknowns"))
                 for (let i = 0; i < message.$unknowns.length; ++i)
                     writer.raw(message.$unknowns[i]);
@@ -1904,6 +1919,15 @@ export const mooncake = $root.mooncake = (() => {
                             message.promote = value;
                         else
                             delete message.promote;
+                        continue;
+                    }
+                case 9: {
+                        if (wireType !== 0)
+                            break;
+                        if (value = reader.bool())
+                            message.replace = value;
+                        else
+                            delete message.replace;
                         continue;
                     }
                 }

@@ -78,6 +78,8 @@ export interface MasterCounters {
   /** promotion_on_hit: disk reads whose reader was asked to put the value back into DRAM, and such puts started. */
   promotionsOffered: number;
   promotionsStarted: number;
+  /** Overwrites (PutStart with replace) that got their space. */
+  replacesStarted: number;
   /** Histogram of PutStart sizes: counts per VALUE_SIZE_BUCKETS slot, plus one overflow slot. */
   valueSizeBuckets: number[];
   valueSizeSum: number;
@@ -106,6 +108,7 @@ export function newCounters(): MasterCounters {
     diskCacheHitBytes: 0,
     promotionsOffered: 0,
     promotionsStarted: 0,
+    replacesStarted: 0,
     valueSizeBuckets: new Array<number>(VALUE_SIZE_BUCKETS.length + 1).fill(0),
     valueSizeSum: 0,
   };

@@ -295,6 +295,11 @@ export function discardExpiredProcessing(state: MasterState, nowMs: number): num
       dropped++;
     }
   }
+  for (const [key, o] of state.replacing) {
+    if (nowMs - o.putStartMs <= limit) continue;
+    state.dropReplacement(key, true);
+    dropped++;
+  }
   return dropped;
 }
 

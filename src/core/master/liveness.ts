@@ -196,6 +196,14 @@ function sweepUnmounting(state: MasterState): number {
       state.changes?.keys.set(objects.keyAt(id), o);
     }
   }
+  // An overwrite in progress with a buffer on the segment cannot complete: it goes, and its
+  // buffers elsewhere are freed (the writer's PutEnd then finds none and answers OBJECT_NOT_FOUND).
+  for (const [key, o] of state.replacing) {
+    const before = o.replicaCount;
+    const left = dropReplicas(o, dying, ignore);
+    if (left === before) continue;
+    state.dropReplacement(key, left > 0);
+  }
   return erased;
 }
 

@@ -98,7 +98,12 @@ describe("durable records", () => {
             clientId: "w",
             key,
             sizeBytes: 1 + Math.floor(rnd() * 2 * MiB),
-            config: { replicaNum: 1 + Math.floor(rnd() * 2), withHardPin: rnd() < 0.1, ...(rnd() < 0.2 ? { softPinAction: 1, softPinTtlMs: 500 } : {}) },
+            config: {
+              replicaNum: 1 + Math.floor(rnd() * 2),
+              withHardPin: rnd() < 0.1,
+              ...(rnd() < 0.2 ? { softPinAction: 1, softPinTtlMs: 500 } : {}),
+              ...(rnd() < 0.3 ? { replace: true } : {}), // overwrites: swapped in at PutEnd
+            },
           });
           if (s.ok && rnd() < 0.85) {
             const checksum = rnd() < 0.5 ? BigInt(Math.floor(rnd() * 2 ** 40)) : undefined;

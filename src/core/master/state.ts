@@ -72,7 +72,12 @@ interface PutOptions {
   flags: number;
   /** promotion_on_hit: a reader puts back into DRAM a value only on disk (ReplicateConfig.promote). */
   promote: boolean;
+  /** Overwrite: an existing value stays readable until this put's PutEnd replaces it. */
+  replace: boolean;
 }
+
+/** Dropped overwrites remembered for their writers' PutEnd (state.#droppedReplacements). */
+const MAX_DROPPED_REPLACEMENTS = 65_536;
 
 /** A reader asked to promote a value is not asked again for this long (its put may still be running). */
 export const PROMOTE_OFFER_INTERVAL_MS = 5_000;
@@ -106,6 +111,18 @@ export class MasterState {
   /** When durable state is tracked (persistence.ts, trackChanges()): what each operation touches. */
   changes: ChangeSet | null = null;
   discardedBytes = 0;
+  /**
+   * Overwrites in progress (PutStart with ReplicateConfig.replace): the new value's PROCESSING
+   * object, by key, while the old one stays readable in `objects` until PutEnd swaps them. Not
+   * durable, like any PROCESSING object.
+   */
+  readonly replacing = new Map<string, ObjectMeta>();
+  /**
+   * Overwrites dropped before their PutEnd (preempted, expired, their segment gone), key → writer:
+   * that PutEnd must fail, not pass for a retried one on the old value (which may be the same
+   * writer's). Bounded; the oldest are forgotten first.
+   */
+  readonly #droppedReplacements = new Map<string, string>();
   /** Write reservations of the small-value put path (reservations.ts), by id; not durable. */
   readonly reservations = new Map<number, Reservation>();
   nextReservationId = 1;
@@ -215,7 +232,7 @@ export class MasterState {
     let flags = 0;
     if (rc.withHardPin === true) flags |= F_HARD_PIN;
     if (softPinTtlMs > 0) flags |= F_SOFT_PIN_PENDING;
-    return { replicaNum, softPinTtlMs, preferred, flags, promote: rc.promote === true };
+    return { replicaNum, softPinTtlMs, preferred, flags, promote: rc.promote === true, replace: rc.replace === true && rc.promote !== true };
   }
 
   #putStart(
@@ -228,7 +245,11 @@ export class MasterState {
     if (!isValidKey(key) || !Number.isSafeInteger(sizeBytes) || sizeBytes <= 0) return INVALID_PARAMS;
     const { replicaNum } = options;
 
+    // A new put by a writer whose overwrite was dropped: that one is over.
+    if (this.#droppedReplacements.size > 0 && this.#droppedReplacements.get(key) === clientId) this.#droppedReplacements.delete(key);
     const existing = this.objects.get(key);
+    if (options.replace && existing?.complete === true) return this.#replaceStart(clientId, key, sizeBytes, options, nowMs);
+    if (options.replace && existing === undefined && this.disk.has(key)) this.disk.remove(key, true); // overwritten: the disk copy goes
     if (existing !== undefined) {
       // Insert-if-absent (§3.4): a visible object, or a write still within its 30 s, wins.
       if (existing.complete || existing.putStartMs + this.config.putStartDiscardTimeoutMs >= nowMs) {
@@ -273,6 +294,63 @@ export class MasterState {
   }
 
   /**
+   * PutStart of an overwrite: the new value gets buffers of its own and waits in `replacing`; the
+   * old one stays readable until PutEnd swaps them. One overwrite per key at a time: another within
+   * the discard timeout is OBJECT_ALREADY_EXISTS (its caller removes and puts instead), an older
+   * one is preempted like a zombie PutStart.
+   */
+  #replaceStart(clientId: string, key: string, sizeBytes: number, options: PutOptions, nowMs: number): Result<ReplicaDescriptor[]> {
+    const pending = this.replacing.get(key);
+    if (pending !== undefined) {
+      if (pending.putStartMs + this.config.putStartDiscardTimeoutMs >= nowMs) return fail(ErrorCode.OBJECT_ALREADY_EXISTS);
+      this.#discardBuffers(pending, pending.putStartMs + this.config.putStartReleaseTimeoutMs);
+      this.replacing.delete(key);
+      this.#rememberDropped(key, pending.writer);
+    }
+    const placements = placeReplicas(this.segments, this.config.allocationStrategy, sizeBytes, options.replicaNum, options.preferred, this.random);
+    if (placements.length === 0) {
+      this.counters.putStartAllocFailures++;
+      if (this.segments.reachableNameCount() >= options.replicaNum) this.needEviction = true;
+      return fail(ErrorCode.NO_AVAILABLE_HANDLE);
+    }
+    if (placements.length < options.replicaNum) this.counters.putStartPartialAllocations++;
+    // Soft pins of an overwrite are not taken: the old value's pin state stays until the swap.
+    const o = new ObjectMeta(sizeBytes, clientId, nowMs, options.flags & ~(F_SOFT_PIN_PENDING | F_SOFT_PINNED), placements, this.nextReplicaId);
+    this.nextReplicaId += placements.length;
+    this.replacing.set(key, o);
+    this.counters.replacesStarted++;
+    observeValueSize(this.counters, sizeBytes);
+    return ok(describeAll(o));
+  }
+
+  /** Puts `o`'s buffers on the discarded list until `releaseAtMs` (its writer may still write). */
+  #discardBuffers(o: ObjectMeta, releaseAtMs: number): void {
+    forEachReplica(o, (_id, segment, offset) => {
+      this.discarded.push({ segment, offset, sizeBytes: o.sizeBytes, releaseAtMs });
+      this.discardedBytes += o.sizeBytes;
+    });
+    if (this.changes !== null) this.changes.discarded = true;
+    this.counters.putStartDiscards++;
+  }
+
+  /** Drops a pending overwrite; its buffers are freed (`freeBuffers`) or belong to a segment that is gone. */
+  dropReplacement(key: string, freeBuffers: boolean): void {
+    const o = this.replacing.get(key);
+    if (o === undefined) return;
+    this.replacing.delete(key);
+    this.#rememberDropped(key, o.writer);
+    if (freeBuffers) forEachReplica(o, (_id, seg, offset) => this.segments.free(seg, offset, o.sizeBytes));
+  }
+
+  #rememberDropped(key: string, writer: string): void {
+    this.#droppedReplacements.delete(key);
+    this.#droppedReplacements.set(key, writer);
+    if (this.#droppedReplacements.size > MAX_DROPPED_REPLACEMENTS) {
+      this.#droppedReplacements.delete(this.#droppedReplacements.keys().next().value!);
+    }
+  }
+
+  /**
    * The soft-pin TTL a put asks for (0 = no pin), or null when the request is invalid: a TTL
    * without ENABLE, a TTL above maxSoftPinTtlMs, or an unknown action (spec §3.2).
    */
@@ -293,18 +371,33 @@ export class MasterState {
    * into them — and its metadata is erased so the new writer can start afresh.
    */
   #preemptZombie(key: string, o: ObjectMeta): void {
-    const releaseAtMs = o.putStartMs + this.config.putStartReleaseTimeoutMs;
-    forEachReplica(o, (_id, segment, offset) => {
-      this.discarded.push({ segment, offset, sizeBytes: o.sizeBytes, releaseAtMs });
-      this.discardedBytes += o.sizeBytes;
-    });
-    if (this.changes !== null) this.changes.discarded = true;
-    this.counters.putStartDiscards++;
+    this.#discardBuffers(o, o.putStartMs + this.config.putStartReleaseTimeoutMs);
     this.eraseObject(key, o, false);
   }
 
   #putEnd(clientId: string, key: string, nowMs: number, objectChecksum: bigint | undefined): Result<void> {
     if (!isValidKey(key)) return INVALID_PARAMS;
+    if (this.#droppedReplacements.size > 0 && this.#droppedReplacements.get(key) === clientId) {
+      this.#droppedReplacements.delete(key);
+      return OBJECT_NOT_FOUND; // this writer's overwrite was dropped: nothing of it is stored
+    }
+    const pending = this.replacing.size > 0 ? this.replacing.get(key) : undefined;
+    if (pending !== undefined && pending.writer === clientId) {
+      // The overwrite's swap: the old value (if eviction or a Remove left one) goes as a forced
+      // Remove would take it, and the new one is completed below like any put.
+      this.replacing.delete(key);
+      const old = this.objects.get(key);
+      if (old !== undefined) {
+        if (!old.complete) {
+          // A plain put of the key started after the old value went: that writer won.
+          forEachReplica(pending, (_id, seg, offset) => this.segments.free(seg, offset, pending.sizeBytes));
+          return fail(ErrorCode.OBJECT_ALREADY_EXISTS);
+        }
+        this.eraseObject(key, old, true);
+      }
+      this.disk.remove(key, true);
+      this.objects.set(key, pending);
+    }
     const o = this.objects.get(key);
     if (o === undefined) return OBJECT_NOT_FOUND;
     if (o.writer !== clientId) return fail(ErrorCode.ILLEGAL_CLIENT);
@@ -331,6 +424,10 @@ export class MasterState {
 
   #putRevoke(clientId: string, key: string): Result<void> {
     if (!isValidKey(key)) return INVALID_PARAMS;
+    if (this.replacing.get(key)?.writer === clientId) {
+      this.dropReplacement(key, true);
+      return OK_VOID;
+    }
     const o = this.objects.get(key);
     if (o === undefined) return OBJECT_NOT_FOUND;
     if (o.writer !== clientId) return fail(ErrorCode.ILLEGAL_CLIENT);

@@ -93,6 +93,8 @@ export interface ReplicateConfig {
   preferredSegment?: string;
   /** Ours (promotion_on_hit): put back into DRAM a value only on disk, as GetReplicaList asked. */
   promote?: boolean;
+  /** Ours: overwrite an existing key; the old value stays readable until this put's PutEnd. */
+  replace?: boolean;
 }
 
 /**

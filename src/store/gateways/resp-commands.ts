@@ -45,8 +45,10 @@ import { NOAUTH, NOT_AN_INTEGER, NO_PASSWORD_SET, WRONGPASS, storeError, unknown
  * cache is for write-once keys, like LMCache's).
  */
 
+const REPLACE = { replace: true } as const;
+
 /** What the RESP gateway asks of the pool. */
-export type RespStore = Pick<MooncakeStore, "get" | "put" | "putNew" | "remove" | "isExist" | "batchIsExist" | "getHostname">;
+export type RespStore = Pick<MooncakeStore, "get" | "put" | "putNew" | "remove" | "isExist" | "batchIsExist" | "getHostname" | "smallPutMaxBytes">;
 
 /** The gateway, as its commands see it (one per gateway, shared by its connections). */
 export interface RespServer {
@@ -131,13 +133,19 @@ async function set(g: RespServer, c: RespSession, args: Uint8Array[]): Promise<R
     } else return [errorReply(`ERR syntax error (SET option ${opt} is not supported by the mooncake gateway)`)];
   }
   if (value.length === 0) return [errorReply("ERR mooncake cannot store empty values")];
-  // Insert-if-absent first: a new key (LMCache's pattern) costs one put and nothing more.
-  let r = await g.store.putNew(key, value);
+  // A value the small-put path takes is tried as a new key first (LMCache's pattern: one write and
+  // one commit); a larger one, or one whose key exists, is put as an overwrite: the old value stays
+  // readable until the new one is complete, and a new key costs no more than a plain put.
+  let r = nx || value.length <= g.store.smallPutMaxBytes ? await g.store.putNew(key, value) : ErrorCode.OBJECT_ALREADY_EXISTS;
   if (r === ErrorCode.OBJECT_ALREADY_EXISTS) {
     if (nx) return [nullReply(c.resp3)];
-    const removed = await g.store.remove(key, true);
-    if (removed < 0 && removed !== ErrorCode.OBJECT_NOT_FOUND) g.log.debug(`SET ${key}: removing the old value: ${errorName(removed)}`);
-    r = await g.store.put(key, value);
+    r = await g.store.putNew(key, value, REPLACE);
+    if (r === ErrorCode.OBJECT_ALREADY_EXISTS) {
+      // Another overwrite of the key is in progress (through another gateway): the last one wins.
+      const removed = await g.store.remove(key, true);
+      if (removed < 0 && removed !== ErrorCode.OBJECT_NOT_FOUND) g.log.debug(`SET ${key}: removing the old value: ${errorName(removed)}`);
+      r = await g.store.put(key, value);
+    }
   }
   if (r !== 0) return [storeError("put", r)];
   // A new value has no expiry unless this SET gives it one.

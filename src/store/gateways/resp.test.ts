@@ -72,6 +72,33 @@ describe("resp gateway pipelining", () => {
     expect(gateway!.pool.reused).toBeGreaterThan(10);
   }, 60_000);
 
+  test("SET over an existing key is one overwrite: readers meanwhile get the old value or the new, never a miss", async () => {
+    const store = pool.store();
+    const a = pseudoRandomBytes(1 << 20, 7);
+    const b = pseudoRandomBytes(1 << 20, 8);
+    const small = [new TextEncoder().encode("old"), new TextEncoder().encode("new")];
+    await store.seed("ow", a);
+    await store.seed("ow-small", small[0]!);
+    const c = await start(store);
+    // Through another gateway, as under `mooncake up`: no key lock is shared with the writer's.
+    const other = startRespGateway({ host: "127.0.0.1", port: 0, store, log: recordingLogger() });
+    const reader = await RawClient.connect(other.port);
+    clients.push(reader);
+    reader.write(Array.from({ length: 30 }, () => cmd("GET", "ow")).join(""));
+    c.write(Buffer.concat([setCommand("ow", b), setCommand("ow-small", small[1]!)]));
+    expect(text(await c.bytes(10))).toBe("+OK\r\n+OK\r\n");
+    const one = bulkReply(a).length;
+    const got = await reader.bytes(30 * one, 20_000);
+    for (let i = 0; i < 30; i++) {
+      const r = Buffer.from(got.subarray(i * one, (i + 1) * one));
+      expect(r.equals(bulkReply(a)) || r.equals(bulkReply(b))).toBe(true);
+    }
+    expect(Buffer.from((await store.stored("ow"))!).equals(Buffer.from(b))).toBe(true);
+    expect(new TextDecoder().decode((await store.stored("ow-small"))!)).toBe("new");
+    expect(store.calls.remove).toBe(0); // no remove-then-put: the master swapped them
+    await other.stop();
+  }, 30_000);
+
   test("at most 16 single-key commands run at once, replies in order", async () => {
     const store = pool.store();
     for (let i = 0; i < 50; i++) await store.seed(`k${i}`, new TextEncoder().encode(`v${i}`));

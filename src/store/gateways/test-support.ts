@@ -47,6 +47,10 @@ export class CountingStore implements LmStore, RespStore {
     return this.real.getHostname();
   }
 
+  get smallPutMaxBytes(): number {
+    return this.real.smallPutMaxBytes;
+  }
+
   putParts: LmStore["putParts"] = (key, parts, config) => this.call("put", key, (k) => this.real.putParts(k, parts, config));
   putNew: RespStore["putNew"] = (key, value, config) => this.call("put", key, (k) => this.real.putNew(k, value, config));
   put: RespStore["put"] = (key, value, config) => this.call("put", key, (k) => this.real.put(k, value, config));
