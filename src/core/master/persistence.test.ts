@@ -174,6 +174,7 @@ describe("durable records", () => {
       }
       // The checkpoints compared real states, not empty ones.
       expect(Math.max(...checkpoints)).toBeGreaterThan(10);
+      expect(m.state.counters.replacesStarted).toBeGreaterThan(0); // overwrites were among them
     });
   }
 
