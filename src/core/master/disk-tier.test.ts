@@ -100,6 +100,18 @@ describe("disk tier at the master", () => {
     expectCode(m.submit({ op: "putStart", clientId: "r2", key: "cold", sizeBytes: MiB, config: { promote: true } }), ErrorCode.OBJECT_ALREADY_EXISTS);
   });
 
+  test("an overwrite of a value only on disk: the new value goes to DRAM, the disk copy is dropped", () => {
+    const { master: m } = withTier();
+    register(m, [{ key: "cold", sizeBytes: 5 * MiB }]);
+    putObject(m, "w", "cold", MiB, { replace: true });
+    expect(m.state.disk.has("cold")).toBe(false);
+    const r = must(m.submit({ op: "getReplicaList", key: "cold" }));
+    expect(r.replicas).toHaveLength(1);
+    expect(r.replicas[0]!.sizeBytes).toBe(MiB);
+    expect(r.disk).toBeUndefined();
+    expect(beat(m).removedKeys).toContain("cold"); // the node is told to delete it
+  });
+
   test("promotion_on_hit off (the default): disk reads never ask for a promotion", () => {
     const { master: m } = withTier();
     register(m, [{ key: "cold", sizeBytes: MiB }]);

@@ -243,13 +243,10 @@ export class MasterState {
     nowMs: number,
   ): Result<ReplicaDescriptor[]> {
     if (!isValidKey(key) || !Number.isSafeInteger(sizeBytes) || sizeBytes <= 0) return INVALID_PARAMS;
-    const { replicaNum } = options;
-
     // A new put by a writer whose overwrite was dropped: that one is over.
     if (this.#droppedReplacements.size > 0 && this.#droppedReplacements.get(key) === clientId) this.#droppedReplacements.delete(key);
     const existing = this.objects.get(key);
     if (options.replace && existing?.complete === true) return this.#replaceStart(clientId, key, sizeBytes, options, nowMs);
-    if (options.replace && existing === undefined && this.disk.has(key)) this.disk.remove(key, true); // overwritten: the disk copy goes
     if (existing !== undefined) {
       // Insert-if-absent (§3.4): a visible object, or a write still within its 30 s, wins.
       if (existing.complete || existing.putStartMs + this.config.putStartDiscardTimeoutMs >= nowMs) {
@@ -263,29 +260,17 @@ export class MasterState {
       const d = this.disk.byKey.get(key);
       if (d === undefined) return OBJECT_NOT_FOUND;
       if (d.sizeBytes !== sizeBytes) return INVALID_PARAMS;
-    } else if (existing === undefined && this.disk.has(key)) {
+    } else if (existing === undefined && !options.replace && this.disk.has(key)) {
       return fail(ErrorCode.OBJECT_ALREADY_EXISTS); // the value is on a node's disk
     }
 
-    const placements = placeReplicas(
-      this.segments,
-      this.config.allocationStrategy,
-      sizeBytes,
-      replicaNum,
-      options.preferred,
-      this.random,
-    );
-    if (placements.length === 0) {
-      this.counters.putStartAllocFailures++;
-      // As Mooncake: only worth evicting when there are enough nodes for the replicas at all.
-      // Names skipped as unreachable do not count: evicting cannot make them reachable.
-      if (this.segments.reachableNameCount() >= replicaNum) this.needEviction = true;
-      return fail(ErrorCode.NO_AVAILABLE_HANDLE);
-    }
-    if (placements.length < replicaNum) this.counters.putStartPartialAllocations++;
+    const placements = this.#place(sizeBytes, options);
+    if (placements === null) return fail(ErrorCode.NO_AVAILABLE_HANDLE);
 
     if (options.softPinTtlMs > 0) this.softPins.set(key, options.softPinTtlMs);
     if (options.promote) this.counters.promotionsStarted++;
+    // An overwrite of a value only on disk: the disk copy goes now that the new one has its space.
+    if (options.replace && this.disk.has(key)) this.disk.remove(key, true);
     const o = new ObjectMeta(sizeBytes, clientId, nowMs, options.flags, placements, this.nextReplicaId);
     this.nextReplicaId += placements.length;
     this.objects.set(key, o);
@@ -307,13 +292,8 @@ export class MasterState {
       this.replacing.delete(key);
       this.#rememberDropped(key, pending.writer);
     }
-    const placements = placeReplicas(this.segments, this.config.allocationStrategy, sizeBytes, options.replicaNum, options.preferred, this.random);
-    if (placements.length === 0) {
-      this.counters.putStartAllocFailures++;
-      if (this.segments.reachableNameCount() >= options.replicaNum) this.needEviction = true;
-      return fail(ErrorCode.NO_AVAILABLE_HANDLE);
-    }
-    if (placements.length < options.replicaNum) this.counters.putStartPartialAllocations++;
+    const placements = this.#place(sizeBytes, options);
+    if (placements === null) return fail(ErrorCode.NO_AVAILABLE_HANDLE);
     // Soft pins of an overwrite are not taken: the old value's pin state stays until the swap.
     const o = new ObjectMeta(sizeBytes, clientId, nowMs, options.flags & ~(F_SOFT_PIN_PENDING | F_SOFT_PINNED), placements, this.nextReplicaId);
     this.nextReplicaId += placements.length;
@@ -321,6 +301,21 @@ export class MasterState {
     this.counters.replacesStarted++;
     observeValueSize(this.counters, sizeBytes);
     return ok(describeAll(o));
+  }
+
+  /** Space for a put's replicas (at least one), or null when there is none (eviction is then asked for). */
+  #place(sizeBytes: number, options: PutOptions): ReturnType<typeof placeReplicas> | null {
+    const { replicaNum } = options;
+    const placements = placeReplicas(this.segments, this.config.allocationStrategy, sizeBytes, replicaNum, options.preferred, this.random);
+    if (placements.length === 0) {
+      this.counters.putStartAllocFailures++;
+      // As Mooncake: only worth evicting when there are enough nodes for the replicas at all.
+      // Names skipped as unreachable do not count: evicting cannot make them reachable.
+      if (this.segments.reachableNameCount() >= replicaNum) this.needEviction = true;
+      return null;
+    }
+    if (placements.length < replicaNum) this.counters.putStartPartialAllocations++;
+    return placements;
   }
 
   /** Puts `o`'s buffers on the discarded list until `releaseAtMs` (its writer may still write). */
