@@ -7,9 +7,12 @@
 import { afterAll, describe, expect, test } from "bun:test";
 import * as fs from "node:fs";
 import { tmpdir } from "node:os";
+import { connect } from "node:net";
 import { join } from "node:path";
 import { MooncakeStore } from "../../src/client/store.ts";
 import { ErrorCode } from "../../src/core/errors.ts";
+import { encodeFrames, writeHeader } from "../../src/core/rpc/frame.ts";
+import { METHODS } from "../../src/core/rpc/methods.ts";
 import { pseudoRandomBytes } from "../helpers/bytes.ts";
 import { storeNodeCommand } from "../helpers/cluster.ts";
 import { CLI_FROM_SOURCE, freePorts, run, type Started, start } from "../helpers/process.ts";
@@ -296,6 +299,80 @@ describe("disk tier", () => {
         expect(await status("v0")).toEqual({ memory: true, disk: true });
         expect(sameBytes(await store.get("v0"), valueAt(0))).toBe(true);
         expect((await metric(pool, "file_cache_hit_nums_")) - diskHits).toBe(2); // the third read came from DRAM
+      } finally {
+        await store.close();
+      }
+    },
+    { timeout: 120_000 },
+  );
+
+  test(
+    "hostile peers on the stage port: garbage, oversized and flooding frames close only their own connection; bad requests get errors; reads go on",
+    async () => {
+      const pool = await startPool("--offload_on_evict=true");
+      const node = await startNode(pool, tempDir("hostile"), "--disk-capacity", "512MiB");
+      const stagePort = Number(/stage port (\d+)/.exec(node.stderr())?.[1]);
+      expect(stagePort).toBeGreaterThan(0);
+      const store = await client(pool);
+      try {
+        const count = 24; // 96 MiB through 64 MiB: the first values are on disk only
+        for (let i = 0; i < count; i++) await putRetrying(store, `v${i}`, valueAt(i));
+        await waitUntil("copies done", async () => (await metric(pool, "master_offload_pending")) === 0, { timeoutMs: 30_000, everyMs: 50 });
+        const onDiskOnly = (await keysOnDisk(pool, count))[0]!;
+
+        /** Sends `bytes` on a fresh connection; resolves with what came back once the node closed it (or after `ms`). */
+        const exchange = (bytes: Uint8Array, ms = 3000) =>
+          new Promise<{ closed: boolean; received: number }>((resolve) => {
+            let received = 0;
+            const sock = connect(stagePort, "127.0.0.1", () => sock.write(bytes));
+            const timer = setTimeout(() => {
+              sock.destroy();
+              resolve({ closed: false, received });
+            }, ms);
+            sock.on("data", (d) => (received += d.length));
+            sock.on("error", () => {});
+            sock.on("close", () => {
+              clearTimeout(timer);
+              resolve({ closed: true, received });
+            });
+          });
+        const frame = (method: number, requestId: number, body: Uint8Array) => encodeFrames([{ method, requestId, body }]);
+        // Garbage: not a frame at all.
+        expect((await exchange(pseudoRandomBytes(4096, 3))).closed).toBe(true);
+        // A header that announces a 1 GiB body.
+        const huge = new Uint8Array(12);
+        writeHeader(huge, 0, METHODS.stageDiskObjects.id, 1, 1 << 30);
+        expect((await exchange(huge)).closed).toBe(true);
+        // More requests in flight than allowed (each asks to stage a value on disk).
+        const body = METHODS.stageDiskObjects.request.encode({ keys: [`v${onDiskOnly}`] }).finish();
+        const flood = encodeFrames(Array.from({ length: 200 }, (_, i) => ({ method: METHODS.stageDiskObjects.id, requestId: i + 1, body })));
+        expect((await exchange(flood, 10_000)).closed).toBe(true);
+        // A method the stage port does not serve, and a body that is not protobuf: error replies, the connection stays.
+        const odd = await exchange(Buffer.concat([frame(METHODS.putStart.id, 1, new Uint8Array(0)), frame(METHODS.stageDiskObjects.id, 2, Uint8Array.from([0xff, 0xff, 0xff]))]), 1000);
+        expect(odd.closed).toBe(false);
+        expect(odd.received).toBe(2 * 16); // two error frames: 12-byte header + 4-byte code each
+        // Idle connections and a slow drip of a valid frame, one byte at a time.
+        const idle = Array.from({ length: 200 }, () => connect(stagePort, "127.0.0.1").on("error", () => {}));
+        const drip = connect(stagePort, "127.0.0.1").on("error", () => {});
+        const dripBytes = frame(METHODS.stageDiskObjects.id, 9, METHODS.stageDiskObjects.request.encode({ keys: ["no-such-key"] }).finish());
+        for (let i = 0; i < dripBytes.length - 1; i++) {
+          drip.write(dripBytes.subarray(i, i + 1));
+          await Bun.sleep(5);
+        }
+        // A connection that asks for 64 × 4 MiB (the whole 256 MiB staging area) in one request and
+        // never releases, staying open: it gets at most half, and other readers keep the rest.
+        const hoarder = connect(stagePort, "127.0.0.1").on("error", () => {});
+        let hoarded = 0;
+        hoarder.on("data", (d) => (hoarded += d.length));
+        const all = METHODS.stageDiskObjects.request.encode({ keys: Array.from({ length: 64 }, () => `v${onDiskOnly}`) }).finish();
+        hoarder.write(frame(METHODS.stageDiskObjects.id, 1, all));
+        await waitUntil("the hoarder's reply", async () => hoarded >= 12, { timeoutMs: 20_000, everyMs: 20 });
+        // Meanwhile, and after all of it: a disk-only value reads back byte for byte, through the node.
+        const hitsBefore = await metric(pool, "file_cache_hit_nums_");
+        expect(sameBytes(await store.get(`v${onDiskOnly}`), valueAt(onDiskOnly))).toBe(true);
+        expect((await metric(pool, "file_cache_hit_nums_")) - hitsBefore).toBe(1);
+        for (const s of [...idle, drip, hoarder]) s.destroy();
+        expect(node.proc.exitCode).toBeNull(); // still running
       } finally {
         await store.close();
       }

@@ -33,7 +33,12 @@ interface Staged {
   offset: number;
   sizeBytes: number;
   expiresMs: number;
+  /** The connection that asked: its buffers go when it closes, and it may hold only so much. */
+  owner: Connection;
 }
+
+/** Share of the staging segment one connection may hold staged at once (the others keep the rest). */
+const MAX_STAGED_SHARE_PER_CONNECTION = 0.5;
 
 export interface StageServer {
   readonly port: number;
@@ -60,11 +65,17 @@ export function startStageServer(options: StageServerOptions): StageServer {
   let nextStageId = 1;
   const inFlight = new Map<Connection, number>();
   const readers = new Map<Connection, FrameReader>();
+  /** Bytes each connection holds staged. */
+  const heldBytes = new Map<Connection, number>();
+  const maxHeldBytes = Math.floor(staging.lengthBytes * MAX_STAGED_SHARE_PER_CONNECTION);
 
   const release = (id: number) => {
     const s = staged.get(id);
     if (s === undefined) return;
     staged.delete(id);
+    const held = (heldBytes.get(s.owner) ?? 0) - s.sizeBytes;
+    if (held > 0) heldBytes.set(s.owner, held);
+    else heldBytes.delete(s.owner);
     if (s.sizeBytes > 0) allocator.free(s.offset, s.sizeBytes);
   };
   const gc = setInterval(() => {
@@ -72,14 +83,20 @@ export function startStageServer(options: StageServerOptions): StageServer {
     for (const [id, s] of staged) if (s.expiresMs <= nowMs) release(id);
   }, 1000);
 
-  const stageOne = async (key: string): Promise<pb.IStagedObject> => {
+  const stageOne = async (key: string, owner: Connection): Promise<pb.IStagedObject> => {
     const sizeBytes = store.sizeOf(key);
     if (sizeBytes === undefined) return { errorCode: ErrorCode.OBJECT_NOT_FOUND };
+    if (sizeBytes > allocator.usableBytes) return { errorCode: ErrorCode.INVALID_PARAMS };
+    // A connection holding half the staging area (not releasing, or asking for too much at once)
+    // waits for its own buffers: other readers keep the rest.
+    const held = heldBytes.get(owner) ?? 0;
+    if (held > 0 && held + sizeBytes > maxHeldBytes) return { errorCode: ErrorCode.NO_AVAILABLE_HANDLE };
     const offset = sizeBytes === 0 ? 0 : allocator.allocate(sizeBytes);
     // The staging area is full of buffers readers have not released: the reader retries.
-    if (offset === null) return { errorCode: sizeBytes > allocator.usableBytes ? ErrorCode.INVALID_PARAMS : ErrorCode.NO_AVAILABLE_HANDLE };
+    if (offset === null) return { errorCode: ErrorCode.NO_AVAILABLE_HANDLE };
     const id = nextStageId++;
-    staged.set(id, { offset, sizeBytes, expiresMs: Date.now() + STAGE_TTL_MS });
+    staged.set(id, { offset, sizeBytes, expiresMs: Date.now() + STAGE_TTL_MS, owner });
+    heldBytes.set(owner, held + sizeBytes);
     const into = staging.view(offset, sizeBytes);
     const valueCrc = await store.read(key, into);
     if (valueCrc === null) {
@@ -100,7 +117,7 @@ export function startStageServer(options: StageServerOptions): StageServer {
     };
   };
 
-  const handle = async (frame: Frame): Promise<Frame> => {
+  const handle = async (frame: Frame, connection: Connection): Promise<Frame> => {
     const name = METHOD_BY_ID.get(frame.method);
     const error = (code: number): Frame => ({ method: ERROR_METHOD, requestId: frame.requestId, body: encodeErrorBody(code) });
     if (name !== "stageDiskObjects" && name !== "releaseStaged" && name !== "serviceReady") return error(ErrorCode.NOT_SUPPORTED);
@@ -114,7 +131,7 @@ export function startStageServer(options: StageServerOptions): StageServer {
         const keys = req.keys ?? [];
         if (keys.length > MAX_STAGE_KEYS) return error(ErrorCode.INVALID_PARAMS);
         const results: pb.IStagedObject[] = [];
-        for (const key of keys) results.push(await stageOne(key)); // one at a time: reads share the disk
+        for (const key of keys) results.push(await stageOne(key, connection)); // one at a time: reads share the disk
         body = METHODS.stageDiskObjects.response.encode({ errorCode: ErrorCode.OK, results }).finish();
       } else {
         const req = METHODS.releaseStaged.request.decode(frame.body);
@@ -156,7 +173,7 @@ export function startStageServer(options: StageServerOptions): StageServer {
         }
         inFlight.set(connection, n);
         // The body may alias the chunk: handle() decodes it before its first await.
-        handle(frame)
+        handle(frame, connection)
           .then(
             (reply) => connection.send(encodeFrames([reply])),
             (e: unknown) => {
@@ -172,6 +189,8 @@ export function startStageServer(options: StageServerOptions): StageServer {
     onClose(connection) {
       readers.delete(connection);
       inFlight.delete(connection);
+      // Nobody is left to read what this connection had staged.
+      if (heldBytes.has(connection)) for (const [id, s] of staged) if (s.owner === connection) release(id);
     },
   });
 
