@@ -48,6 +48,22 @@ describe("resp codec", () => {
     expect(text(new RespParser().feed(te.encode('set "a b" \'c\'\r\n\r\n')))).toEqual([["set", "a b", "c"]]);
   });
 
+  test("inline arguments keep their bytes, UTF-8 or not (found by tests/fuzz)", () => {
+    // A lone 0xa0 byte used to come out as the 3 bytes of U+FFFD: the inline splitter decoded text.
+    const [cmd] = new RespParser().feed(Uint8Array.of(0x73, 0x65, 0x74, 0x20, 0x6b, 0x20, 0xa0, 0xff, 0x0a));
+    expect(cmd!.map((a) => [...a])).toEqual([[0x73, 0x65, 0x74], [0x6b], [0xa0, 0xff]]);
+    const [quoted] = new RespParser().feed(Uint8Array.of(0x22, 0xa0, 0x5c, 0xd0, 0xb6, 0x22, 0x0a)); // "\xa0\\ж"
+    expect(quoted!.map((a) => [...a])).toEqual([[0xa0, 0xd0, 0xb6]]);
+    expect(text(new RespParser().feed(te.encode("SET ключ 😀\r\n")))).toEqual([["SET", "ключ", "😀"]]);
+  });
+
+  test("maxArrayLength bounds inline commands too (found by tests/fuzz)", () => {
+    const p = new RespParser({ maxArrayLength: 2 });
+    expect(text(p.feed(te.encode("GET k\r\n")))).toEqual([["GET", "k"]]);
+    expect(() => p.feed(te.encode("SET k v\r\n"))).toThrow("too many arguments in inline request");
+    expect(() => p.feed(te.encode("PING\r\n"))).toThrow(RespProtocolError);
+  });
+
   test("limits", () => {
     const p = new RespParser({ maxBulkBytes: 10 });
     expect(() => p.feed(te.encode("*2\r\n$3\r\nGET\r\n$11\r\n"))).toThrow(RespProtocolError);

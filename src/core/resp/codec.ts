@@ -26,6 +26,11 @@ export interface RespParserLimits {
 
 const CR = 13;
 const LF = 10;
+const TAB = 9;
+const SPACE = 0x20;
+const DQUOTE = 0x22;
+const SQUOTE = 0x27;
+const BACKSLASH = 0x5c;
 const encoder = new TextEncoder();
 const decoder = new TextDecoder();
 
@@ -134,6 +139,8 @@ export class RespParser {
     if (this.argsLeft < 0) {
       if (line[0] !== 0x2a /* * */) {
         const args = splitInline(line);
+        // maxArrayLength bounds every command, inline ones too (their line bounds them only loosely).
+        if (args.length > this.maxArrayLength) throw new RespProtocolError("Protocol error: too many arguments in inline request");
         if (args.length > 0) out.push(args);
         return;
       }
@@ -189,36 +196,39 @@ function concat(parts: Uint8Array[], total: number): Uint8Array {
   return out;
 }
 
-/** Splits an inline command on spaces/tabs, honouring "double" and 'single' quotes (as Redis's sdssplitargs, simplified). */
+/**
+ * Splits an inline command on spaces/tabs, honouring "double" and 'single' quotes (as Redis's
+ * sdssplitargs, simplified). Works on bytes, as Redis does: an argument keeps its bytes whether or
+ * not they are UTF-8 (decoding to text first turned each invalid byte into the 3 bytes of U+FFFD).
+ */
 export function splitInline(line: Uint8Array): Uint8Array[] {
-  const text = decoder.decode(line);
-  const args: string[] = [];
-  let cur = "";
+  const args: Uint8Array[] = [];
+  let cur: number[] = [];
   let inArg = false;
-  let quote: string | null = null;
-  for (let k = 0; k < text.length; k++) {
-    const c = text[k]!;
+  let quote = 0;
+  for (let k = 0; k < line.length; k++) {
+    const c = line[k]!;
     if (quote) {
-      if (c === "\\" && quote === '"' && k + 1 < text.length) {
-        const nx = text[++k]!;
-        cur += nx === "n" ? "\n" : nx === "r" ? "\r" : nx === "t" ? "\t" : nx;
-      } else if (c === quote) quote = null;
-      else cur += c;
-    } else if (c === " " || c === "\t") {
-      if (inArg) args.push(cur);
-      cur = "";
+      if (c === BACKSLASH && quote === DQUOTE && k + 1 < line.length) {
+        const nx = line[++k]!;
+        cur.push(nx === 0x6e /* n */ ? LF : nx === 0x72 /* r */ ? CR : nx === 0x74 /* t */ ? TAB : nx);
+      } else if (c === quote) quote = 0;
+      else cur.push(c);
+    } else if (c === SPACE || c === TAB) {
+      if (inArg) args.push(Uint8Array.from(cur));
+      cur = [];
       inArg = false;
-    } else if ((c === '"' || c === "'") && !inArg) {
+    } else if ((c === DQUOTE || c === SQUOTE) && !inArg) {
       quote = c;
       inArg = true;
     } else {
-      cur += c;
+      cur.push(c);
       inArg = true;
     }
   }
   if (quote) throw new RespProtocolError("Protocol error: unbalanced quotes in request");
-  if (inArg) args.push(cur);
-  return args.map((a) => encoder.encode(a));
+  if (inArg) args.push(Uint8Array.from(cur));
+  return args;
 }
 
 // ---- encoders ---------------------------------------------------------------------------------

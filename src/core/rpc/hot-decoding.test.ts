@@ -17,6 +17,13 @@ import {
 } from "./hot-decoding.ts";
 import { pb } from "./methods.ts";
 
+const varintBytes = (n: number) => {
+  const out: number[] = [];
+  for (; n >= 0x80; n = Math.floor(n / 128)) out.push((n & 0x7f) | 0x80);
+  out.push(n);
+  return out;
+};
+
 /** A plain-object view of a protobufjs message, with every field present (defaults included). */
 const plain = (m: object) => JSON.parse(JSON.stringify(m));
 
@@ -82,6 +89,32 @@ describe("replies", () => {
     expect(ours.replicas).toEqual([replica(0), { ...disk, memory: null }]);
     expect(ours.promote).toBe(true);
     expect(decodeReplicaList(pb.GetReplicaListResponse.encode({ replicas: [disk], leaseTtlMs: 7 }).finish()).promote).toBeUndefined();
+  });
+  test("a replica's memory / disk / local_disk oneof: the last member wins, as protobufjs (found by tests/fuzz)", () => {
+    // Both members used to come out (memory and localDisk), so a reader could take a disk replica
+    // for a memory one; protobufjs keeps only the last.
+    const localDisk = { clientId: { first: 12, second: 2 }, objectSize: 4096, transportEndpoint: "[::1]:17000" };
+    const memory = pb.ReplicaDescriptor.encode({ id: 1, status: 3, memory: replica(0).memory }).finish();
+    const disk = pb.ReplicaDescriptor.encode({ localDisk }).finish();
+    const legacy = pb.ReplicaDescriptor.encode({ disk: { filePath: "/d/f", objectSize: 1 } }).finish();
+    const reply = (...parts: Uint8Array[]) => {
+      const body = Uint8Array.from(parts.flatMap((p) => [...p]));
+      return Uint8Array.from([0x12, ...varintBytes(body.length), ...body]);
+    };
+    for (const [bytes, kind] of [
+      [reply(memory, disk), "localDisk"],
+      [reply(disk, memory), "memory"],
+      [reply(memory, legacy), "disk"],
+      [reply(legacy, memory), "memory"],
+    ] as const) {
+      const [ours] = decodeReplicaList(bytes).replicas;
+      const [theirs] = pb.GetReplicaListResponse.decode(bytes).replicas;
+      expect([kind, ours!.memory !== null, ours!.localDisk !== undefined]).toEqual([kind, kind === "memory", kind === "localDisk"]);
+      expect(theirs!.descriptor).toBe(kind);
+      if (kind === "localDisk") expect(ours!.localDisk).toEqual(localDisk);
+      if (kind === "memory") expect(ours!.memory).toEqual(replica(0).memory);
+      expect(ours!.id).toBe(1);
+    }
   });
   test("Batch replica lists and BatchPutStart replies keep order and per-key errors", () => {
     const bytes = pb.BatchGetReplicaListResponse.encode({

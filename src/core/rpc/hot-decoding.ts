@@ -228,7 +228,11 @@ function localDisk(end: number): DecodedLocalDisk {
   return d;
 }
 
-/** ReplicaDescriptor; the legacy shared-directory (DISK) variant, never sent by this master, is skipped. */
+/**
+ * ReplicaDescriptor; the legacy shared-directory (DISK) variant, never sent by this master, is
+ * skipped. memory / disk / local_disk are a oneof: the last one on the wire wins and clears the
+ * others, as in the generated code (a replica never reads as both memory and disk).
+ */
 function replica(end: number): DecodedReplica {
   const r: DecodedReplica = { id: 0, status: 0, memory: null };
   while (pos < end) {
@@ -238,13 +242,20 @@ function replica(end: number): DecodedReplica {
     else if (tag === 0x1a) {
       const memoryEnd = span(end);
       r.memory = { bufferDescriptor: null };
+      if (r.localDisk !== undefined) delete r.localDisk;
       while (pos < memoryEnd) {
         const t = varint(memoryEnd);
         if (t === 0x0a) r.memory.bufferDescriptor = bufferDescriptor(span(memoryEnd));
         else skip(t & 7, memoryEnd);
       }
-    } else if (tag === 0x3a) r.localDisk = localDisk(span(end));
-    else skip(tag & 7, end);
+    } else if (tag === 0x3a) {
+      r.memory = null;
+      r.localDisk = localDisk(span(end));
+    } else if (tag === 0x22) {
+      r.memory = null; // DISK: skipped, but it is the oneof's member now
+      if (r.localDisk !== undefined) delete r.localDisk;
+      pos = span(end);
+    } else skip(tag & 7, end);
   }
   return r;
 }

@@ -131,6 +131,22 @@ describe("HandshakeFrameReader", () => {
   test("HTTP or other garbage reads as an absurd length and is refused", () => {
     expect(() => new HandshakeFrameReader().push(new TextEncoder().encode("GET / HTTP/1.1\r\n\r\n"))).toThrow("over the limit");
   });
+
+  test("after an error every push throws it again (found by tests/fuzz)", () => {
+    // The fuzzer's input: 8 bytes of JSON read as a length. The reader used to consume that header
+    // and read the next bytes as a fresh frame, so a valid frame after the garbage came out.
+    const r = new HandshakeFrameReader({ maxLength: 64 });
+    const garbage = new TextEncoder().encode('s":[{"ad');
+    let first: unknown;
+    try {
+      r.push(garbage);
+    } catch (e) {
+      first = e;
+    }
+    expect(first).toBeInstanceOf(HandshakeFrameError);
+    expect(() => r.push(encodeHandshakeFrame(HandshakeType.PROBE, "{}\n"))).toThrow(first as Error);
+    expect(() => r.push(new Uint8Array(0))).toThrow(HandshakeFrameError);
+  });
 });
 
 describe("MC_HANDSHAKE_MAX_LENGTH", () => {

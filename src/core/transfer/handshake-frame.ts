@@ -119,13 +119,15 @@ export function decodeHandshakeFrame(bytes: Uint8Array, maxLength = DEFAULT_HAND
  * Reassembles frames from a stream delivered in arbitrary chunks. Holds at most one partial frame
  * (8 + maxLength bytes): a length over `maxLength` (Mooncake's MC_HANDSHAKE_MAX_LENGTH) or of zero
  * throws HandshakeFrameError as soon as the 8-byte header is in, before any body is buffered; the
- * connection must then be closed.
+ * connection must then be closed. Every later push throws the same error (the bad header has been
+ * consumed, so reading on would take the bytes after it for a new frame).
  */
 export class HandshakeFrameReader {
   readonly maxLength: number;
   #chunks: Uint8Array[] = [];
   #buffered = 0;
   #need = -1; // payload length of the frame being read; -1 while its header is incomplete
+  #failed: HandshakeFrameError | null = null;
 
   constructor(options: { maxLength?: number } = {}) {
     this.maxLength = options.maxLength ?? DEFAULT_HANDSHAKE_MAX_LENGTH;
@@ -138,6 +140,7 @@ export class HandshakeFrameReader {
 
   /** Feed one chunk (copied as needed, so the caller may reuse it); returns the frames it completed. */
   push(chunk: Uint8Array): HandshakeFrame[] {
+    if (this.#failed) throw this.#failed;
     const frames: HandshakeFrame[] = [];
     if (chunk.length === 0) return frames;
     this.#chunks.push(chunk.slice());
@@ -145,7 +148,12 @@ export class HandshakeFrameReader {
     for (;;) {
       if (this.#need < 0) {
         if (this.#buffered < LENGTH_BYTES) break;
-        this.#need = checkedLength(this.#take(LENGTH_BYTES), this.maxLength);
+        try {
+          this.#need = checkedLength(this.#take(LENGTH_BYTES), this.maxLength);
+        } catch (e) {
+          this.#failed = e as HandshakeFrameError;
+          throw e;
+        }
       }
       if (this.#buffered < this.#need) break;
       const payload = this.#take(this.#need);

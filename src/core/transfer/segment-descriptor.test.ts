@@ -148,6 +148,17 @@ describe("RDMA descriptors", () => {
     rejects(RDMA_JSON, (o) => (o.buffers[0].rkey[1] = -1), "buffers[0].rkey[1]");
   });
 
+  test('a location named "__proto__" is an entry like any other (found by tests/fuzz)', () => {
+    // It used to be assigned, which set the matrix's prototype to the entry: the location vanished
+    // from the matrix (and from the re-encoded JSON) and lookups reached Array.prototype.
+    const json = RDMA_JSON.replace('"cpu:0":[[', '"__proto__":[[');
+    const d = decodeSegmentDescriptor(json);
+    expect(Object.getPrototypeOf(d.priority_matrix)).toBe(Object.prototype);
+    expect(Object.keys(d.priority_matrix!)).toEqual(["__proto__", "cuda:0"]);
+    expect(Object.getOwnPropertyDescriptor(d.priority_matrix, "__proto__")?.value).toEqual([["mlx5_0"], ["mlx5_1"]]);
+    expect(encodeSegmentDescriptor(d)).toBe(json);
+  });
+
   test("a malformed priority_matrix is refused", () => {
     rejects(RDMA_JSON, (o) => (o.priority_matrix["cpu:0"] = [["mlx5_0"]]), 'priority_matrix["cpu:0"]');
     rejects(RDMA_JSON, (o) => (o.priority_matrix["cpu:0"][1] = [3]), 'priority_matrix["cpu:0"][1][0]');

@@ -344,7 +344,9 @@ function decodePriorityMatrix(v: unknown, c: Checker): PriorityMatrix | null {
     // Topology::parse requires exactly [preferred[], available[]].
     if (pair.length !== 2) c.fail(f, `must be [preferred[], available[]], got ${pair.length} entries`);
     const lists = pair.map((list, j) => c.array(list, `${f}[${j}]`).map((h, k) => c.string(h, `${f}[${j}][${k}]`)));
-    out[loc] = [lists[0]!, lists[1]!];
+    // Defined, not assigned: a location named "__proto__" (JSON.parse makes it an own member)
+    // would otherwise replace the matrix's prototype and drop out of it.
+    Object.defineProperty(out, loc, { value: [lists[0]!, lists[1]!], enumerable: true, writable: true, configurable: true });
   }
   return out;
 }
