@@ -9,6 +9,8 @@
 //   FUZZ_MS      time budget per decoder in ms (default 1500).
 //   FUZZ_INPUTS  input cap per decoder (default 400000; scripts/fuzz raises it to 10^6).
 //   FUZZ_SLOW_MS one input taking longer than this is reported as a hang (default 2000).
+//   FUZZ_FILE_INPUTS input cap of the targets that go through files (tests/fuzz/inputs.test.ts
+//                sets it as their maxInputs; default 200).
 
 import { mutate, Rng, toHex, truncations } from "./mutate.ts";
 
@@ -24,6 +26,7 @@ export const FUZZ_SEED = envNumber("FUZZ_SEED", 0x6d6f6f6e) >>> 0;
 export const FUZZ_MS = envNumber("FUZZ_MS", 1500);
 export const FUZZ_INPUTS = envNumber("FUZZ_INPUTS", 400_000);
 export const FUZZ_SLOW_MS = envNumber("FUZZ_SLOW_MS", 2000);
+export const FUZZ_FILE_INPUTS = envNumber("FUZZ_FILE_INPUTS", 200);
 /** bun's per-test timeout for one decoder: its budget plus room for seeds, shrinking and GC. */
 export const FUZZ_TEST_TIMEOUT_MS = FUZZ_MS + 20_000;
 
@@ -50,6 +53,8 @@ export interface FuzzTarget {
   mutate?(rng: Rng, seed: Uint8Array, seedIndex: number): Uint8Array;
   /** Largest mutated input (default 64 KiB). */
   maxBytes?: number;
+  /** Input cap for this target, below FUZZ_INPUTS (targets that touch files budget by count). */
+  maxInputs?: number;
 }
 
 export interface FuzzStats {
@@ -146,6 +151,7 @@ export async function fuzz(target: FuzzTarget): Promise<FuzzStats> {
   const rejected: Record<string, number> = {};
   let decoded = 0;
   let inputs = 0;
+  const maxInputs = Math.min(FUZZ_INPUTS, target.maxInputs ?? Number.POSITIVE_INFINITY);
 
   // The seeds themselves: no finding, and their own round trips (checkSeed) hold. A target that
   // runs several decoders on one input may see a seed of one rejected by another.
@@ -185,16 +191,16 @@ export async function fuzz(target: FuzzTarget): Promise<FuzzStats> {
 
   // Every truncation of the short seeds (deterministic), then random mutations.
   let iteration = 0;
-  for (let i = 0; i < target.seeds.length && inputs < FUZZ_INPUTS; i++) {
+  for (let i = 0; i < target.seeds.length && inputs < maxInputs; i++) {
     for (const cut of truncations([target.seeds[i]!], 512)) {
-      if (inputs >= FUZZ_INPUTS || performance.now() > deadline) break;
+      if (inputs >= maxInputs || performance.now() > deadline) break;
       await step(cut, i, master.u32(), iteration++);
     }
   }
   const corpus = target.seeds;
   const maxBytes = target.maxBytes ?? 64 * 1024;
-  while (inputs < FUZZ_INPUTS && performance.now() < deadline) {
-    for (let k = 0; k < 32 && inputs < FUZZ_INPUTS; k++) {
+  while (inputs < maxInputs && performance.now() < deadline) {
+    for (let k = 0; k < 32 && inputs < maxInputs; k++) {
       const seedIndex = master.int(target.seeds.length);
       const mutateSeed = master.u32();
       const runSeed = master.u32();

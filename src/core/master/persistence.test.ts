@@ -211,3 +211,41 @@ describe("durable records", () => {
     expect(state.objects.size).toBe(0);
   });
 });
+
+describe("damaged records (found by tests/fuzz)", () => {
+  const restoreDamaged = (records: string[]) => {
+    const state = new MasterState(makeMasterConfig({}), seededRandom(1));
+    const report = restoreState(state, records, 1_700_000_000_000);
+    return { state, report };
+  };
+  const seg = (id: string, size: number) => `s ${JSON.stringify([id, "n:1", 0x7f00_0000_0000, size, "n:1", "tcp", "", "c", 1])}`;
+
+  test("a segment too small for its replicas, replicas that overlap, a bad spec: reported and left out, never thrown (found by tests/fuzz)", () => {
+    const { state, report } = restoreDamaged([
+      `${seg("tiny", 8)}\n${seg("seg", 4096)}\ns ${JSON.stringify(["bad", "", 0, 0, "", "", "", "c", 1])}`,
+      'o ["a",100,"w",1,[["tiny",0]],null,null]',
+      'o ["b",100,"w",1,[["seg",0],["seg",0]],null,null]',
+      'o ["c",100,"w",1,[["seg",64],["bad",0]],null,null]',
+      'd [["seg",0,10,5]]',
+    ]);
+    expect(report.segments).toBe(2);
+    expect(report.problems.length).toBeGreaterThanOrEqual(4);
+    expect([...state.objects.keys()].sort()).toEqual(["b"]);
+    expect(replicaPlaces(state.objects.get("b")!)).toEqual([["seg", 0]]);
+    expect(state.discarded).toEqual([]);
+    expect(state.segments.allocatedBytes).toBe(128);
+  });
+
+  test("lines of the wrong shape are reported, not thrown: a replica that is not a pair, a checksum that is not a number, a lone surrogate key (found by tests/fuzz)", () => {
+    const { state, report } = restoreDamaged([
+      seg("seg", 4096),
+      'o ["a",100,"w",1,[3185920],null,null]',
+      'o ["b",100,"w",1,[["seg",0]],"12x",null]',
+      'o ["\\ud800",100,"w",1,[["seg",128]],null,null]',
+      'd {"a":1}',
+      "O 5",
+    ]);
+    expect(report.problems.length).toBe(5);
+    expect(state.objects.size).toBe(0);
+  });
+});

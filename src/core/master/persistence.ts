@@ -20,9 +20,9 @@
 //
 // Runtime-neutral: strings in, strings out; src/master/durable-master.ts puts them on disk.
 
-import { OffsetAllocator } from "./allocator.ts";
-import { F_COMPLETE, F_MULTI, F_SOFT_PINNED, forEachReplica, ObjectMeta } from "./objects.ts";
-import type { MountedSegment } from "./segments.ts";
+import { ALLOC_ALIGNMENT, alignedSize, OffsetAllocator } from "./allocator.ts";
+import { F_COMPLETE, F_MULTI, F_SOFT_PINNED, forEachReplica, isValidKey, ObjectMeta } from "./objects.ts";
+import { type MountedSegment, validateSegmentSpec } from "./segments.ts";
 import type { MasterState } from "./state.ts";
 import type { SegmentStatusValue } from "./types.ts";
 
@@ -55,6 +55,51 @@ export class ChangeSet {
 type ObjectLine = [string, number, string, number, [string, number][], string | null, number | null];
 type SegmentLine = [string, string, number, number, string, string, string, string, number];
 type DiscardedLine = [string, number, number, number][];
+
+// Shape checks of parsed lines: a line that fails one is reported and skipped, so build() only
+// sees the types it expects (values a disk or an operator damaged must not reach the state).
+const isCount = (x: unknown): x is number => Number.isSafeInteger(x) && (x as number) >= 0;
+const isString = (x: unknown): x is string => typeof x === "string";
+const CHECKSUM = /^-?\d{1,40}$/;
+
+function isObjectLine(v: unknown): v is ObjectLine {
+  return (
+    Array.isArray(v) &&
+    v.length === 7 &&
+    isValidKey(v[0]) &&
+    isCount(v[1]) &&
+    isString(v[2]) &&
+    isCount(v[3]) &&
+    Array.isArray(v[4]) &&
+    v[4].every((r: unknown) => Array.isArray(r) && r.length === 2 && isString(r[0]) && isCount(r[1])) &&
+    (v[5] === null || (isString(v[5]) && CHECKSUM.test(v[5]))) &&
+    (v[6] === null || Number.isFinite(v[6]))
+  );
+}
+
+function isSegmentLine(v: unknown): v is SegmentLine {
+  return (
+    Array.isArray(v) &&
+    v.length === 9 &&
+    [0, 1, 4, 5, 6, 7].every((i) => isString(v[i])) &&
+    Number.isFinite(v[2]) &&
+    Number.isFinite(v[3]) &&
+    Number.isInteger(v[8]) &&
+    v[8] >= 0 &&
+    v[8] <= 5
+  );
+}
+
+function isDiscardedLine(v: unknown): v is DiscardedLine {
+  return Array.isArray(v) && v.every((d: unknown) => Array.isArray(d) && d.length === 4 && isString(d[0]) && isCount(d[1]) && isCount(d[2]) && Number.isFinite(d[3]));
+}
+
+/** A range an object's replica or a discarded buffer holds in a segment; `ok` once it fits. */
+interface UsedRange {
+  offset: number;
+  size: number;
+  ok: boolean;
+}
 
 // Quoted JSON strings of segment ids and writers, which repeat on every line of a batch: one
 // JSON.stringify per segment or writer instead of one per line (this runs for every PutEnd).
@@ -178,20 +223,26 @@ export class StateImage {
       const body = line.slice(2);
       try {
         if (tag === "o ") {
-          const v = JSON.parse(body) as ObjectLine;
-          if (!Array.isArray(v) || typeof v[0] !== "string" || !Array.isArray(v[4])) throw new Error("not an object line");
+          const v: unknown = JSON.parse(body);
+          if (!isObjectLine(v)) throw new Error("not an object line");
           objects.delete(v[0]); // the latest write goes last, as it would have in the live table
           objects.set(v[0], v);
         } else if (tag === "O ") {
-          objects.delete(JSON.parse(body) as string);
+          const key: unknown = JSON.parse(body);
+          if (!isString(key)) throw new Error("not an object key");
+          objects.delete(key);
         } else if (tag === "s ") {
-          const v = JSON.parse(body) as SegmentLine;
-          if (!Array.isArray(v) || typeof v[0] !== "string" || v.length !== 9) throw new Error("not a segment line");
+          const v: unknown = JSON.parse(body);
+          if (!isSegmentLine(v)) throw new Error("not a segment line");
           this.#segments.set(v[0], v);
         } else if (tag === "S ") {
-          this.#segments.delete(JSON.parse(body) as string);
+          const id: unknown = JSON.parse(body);
+          if (!isString(id)) throw new Error("not a segment id");
+          this.#segments.delete(id);
         } else if (tag === "d ") {
-          this.#discarded = JSON.parse(body) as DiscardedLine;
+          const v: unknown = JSON.parse(body);
+          if (!isDiscardedLine(v)) throw new Error("not a discarded list");
+          this.#discarded = v;
         } else {
           throw new Error("unknown line tag");
         }
@@ -211,42 +262,76 @@ export class StateImage {
     if (state.objects.size !== 0 || state.segments.byId.size !== 0) throw new Error("restoreState needs a fresh MasterState");
     const segments = this.#segments;
     const problems = [...this.#problems];
-    // Each segment's allocator holds exactly its objects' and discarded buffers' ranges.
-    const used = new Map<string, [number, number][]>();
-    for (const id of segments.keys()) used.set(id, []);
-    let objects = 0;
+    const note = (problem: string) => {
+      if (problems.length < MAX_PROBLEMS) problems.push(problem);
+    };
+    // Segments a MountSegment would accept (a damaged spec is reported and left out).
+    const used = new Map<string, UsedRange[]>();
+    for (const [id, v] of segments) {
+      if (validateSegmentSpec({ id, name: v[1], base: v[2], size: v[3], teEndpoint: v[4], protocol: v[5] })) used.set(id, []);
+      else note(`segment ${JSON.stringify(id).slice(0, 80)}: an invalid spec; not mounted`);
+    }
+    const replicaRanges = new Map<string, [string, UsedRange][]>();
     for (const [key, v] of this.#objects) {
-      let kept = 0;
+      const mine: [string, UsedRange][] = [];
       for (const [segId, offset] of v[4]) {
-        const ranges = used.get(segId);
-        if (ranges === undefined) continue;
-        ranges.push([offset, v[1]]);
-        kept++;
+        const range = { offset, size: v[1], ok: false };
+        used.get(segId)?.push(range);
+        mine.push([segId, range]);
       }
-      if (kept !== v[4].length && problems.length < MAX_PROBLEMS) {
-        problems.push(`object ${JSON.stringify(key).slice(0, 80)}: a replica on a segment that is not mounted; ${kept === 0 ? "dropped" : "kept its others"}`);
+      replicaRanges.set(key, mine);
+    }
+    const discardedRanges = this.#discarded.map(([segId, offset, size]) => {
+      const range = { offset, size, ok: false };
+      used.get(segId)?.push(range);
+      return range;
+    });
+    // Each segment's allocator holds exactly its objects' and discarded buffers' ranges. A range
+    // that overlaps one before it, is misaligned or lies outside the segment (only damaged records
+    // hold one) is left out, and with it that replica or buffer.
+    const allocators = new Map<string, OffsetAllocator>();
+    for (const [id, ranges] of used) {
+      const size = segments.get(id)![3];
+      const usable = Math.floor(size / ALLOC_ALIGNMENT) * ALLOC_ALIGNMENT;
+      const fits: [number, number][] = [];
+      let at = 0;
+      for (const r of ranges.sort((x, y) => x.offset - y.offset)) {
+        const end = r.offset + alignedSize(r.size);
+        if (usable > 0 && r.offset % ALLOC_ALIGNMENT === 0 && r.offset >= at && end <= usable) {
+          r.ok = true;
+          at = end;
+          fits.push([r.offset, r.size]);
+        }
+      }
+      allocators.set(id, OffsetAllocator.withUsed(size, fits));
+    }
+    let objects = 0;
+    for (const [key, mine] of replicaRanges) {
+      const kept = mine.filter(([, r]) => r.ok).length;
+      if (kept !== mine.length) {
+        note(`object ${JSON.stringify(key).slice(0, 80)}: a replica on a segment that is not mounted or in a range that conflicts; ${kept === 0 ? "dropped" : "kept its others"}`);
       }
       if (kept > 0) objects++;
     }
-    const discarded = this.#discarded.filter(([segId]) => used.has(segId));
-    for (const [segId, offset, size] of discarded) used.get(segId)!.push([offset, size]);
+    // A discarded buffer on a segment that is gone is dropped quietly, as it always was.
+    const discarded = this.#discarded.filter(([segId], i) => {
+      if (discardedRanges[i]!.ok) return true;
+      if (used.has(segId)) note(`a discarded buffer in segment ${JSON.stringify(segId).slice(0, 80)} in a range that conflicts; dropped`);
+      return false;
+    });
 
     for (const [id, v] of segments) {
+      const allocator = allocators.get(id);
+      if (allocator === undefined) continue;
       const [, name, base, size, teEndpoint, protocol, hostId, clientId, status] = v;
-      state.segments.mountRecovered(
-        { id, name, base, size, teEndpoint, protocol, hostId },
-        clientId,
-        status as SegmentStatusValue,
-        OffsetAllocator.withUsed(size, used.get(id)!),
-      );
+      state.segments.mountRecovered({ id, name, base, size, teEndpoint, protocol, hostId }, clientId, status as SegmentStatusValue, allocator);
       state.clientDeadlines.set(clientId, nowMs + state.config.clientTtlMs);
     }
     for (const [key, v] of this.#objects) {
-      const [, sizeBytes, writer, flags, replicas, checksum, softPin] = v;
+      const [, sizeBytes, writer, flags, , checksum, softPin] = v;
       const placements = [];
-      for (const [segId, offset] of replicas) {
-        const segment = state.segments.byId.get(segId);
-        if (segment !== undefined) placements.push({ segment, offset });
+      for (const [segId, r] of replicaRanges.get(key)!) {
+        if (r.ok) placements.push({ segment: state.segments.byId.get(segId)!, offset: r.offset });
       }
       if (placements.length === 0) continue;
       const o = new ObjectMeta(sizeBytes, writer, 0, flags | F_COMPLETE, placements, state.nextReplicaId);
@@ -265,7 +350,7 @@ export class StateImage {
       releaseAtMs,
     }));
     state.discardedBytes = state.discarded.reduce((n, d) => n + d.sizeBytes, 0);
-    return { objects, segments: segments.size, problems };
+    return { objects, segments: allocators.size, problems };
   }
 }
 
