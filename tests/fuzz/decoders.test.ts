@@ -94,14 +94,13 @@ import {
   SESSION_HEADER_BYTES,
   STATUS_FRAME_BYTES,
 } from "../../src/core/transfer/tcp-wire.ts";
-import { FUZZ_SEED, FUZZ_TEST_TIMEOUT_MS, type FuzzTarget, fuzz, InvariantError, invariant } from "./harness.ts";
+import { FUZZ_SEED, type FuzzTarget, fuzzTest, InvariantError, invariant } from "./harness.ts";
 import { fromHex, mutate, mutateJsonText, Rng, randomChunks, toHex } from "./mutate.ts";
 import { randomMessage, readSchema } from "./proto-seeds.ts";
 
 const te = new TextEncoder();
 const td = new TextDecoder();
 const strictUtf8 = new TextDecoder("utf-8", { fatal: true });
-const seedLabel = `seed 0x${FUZZ_SEED.toString(16)}`;
 
 function concat(parts: readonly Uint8Array[]): Uint8Array {
   const out = new Uint8Array(parts.reduce((n, p) => n + p.length, 0));
@@ -119,17 +118,6 @@ function sameBytes(a: Uint8Array, b: Uint8Array): boolean {
   return true;
 }
 
-/** Runs the target through the harness; the test fails with the harness' report on a finding. */
-function fuzzTest(target: FuzzTarget) {
-  test(
-    `${target.name} (${seedLabel})`,
-    async () => {
-      const stats = await fuzz(target);
-      expect(stats.inputs).toBeGreaterThan(0);
-    },
-    FUZZ_TEST_TIMEOUT_MS,
-  );
-}
 
 /**
  * Feeds `chunks` to a streaming reader whose `push` throws once on bad bytes. Returns what came

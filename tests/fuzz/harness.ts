@@ -12,6 +12,7 @@
 //   FUZZ_FILE_INPUTS input cap of the targets that go through files (tests/fuzz/inputs.test.ts
 //                sets it as their maxInputs; default 200).
 
+import { expect, test } from "bun:test";
 import { mutate, Rng, toHex, truncations } from "./mutate.ts";
 
 function envNumber(name: string, fallback: number): number {
@@ -221,4 +222,16 @@ export async function fuzz(target: FuzzTarget): Promise<FuzzStats> {
       `${decoded} decoded; rejected: ${top || "none"}`,
   );
   return stats;
+}
+
+/** A bun test that runs `target` through fuzz(); it fails with the harness' report on a finding. */
+export function fuzzTest(target: FuzzTarget): void {
+  test(
+    `${target.name} (seed 0x${FUZZ_SEED.toString(16)})`,
+    async () => {
+      const stats = await fuzz(target);
+      expect(stats.inputs).toBeGreaterThan(0);
+    },
+    FUZZ_TEST_TIMEOUT_MS,
+  );
 }

@@ -24,24 +24,12 @@ import { seededRandom } from "../../src/core/master/random.ts";
 import { MasterState } from "../../src/core/master/state.ts";
 import { FakeClock, MiB, segSpec } from "../../src/core/master/test-support.ts";
 import { BucketStore } from "../../src/store/disk/bucket-store.ts";
-import { FUZZ_FILE_INPUTS, FUZZ_SEED, FUZZ_TEST_TIMEOUT_MS, type FuzzTarget, fuzz, invariant } from "./harness.ts";
+import { FUZZ_FILE_INPUTS, FUZZ_SEED, fuzzTest, invariant } from "./harness.ts";
 import { mutate, mutateJson, mutateJsonText, Rng } from "./mutate.ts";
 
 const te = new TextEncoder();
 const td = new TextDecoder();
-const seedLabel = `seed 0x${FUZZ_SEED.toString(16)}`;
 
-/** Runs the target through the harness; the test fails with the harness' report on a finding. */
-function fuzzTest(target: FuzzTarget) {
-  test(
-    `${target.name} (${seedLabel})`,
-    async () => {
-      const stats = await fuzz(target);
-      expect(stats.inputs).toBeGreaterThan(0);
-    },
-    FUZZ_TEST_TIMEOUT_MS,
-  );
-}
 
 function sameBytes(a: Uint8Array, b: Uint8Array): boolean {
   if (a.length !== b.length) return false;
