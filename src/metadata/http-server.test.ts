@@ -9,15 +9,13 @@ import { MetadataStore } from "../core/metadata-store.ts";
 import { MetadataHttpClient, MetadataHttpError, escapeMetadataKey } from "./http-client.ts";
 import { createMetadataApp, invalidJsonReason, parseKeyParam } from "./http-server.ts";
 import { type RunningMetadataServer, startMetadataServer } from "./serve.ts";
+import { GOLDEN_RAM, GOLDEN_RPC } from "../core/transfer/golden-descriptors.ts";
 
 // interop-golden.md §1, verbatim.
 const GOLDEN_RAM_KEY = "mooncake/ram/127.0.0.1:12345";
 const GOLDEN_RAM_QUERY = "mooncake%2Fram%2F127.0.0.1%3A12345";
-const GOLDEN_RAM =
-  '{"buffers":[{"addr":139772150415360,"length":268435456,"name":"127.0.0.1:12345"}],"name":"127.0.0.1:12345","protocol":"tcp","tcp_data_port":16524,"tcp_proto_version":2,"timestamp":"2026-11-23 21:56:39.465225"}';
 const GOLDEN_RPC_KEY = "mooncake/rpc_meta/127.0.0.1:12345";
 const GOLDEN_RPC_QUERY = "mooncake%2Frpc_meta%2F127.0.0.1%3A12345";
-const GOLDEN_RPC = '{"ip_or_host_name":"127.0.0.1","rpc_port":16708}';
 
 const MiB = 1024 * 1024;
 

@@ -21,10 +21,8 @@ import {
   RDMA_UNSUPPORTED_REPLY,
   startHandshakeServer,
 } from "./handshake.ts";
+import { GOLDEN_RAM } from "../../core/transfer/golden-descriptors.ts";
 
-// interop-golden.md §1, verbatim.
-const GOLDEN_RAM =
-  '{"buffers":[{"addr":139772150415360,"length":268435456,"name":"127.0.0.1:12345"}],"name":"127.0.0.1:12345","protocol":"tcp","tcp_data_port":16524,"tcp_proto_version":2,"timestamp":"2026-11-23 21:56:39.465225"}';
 const TIMESTAMP = /^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.\d{6}$/;
 
 // Keep expected warnings (dropped connections, refused RDMA handshakes) out of the test output.
